@@ -1,0 +1,95 @@
+# tandem — build, test, benchmark.
+#
+#   make                 build build/tandem and build/libtandem.a
+#   make deps            install the Debian and npm packages everything needs
+#   make test            every test (unit, model conformance vs ONNX Runtime, service)
+#   make bench           the benchmarks (figures, with ratios against ONNX Runtime)
+#   make SANITIZE=address,undefined test    the suite under ASan/UBSan (in build/san)
+#   make fuzz            build the libFuzzer targets (clang) and run each briefly
+
+CC ?= cc
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD ?= build
+OPTFLAGS ?= -O2 -g
+else
+BUILD ?= build/san
+OPTFLAGS ?= -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+endif
+
+PKGS := libprotobuf-c hiredis libmicrohttpd jansson libjpeg spng
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Debian's libdnnl-dev ships CMake files but no .pc file.
+DNNL_LIBS := $(shell pkg-config --libs dnnl 2>/dev/null || echo -ldnnl)
+
+WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+        -Wwrite-strings -Wno-unused-parameter
+CFLAGS_ALL := -std=c17 -D_GNU_SOURCE $(OPTFLAGS) $(WARN) -fopenmp -Iinclude -Isrc -I$(BUILD)/gen \
+              $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS_ALL := $(PKG_LIBS) $(DNNL_LIBS) -fopenmp -lm -lpthread $(LDLIBS)
+
+PROTO := /usr/include/onnx/onnx.proto
+GEN_C := $(BUILD)/gen/onnx.pb-c.c
+GEN_H := $(BUILD)/gen/onnx.pb-c.h
+
+# Every src/*.c except the program entry points goes into the library.
+MAIN_SRCS := src/main.c
+LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard src/*.c))
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/onnx.pb-c.o
+MAIN_OBJS := $(MAIN_SRCS:src/%.c=$(BUILD)/obj/%.o)
+TEST_SRCS := $(wildcard tests/unit/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit-test bench fuzz models clean format check-config
+
+all: $(BUILD)/tandem $(BUILD)/libtandem.a
+
+$(GEN_C) $(GEN_H): $(PROTO)
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -I$(dir $(PROTO)) $(PROTO)
+
+$(BUILD)/obj/onnx.pb-c.o: $(GEN_C)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 $(OPTFLAGS) -I$(BUILD)/gen $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: src/%.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/libtandem.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tandem: $(MAIN_OBJS) $(BUILD)/libtandem.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libtandem.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libtandem.a $(LDLIBS_ALL)
+
+deps:
+	scripts/deps.sh
+
+models: $(BUILD)/tandem
+	tools/test_models.sh
+
+unit-test: $(TEST_BINS) $(BUILD)/tandem
+	tests/run_unit.sh $(BUILD) $(TEST_BINS)
+
+test: all
+	BUILD=$(BUILD) tests/run_all.sh
+
+bench: all
+	BUILD=$(BUILD) bench/run.sh
+
+fuzz:
+	BUILD=$(BUILD) fuzz/run.sh
+
+format:
+	clang-format -i src/*.c src/*.h include/tandem/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c
+
+clean:
+	rm -rf build
+
+-include $(wildcard $(BUILD)/obj/*.d)
