@@ -17,7 +17,7 @@ BUILD ?= build/san
 OPTFLAGS ?= -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 endif
 
-PKGS := libprotobuf-c hiredis libmicrohttpd jansson libjpeg spng
+PKGS := libprotobuf-c hiredis libmicrohttpd jansson libjpeg spng libsodium libcurl libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian's libdnnl-dev ships CMake files but no .pc file.
