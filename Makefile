@@ -41,7 +41,7 @@ MAIN_OBJS := $(MAIN_SRCS:src/%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit-test bench fuzz models clean format check-config
+.PHONY: all deps test unit-test test-models bench fuzz models clean format print-cflags print-libs
 
 all: $(BUILD)/tandem $(BUILD)/libtandem.a
 
@@ -71,13 +71,17 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libtandem.a
 deps:
 	scripts/deps.sh
 
+# Test models do not depend on the build flavour: one cache for all of them.
+test-models:
+	/usr/bin/python3 tools/gen_test_models.py build/test-models
+
 models: $(BUILD)/tandem
-	tools/test_models.sh
+	$(BUILD)/tandem models
 
-unit-test: $(TEST_BINS) $(BUILD)/tandem
-	tests/run_unit.sh $(BUILD) $(TEST_BINS)
+unit-test: $(TEST_BINS)
+	@set -e; for t in $(TEST_BINS); do echo "=== $$t"; $$t; done
 
-test: all
+test: all $(TEST_BINS) test-models
 	BUILD=$(BUILD) tests/run_all.sh
 
 bench: all
@@ -93,3 +97,9 @@ clean:
 	rm -rf build
 
 -include $(wildcard $(BUILD)/obj/*.d)
+
+# For scripts that build outside make (fuzz/run.sh).
+print-cflags:
+	@echo $(CFLAGS_ALL)
+print-libs:
+	@echo $(LDLIBS_ALL)

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-    build-essential pkg-config clang libclang-rt-14-dev
+    build-essential pkg-config clang libclang-rt-14-dev libomp-14-dev
     protobuf-c-compiler libprotobuf-c-dev libonnx-dev
     libdnnl-dev libhiredis-dev libmicrohttpd-dev libjansson-dev
     libjpeg62-turbo-dev libspng-dev libsodium-dev libcurl4-openssl-dev libssl-dev
