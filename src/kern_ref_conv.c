@@ -257,6 +257,8 @@ static int pool(const graph_node *n, const ref_args *a, bool is_max, char *err, 
                         else acc += v;
                     }
                 }
+                /* A ceil_mode window wholly past the input averages nothing:
+                 * 0 rather than 0/0. */
                 if (!is_max) {
                     int64_t div = include_pad ? padded : inside;
                     acc = div ? acc / (float)div : 0.0f;
