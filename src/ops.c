@@ -163,9 +163,14 @@ static const graph_tensor *input_tensor(const graph *g, const graph_node *n, int
     return &g->tensors[n->inputs[i]];
 }
 
+/* Spatial attributes (kernel, stride, dilation, pads) beyond this are not a
+ * real model; bounding them keeps all later size arithmetic far from overflow. */
+#define OPS_MAX_SPATIAL ((int64_t)1 << 20)
+
 /* An optional integer list attribute: if present it must be ints, of length
- * want (when want > 0), each element >= lo. */
-static int check_ints_attr(graph *g, const graph_node *n, const char *name, int want, int64_t lo)
+ * want (when want > 0), each element in [lo, hi]. */
+static int check_ints_attr(graph *g, const graph_node *n, const char *name, int want, int64_t lo,
+                           int64_t hi)
 {
     const graph_attr *a = graph_attr_get(n, name);
     if (!a) return 0;
@@ -174,9 +179,9 @@ static int check_ints_attr(graph *g, const graph_node *n, const char *name, int 
         return refuse(g, n, "attribute '%s' has %d values, expected %d (only 2-D is supported)",
                       name, a->n, want);
     for (int i = 0; i < a->n; i++)
-        if (a->ints[i] < lo)
-            return refuse(g, n, "attribute '%s' value %lld is below %lld", name,
-                          (long long)a->ints[i], (long long)lo);
+        if (a->ints[i] < lo || a->ints[i] > hi)
+            return refuse(g, n, "attribute '%s' value %lld is outside %lld..%lld", name,
+                          (long long)a->ints[i], (long long)lo, (long long)hi);
     return 0;
 }
 
@@ -229,10 +234,10 @@ static int check_conv(graph *g, const graph_node *n)
     if (w->rank >= 0 && w->rank != 4)
         return refuse(g, n, "weight '%s' has rank %d; only 2-D convolution is supported",
                       w->name, w->rank);
-    if ((rc = check_ints_attr(g, n, "kernel_shape", 2, 1))) return rc;
-    if ((rc = check_ints_attr(g, n, "strides", 2, 1))) return rc;
-    if ((rc = check_ints_attr(g, n, "dilations", 2, 1))) return rc;
-    if ((rc = check_ints_attr(g, n, "pads", 4, 0))) return rc;
+    if ((rc = check_ints_attr(g, n, "kernel_shape", 2, 1, OPS_MAX_SPATIAL))) return rc;
+    if ((rc = check_ints_attr(g, n, "strides", 2, 1, OPS_MAX_SPATIAL))) return rc;
+    if ((rc = check_ints_attr(g, n, "dilations", 2, 1, OPS_MAX_SPATIAL))) return rc;
+    if ((rc = check_ints_attr(g, n, "pads", 4, 0, OPS_MAX_SPATIAL))) return rc;
     if ((rc = check_int_attr(g, n, "group", 1, INT32_MAX))) return rc;
     if ((rc = check_auto_pad(g, n))) return rc;
     const graph_attr *ks = graph_attr_get(n, "kernel_shape");
@@ -247,14 +252,14 @@ static int check_pool(graph *g, const graph_node *n)
     int rc;
     if ((rc = check_spatial_input(g, n))) return rc;
     if (!graph_attr_get(n, "kernel_shape")) return refuse(g, n, "attribute 'kernel_shape' is missing");
-    if ((rc = check_ints_attr(g, n, "kernel_shape", 2, 1))) return rc;
-    if ((rc = check_ints_attr(g, n, "strides", 2, 1))) return rc;
-    if ((rc = check_ints_attr(g, n, "pads", 4, 0))) return rc;
+    if ((rc = check_ints_attr(g, n, "kernel_shape", 2, 1, OPS_MAX_SPATIAL))) return rc;
+    if ((rc = check_ints_attr(g, n, "strides", 2, 1, OPS_MAX_SPATIAL))) return rc;
+    if ((rc = check_ints_attr(g, n, "pads", 4, 0, OPS_MAX_SPATIAL))) return rc;
     if ((rc = check_auto_pad(g, n))) return rc;
     if ((rc = check_int_attr(g, n, "ceil_mode", 0, 1))) return rc;
     const graph_attr *d = graph_attr_get(n, "dilations");
     if (d) {
-        if ((rc = check_ints_attr(g, n, "dilations", 2, 1))) return rc;
+        if ((rc = check_ints_attr(g, n, "dilations", 2, 1, OPS_MAX_SPATIAL))) return rc;
         if (d->ints[0] != 1 || d->ints[1] != 1)
             return refuse(g, n, "pooling dilations other than 1 are not supported");
     }
@@ -290,11 +295,11 @@ static int check_qdq(graph *g, const graph_node *n)
 }
 
 /* True if t is a constant or computed only from constants and Shape outputs,
- * so that it disappears once shapes are known. The depth bound keeps a
- * hostile graph from recursing without end. */
-static bool is_shape_computable(const graph *g, int t, int depth)
+ * so that it disappears once shapes are known. The depth bound and the visit
+ * budget keep a hostile graph from recursing deeply or exponentially. */
+static bool is_shape_computable(const graph *g, int t, int depth, int *budget)
 {
-    if (t < 0 || t >= g->ntensors || depth > 32) return false;
+    if (t < 0 || t >= g->ntensors || depth > 32 || --*budget < 0) return false;
     const graph_tensor *tt = &g->tensors[t];
     if (tt->data) return true;
     if (tt->producer < 0 || tt->producer >= g->nnodes) return false;
@@ -302,7 +307,8 @@ static bool is_shape_computable(const graph *g, int t, int depth)
     if (p->op == OP_SHAPE || p->op == OP_CONSTANT) return true;
     if (p->op == OP_UNKNOWN) return false;
     for (int i = 0; i < p->ninputs; i++)
-        if (p->inputs[i] >= 0 && !is_shape_computable(g, p->inputs[i], depth + 1)) return false;
+        if (p->inputs[i] >= 0 && !is_shape_computable(g, p->inputs[i], depth + 1, budget))
+            return false;
     return true;
 }
 
@@ -366,8 +372,8 @@ static int check_node(graph *g, const graph_node *n)
             return refuse(g, n, "axes given both as attribute and input");
         if (n->op == OP_UNSQUEEZE && n->ninputs < 2 && !graph_attr_get(n, "axes"))
             return refuse(g, n, "axes are missing");
-        return check_ints_attr(g, n, "axes", 0, -GRAPH_MAX_RANK);
-    case OP_TRANSPOSE: return check_ints_attr(g, n, "perm", 0, 0);
+        return check_ints_attr(g, n, "axes", 0, -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
+    case OP_TRANSPOSE: return check_ints_attr(g, n, "perm", 0, 0, GRAPH_MAX_RANK - 1);
     case OP_CONCAT:
         if (!graph_attr_get(n, "axis")) return refuse(g, n, "attribute 'axis' is missing");
         return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
@@ -376,14 +382,14 @@ static int check_node(graph *g, const graph_node *n)
         if (strcmp(mode, "constant") != 0) return refuse(g, n, "pad mode '%s' is not supported", mode);
         if (n->ninputs < 2 && !graph_attr_get(n, "pads")) return refuse(g, n, "pads are missing");
         if ((rc = check_float_attr(g, n, "value"))) return rc;
-        return check_ints_attr(g, n, "pads", 0, INT64_MIN);
+        return check_ints_attr(g, n, "pads", 0, -OPS_MAX_SPATIAL, OPS_MAX_SPATIAL);
     }
     case OP_SHAPE:
         if ((rc = check_int_attr(g, n, "start", INT64_MIN, INT64_MAX))) return rc;
         return check_int_attr(g, n, "end", INT64_MIN, INT64_MAX);
     case OP_GATHER:
         if ((rc = check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1))) return rc;
-        if (!is_shape_computable(g, n->inputs[0], 0))
+        if (!is_shape_computable(g, n->inputs[0], 0, &(int){4096}))
             return refuse(g, n, "Gather is supported only on constant data or shape tensors");
         return 0;
     case OP_SLICE:

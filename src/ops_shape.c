@@ -14,6 +14,10 @@
 
 #include "ops.h"
 
+/* Dimensions past this are refused: no tensor we can run comes near it, and
+ * it keeps products of a few dims far from int64 overflow. */
+#define OPS_MAX_DIM ((int64_t)1 << 40)
+
 static int infer_fail(graph *g, const graph_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -85,6 +89,9 @@ static int set_out(graph *g, const graph_node *n, int i, tdm_dtype dtype, int ra
     if (i >= n->noutputs || n->outputs[i] < 0) return 0;
     if (rank < 0 || rank > GRAPH_MAX_RANK)
         return infer_fail(g, n, "output rank %d is not supported", rank);
+    for (int d = 0; d < rank; d++)
+        if (dims[d] > OPS_MAX_DIM)
+            return infer_fail(g, n, "output dimension %d is too large", d);
     graph_tensor *t = &g->tensors[n->outputs[i]];
     t->dtype = dtype;
     t->rank = rank;
@@ -100,9 +107,14 @@ static int norm_axis(graph *g, const graph_node *n, int64_t axis, int rank, int6
     return 0;
 }
 
+/* Product of two dims; -1 (unknown) is contagious, and an overflowing
+ * product saturates past OPS_MAX_DIM so the caller's bound check fails. */
 static int64_t dim_mul(int64_t a, int64_t b)
 {
-    return a < 0 || b < 0 ? -1 : a * b;
+    int64_t r;
+    if (a < 0 || b < 0) return -1;
+    if (__builtin_mul_overflow(a, b, &r) || r > OPS_MAX_DIM) return OPS_MAX_DIM + 1;
+    return r;
 }
 
 /* Output size of a convolution or pooling window along one axis. */
@@ -143,6 +155,7 @@ static int infer_conv(graph *g, const graph_node *n, const graph_tensor *x)
     if (x->rank != 4 || w->rank != 4)
         return infer_fail(g, n, "input and weight must have rank 4 (NCHW, OIHW)");
     int64_t group = graph_attr_int(n, "group", 1);
+    if (group < 1) return infer_fail(g, n, "group must be >= 1");
     if (x->dims[1] >= 0 && w->dims[1] >= 0 && x->dims[1] != w->dims[1] * group)
         return infer_fail(g, n, "input has %lld channels, weight expects %lld x group %lld",
                           (long long)x->dims[1], (long long)w->dims[1], (long long)group);
@@ -246,12 +259,13 @@ static int infer_reshape(graph *g, const graph_node *n, const graph_tensor *x)
             if (minus >= 0) return infer_fail(g, n, "shape has more than one -1");
             minus = i;
             continue;
-        } else if (shape[i] < -1) {
+        } else if (shape[i] < -1 || shape[i] > OPS_MAX_DIM) {
             return infer_fail(g, n, "shape value %lld is invalid", (long long)shape[i]);
         }
         known = dim_mul(known, shape[i]);
     }
     if (minus >= 0) {
+        if (known > OPS_MAX_DIM) return infer_fail(g, n, "shape is too large");
         if (total >= 0 && known > 0 && total % known != 0)
             return infer_fail(g, n, "cannot reshape %lld elements with this shape", (long long)total);
         shape[minus] = total < 0 || known < 0 ? -1 : known == 0 ? 0 : total / known;
@@ -362,6 +376,9 @@ static int infer_pad(graph *g, const graph_node *n, const graph_tensor *x)
     if ((rc = ints_attr_or_input(g, n, "pads", 1, pads, 2 * GRAPH_MAX_RANK, &cnt))) return rc;
     if (cnt != 2 * x->rank)
         return infer_fail(g, n, "pads has %d values for rank %d", cnt, x->rank);
+    for (int i = 0; i < 2 * x->rank; i++)
+        if (pads[i] < -OPS_MAX_DIM || pads[i] > OPS_MAX_DIM)
+            return infer_fail(g, n, "pad %lld is out of range", (long long)pads[i]);
     for (int i = 0; i < x->rank; i++) {
         dims[i] = x->dims[i] < 0 ? -1 : x->dims[i] + pads[i] + pads[i + x->rank];
         if (x->dims[i] >= 0 && dims[i] < 0) return infer_fail(g, n, "pads crop below zero");
@@ -424,6 +441,10 @@ static int infer_slice(graph *g, const graph_node *n, const graph_tensor *x)
             dims[a] = -1;
             continue;
         }
+        /* Any step longer than the axis takes at most one element; clamping
+         * it keeps the arithmetic below from overflowing. */
+        if (step > d + 1) step = d + 1;
+        if (step < -d - 1) step = -d - 1;
         int64_t s = starts[i] < 0 ? starts[i] + d : starts[i];
         int64_t e = ends[i] < 0 ? ends[i] + d : ends[i];
         if (step > 0) {

@@ -122,6 +122,8 @@ static int attr_set_string(graph *g, graph_node *n, const char *name, const char
 static bool const_elem(const graph_tensor *t, int64_t i, double *v)
 {
     const char *p = t->data;
+    size_t esz = tdm_dtype_size(t->dtype);
+    if (!p || i < 0 || !esz || (size_t)(i + 1) * esz > t->nbytes) return false;
     switch (t->dtype) {
     case TDM_DTYPE_FLOAT: {
         float f;

@@ -625,4 +625,41 @@ TEST(infer_constant_softmax_unknown_input)
     graph_free(g);
 }
 
+/* Hostile values must give an error, never an overflow (UBSan checks it). */
+TEST(infer_refuses_overflowing_sizes)
+{
+    graph *g = graph_new();
+    int x = tensor(g, "x", TDM_DTYPE_FLOAT, 2, (int64_t)4, (int64_t)6);
+    int big = const_i64(g, "big", 3, (int64_t[]){INT64_MAX / 2, INT64_MAX / 2, 4});
+    int bigm = const_i64(g, "bigm", 3, (int64_t[]){(int64_t)1 << 39, (int64_t)1 << 39, -1});
+    int pads = const_i64(g, "pads", 4, (int64_t[]){0, INT64_MAX, 0, INT64_MAX});
+    int st = const_i64(g, "st", 1, (int64_t[]){0});
+    int en = const_i64(g, "en", 1, (int64_t[]){INT64_MAX});
+    int ax = const_i64(g, "ax", 1, (int64_t[]){1});
+    int stp = const_i64(g, "stp", 1, (int64_t[]){INT64_MAX});
+    int stn = const_i64(g, "stn", 1, (int64_t[]){INT64_MIN});
+    int y[5];
+    for (int i = 0; i < 5; i++) y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
+    int r1 = node(g, "r1", OP_RESHAPE, 2, (int[]){x, big}, y[0]);
+    int r2 = node(g, "r2", OP_RESHAPE, 2, (int[]){x, bigm}, y[1]);
+    int p1 = node(g, "p1", OP_PAD, 2, (int[]){x, pads}, y[2]);
+    int s1 = node(g, "s1", OP_SLICE, 5, (int[]){x, st, en, ax, stp}, y[3]);
+    int s2 = node(g, "s2", OP_SLICE, 5, (int[]){x, en, st, ax, stn}, y[4]);
+    ASSERT_EQ(ops_infer(g, r1), TDM_ERR_INVALID);
+    ASSERT_EQ(ops_infer(g, r2), TDM_ERR_INVALID);
+    ASSERT_EQ(ops_infer(g, p1), TDM_ERR_INVALID);
+    ASSERT_EQ(ops_infer(g, s1), 0);
+    DIMS_EQ(&g->tensors[y[3]], 4, 1);
+    ASSERT_EQ(ops_infer(g, s2), 0); /* from the last element backwards, one step */
+    DIMS_EQ(&g->tensors[y[4]], 4, 1);
+    graph_free(g);
+
+    int c;
+    g = conv_graph(&c);
+    attr_ints(g, c, "pads", 4, (int64_t[]){0, 0, INT64_MAX, 0});
+    ASSERT_EQ(ops_check(g, c), TDM_ERR_UNSUPPORTED);
+    ASSERT(strstr(g->err, "pads"));
+    graph_free(g);
+}
+
 TEST_MAIN()
