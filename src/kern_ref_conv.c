@@ -68,7 +68,10 @@ static int window_init(const graph_node *n, const graph_tensor *x, const graph_t
     for (int i = 0; i < ns; i++) {
         int j = i + off;
         int64_t in = x->dims[2 + i];
-        if (k[i] < 1 || s[i] < 1 || d[i] < 1 || pads[i] < 0 || pads[i + ns] < 0)
+        /* Bounded so that no window arithmetic below can overflow. */
+        const int64_t lim = INT64_C(1) << 24;
+        if (k[i] < 1 || s[i] < 1 || d[i] < 1 || pads[i] < 0 || pads[i + ns] < 0 ||
+            k[i] > lim || s[i] > lim || d[i] > lim || pads[i] > lim || pads[i + ns] > lim)
             return ref_fail(n, err, errlen, TDM_ERR_INVALID,
                             "bad window: kernel %lld stride %lld dilation %lld pads %lld,%lld",
                             (long long)k[i], (long long)s[i], (long long)d[i],

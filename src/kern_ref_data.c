@@ -251,7 +251,9 @@ int ref_pad(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output rank %d, input %d", y->rank,
                         rank);
     for (int d = 0; d < rank; d++) {
-        if (y->dims[d] != x->dims[d] + pads[d] + pads[d + rank] || y->dims[d] < 0)
+        int64_t want;
+        if (__builtin_add_overflow(x->dims[d], pads[d], &want) ||
+            __builtin_add_overflow(want, pads[d + rank], &want) || y->dims[d] != want)
             return ref_fail(n, err, errlen, TDM_ERR_INVALID,
                             "dim %d: output %lld is not input %lld padded by %lld,%lld", d,
                             (long long)y->dims[d], (long long)x->dims[d], (long long)pads[d],
@@ -418,16 +420,20 @@ int ref_slice(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         int64_t dim = x->dims[ax], s = slice_list_at(&starts, i), e = slice_list_at(&ends, i);
         int64_t st = steps.len >= 0 ? slice_list_at(&steps, i) : 1;
         if (st == 0) return ref_fail(n, err, errlen, TDM_ERR_INVALID, "step 0");
+        /* A step longer than the dim takes at most one element either way;
+         * shortening it keeps the arithmetic below from overflowing. */
+        if (st > dim) st = dim + 1;
+        if (st < -dim) st = -dim - 1;
         if (s < 0) s = s < -dim ? -1 - dim : s + dim; /* stays below 0, no overflow */
         if (e < 0) e = e < -dim ? -1 - dim : e + dim;
         if (st > 0) {
             s = clamp64(s, 0, dim);
             e = clamp64(e, 0, dim);
-            cnt[ax] = e > s ? (e - s + st - 1) / st : 0;
+            cnt[ax] = e > s ? (e - s - 1) / st + 1 : 0;
         } else {
             s = clamp64(s, 0, dim - 1);
             e = clamp64(e, -1, dim - 1);
-            cnt[ax] = s > e ? (s - e - st - 1) / -st : 0;
+            cnt[ax] = s > e ? (s - e - 1) / -st + 1 : 0;
         }
         start[ax] = s;
         step[ax] = st;

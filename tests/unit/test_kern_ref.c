@@ -1054,6 +1054,16 @@ TEST(slice_forms)
     graph_tensor y12 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(1, 2));
     ASSERT_EQ(run1f(&n, &x, xd, &y12, yd), 0);
     ASSERT_FLOATS(yd, 2, 3);
+    /* huge steps take one element, without overflow */
+    const int64_t big[1] = {INT64_MAX}, small[1] = {INT64_MIN}, m1[1] = {-1};
+    graph_tensor y21 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 1));
+    n = node(OP_SLICE, 0, NULL);
+    const void *bind[5] = {xd, st, en, ax, big};
+    ASSERT_EQ(run(&n, 5, in, bind, &y21, yd), 0);
+    ASSERT_FLOATS(yd, 2, 6);
+    const void *sind[5] = {xd, m1, small, ax, small};
+    ASSERT_EQ(run(&n, 5, in, sind, &y21, yd), 0);
+    ASSERT_FLOATS(yd, 4, 8);
     /* step 0 */
     const int64_t zero[1] = {0};
     const void *zind[5] = {xd, st, en, ax, zero};
