@@ -304,16 +304,15 @@ static int binary_pass(const graph_node *n, const graph_tensor *xt, const void *
 static int ref_binary(const graph_node *n, const ref_args *a, char *err, size_t errlen)
 {
     bool variadic = n->op == OP_MIN || n->op == OP_MAX;
-    int rc = ref_need_inputs(n, a, variadic ? 1 : 2, err, errlen);
+    if (a->nin < 1 || (!variadic && a->nin != 2))
+        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "takes %s inputs, got %d",
+                        variadic ? "1 or more" : "2", a->nin);
+    int rc = ref_need_inputs(n, a, a->nin, err, errlen);
     if (rc) return rc;
     const graph_tensor *ot = a->out[0];
-    if (!variadic && a->nin != 2)
-        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "takes 2 inputs, got %d", a->nin);
 
     /* Min/Max of one input is the input itself: op(x, x) == x. */
     int second = a->nin > 1 ? 1 : 0;
-    rc = ref_need_inputs(n, a, a->nin, err, errlen);
-    if (rc) return rc;
     rc = binary_pass(n, a->in[0], a->in_data[0], a->in[second], a->in_data[second], ot,
                      a->out_data[0], err, errlen);
     for (int i = 2; !rc && i < a->nin; i++)
