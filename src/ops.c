@@ -208,7 +208,8 @@ static int check_auto_pad(graph *g, const graph_node *n)
 {
     const graph_attr *a = graph_attr_get(n, "auto_pad");
     if (!a) return 0;
-    if (a->type != ATTR_STRING || !a->s) return refuse(g, n, "attribute 'auto_pad' must be a string");
+    if (a->type != ATTR_STRING || !a->s)
+        return refuse(g, n, "attribute 'auto_pad' must be a string");
     static const char *const modes[] = {"NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(a->s, modes[i]) == 0) return 0;
@@ -220,8 +221,8 @@ static int check_spatial_input(graph *g, const graph_node *n)
 {
     const graph_tensor *x = input_tensor(g, n, 0);
     if (x && x->rank >= 0 && x->rank != 4)
-        return refuse(g, n, "input '%s' has rank %d; only 2-D (rank 4, NCHW) is supported",
-                      x->name, x->rank);
+        return refuse(g, n, "input '%s' has rank %d; only 2-D (rank 4, NCHW) is supported", x->name,
+                      x->rank);
     return 0;
 }
 
@@ -232,8 +233,8 @@ static int check_conv(graph *g, const graph_node *n)
     const graph_tensor *w = input_tensor(g, n, 1);
     if (!w) return refuse(g, n, "the weight input is missing");
     if (w->rank >= 0 && w->rank != 4)
-        return refuse(g, n, "weight '%s' has rank %d; only 2-D convolution is supported",
-                      w->name, w->rank);
+        return refuse(g, n, "weight '%s' has rank %d; only 2-D convolution is supported", w->name,
+                      w->rank);
     if ((rc = check_ints_attr(g, n, "kernel_shape", 2, 1, OPS_MAX_SPATIAL))) return rc;
     if ((rc = check_ints_attr(g, n, "strides", 2, 1, OPS_MAX_SPATIAL))) return rc;
     if ((rc = check_ints_attr(g, n, "dilations", 2, 1, OPS_MAX_SPATIAL))) return rc;
@@ -241,8 +242,9 @@ static int check_conv(graph *g, const graph_node *n)
     if ((rc = check_int_attr(g, n, "group", 1, INT32_MAX))) return rc;
     if ((rc = check_auto_pad(g, n))) return rc;
     const graph_attr *ks = graph_attr_get(n, "kernel_shape");
-    if (ks && w->rank == 4 && ((w->dims[2] >= 0 && w->dims[2] != ks->ints[0]) ||
-                               (w->dims[3] >= 0 && w->dims[3] != ks->ints[1])))
+    if (ks && w->rank == 4 &&
+        ((w->dims[2] >= 0 && w->dims[2] != ks->ints[0]) ||
+         (w->dims[3] >= 0 && w->dims[3] != ks->ints[1])))
         return refuse(g, n, "kernel_shape does not match the weight's shape");
     return 0;
 }
@@ -251,7 +253,8 @@ static int check_pool(graph *g, const graph_node *n)
 {
     int rc;
     if ((rc = check_spatial_input(g, n))) return rc;
-    if (!graph_attr_get(n, "kernel_shape")) return refuse(g, n, "attribute 'kernel_shape' is missing");
+    if (!graph_attr_get(n, "kernel_shape"))
+        return refuse(g, n, "attribute 'kernel_shape' is missing");
     if ((rc = check_ints_attr(g, n, "kernel_shape", 2, 1, OPS_MAX_SPATIAL))) return rc;
     if ((rc = check_ints_attr(g, n, "strides", 2, 1, OPS_MAX_SPATIAL))) return rc;
     if ((rc = check_ints_attr(g, n, "pads", 4, 0, OPS_MAX_SPATIAL))) return rc;
@@ -281,7 +284,8 @@ static int check_qdq(graph *g, const graph_node *n)
     if (zp) {
         bool ok = zp->dtype == TDM_DTYPE_UINT8 || zp->dtype == TDM_DTYPE_INT8 ||
                   (n->op == OP_DEQUANTIZELINEAR && zp->dtype == TDM_DTYPE_INT32);
-        if (!ok) return refuse(g, n, "zero point dtype %s is not supported", tdm_dtype_name(zp->dtype));
+        if (!ok)
+            return refuse(g, n, "zero point dtype %s is not supported", tdm_dtype_name(zp->dtype));
         if (zp->rank != s->rank) return refuse(g, n, "scale and zero point differ in rank");
     }
     if (n->op == OP_QUANTIZELINEAR) {
@@ -326,9 +330,8 @@ static int check_constant(graph *g, const graph_node *n)
     for (size_t i = 0; i < sizeof forms / sizeof forms[0] && !a; i++)
         a = graph_attr_get(n, forms[i]);
     if (!a) return refuse(g, n, "only 'value', 'value_float(s)' and 'value_int(s)' are supported");
-    if (strcmp(a->name, "value") == 0 &&
-        (a->type != ATTR_TENSOR || a->tensor < 0 || a->tensor >= g->ntensors ||
-         !g->tensors[a->tensor].data))
+    if (strcmp(a->name, "value") == 0 && (a->type != ATTR_TENSOR || a->tensor < 0 ||
+                                          a->tensor >= g->ntensors || !g->tensors[a->tensor].data))
         return refuse(g, n, "attribute 'value' must hold a tensor");
     return 0;
 }
@@ -337,11 +340,14 @@ static int check_node(graph *g, const graph_node *n)
 {
     int rc;
     switch (n->op) {
-    case OP_CONV: return check_conv(g, n);
+    case OP_CONV:
+        return check_conv(g, n);
     case OP_MAXPOOL:
-    case OP_AVGPOOL: return check_pool(g, n);
+    case OP_AVGPOOL:
+        return check_pool(g, n);
     case OP_GLOBALAVGPOOL:
-    case OP_GLOBALMAXPOOL: return check_spatial_input(g, n);
+    case OP_GLOBALMAXPOOL:
+        return check_spatial_input(g, n);
     case OP_BATCHNORM:
         if ((rc = check_float_attr(g, n, "epsilon"))) return rc;
         if ((rc = check_int_attr(g, n, "spatial", 1, 1))) return rc;
@@ -351,21 +357,26 @@ static int check_node(graph *g, const graph_node *n)
         if ((rc = check_float_attr(g, n, "beta"))) return rc;
         if ((rc = check_int_attr(g, n, "transA", 0, 1))) return rc;
         return check_int_attr(g, n, "transB", 0, 1);
-    case OP_SOFTMAX: return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
+    case OP_SOFTMAX:
+        return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
     case OP_CLIP:
         if (g->opset < 11 && n->ninputs > 1)
             return refuse(g, n, "min/max inputs need opset 11 (this model is opset %lld)",
                           (long long)g->opset);
         if ((rc = check_float_attr(g, n, "min"))) return rc;
         return check_float_attr(g, n, "max");
-    case OP_LEAKYRELU: return check_float_attr(g, n, "alpha");
+    case OP_LEAKYRELU:
+        return check_float_attr(g, n, "alpha");
     case OP_HARDSIGMOID:
         if ((rc = check_float_attr(g, n, "alpha"))) return rc;
         return check_float_attr(g, n, "beta");
     case OP_QUANTIZELINEAR:
-    case OP_DEQUANTIZELINEAR: return check_qdq(g, n);
-    case OP_RESHAPE: return check_int_attr(g, n, "allowzero", 0, 0);
-    case OP_FLATTEN: return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK);
+    case OP_DEQUANTIZELINEAR:
+        return check_qdq(g, n);
+    case OP_RESHAPE:
+        return check_int_attr(g, n, "allowzero", 0, 0);
+    case OP_FLATTEN:
+        return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK);
     case OP_SQUEEZE:
     case OP_UNSQUEEZE:
         if (n->ninputs > 1 && graph_attr_get(n, "axes"))
@@ -373,13 +384,15 @@ static int check_node(graph *g, const graph_node *n)
         if (n->op == OP_UNSQUEEZE && n->ninputs < 2 && !graph_attr_get(n, "axes"))
             return refuse(g, n, "axes are missing");
         return check_ints_attr(g, n, "axes", 0, -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
-    case OP_TRANSPOSE: return check_ints_attr(g, n, "perm", 0, 0, GRAPH_MAX_RANK - 1);
+    case OP_TRANSPOSE:
+        return check_ints_attr(g, n, "perm", 0, 0, GRAPH_MAX_RANK - 1);
     case OP_CONCAT:
         if (!graph_attr_get(n, "axis")) return refuse(g, n, "attribute 'axis' is missing");
         return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
     case OP_PAD: {
         const char *mode = graph_attr_string(n, "mode", "constant");
-        if (strcmp(mode, "constant") != 0) return refuse(g, n, "pad mode '%s' is not supported", mode);
+        if (strcmp(mode, "constant") != 0)
+            return refuse(g, n, "pad mode '%s' is not supported", mode);
         if (n->ninputs < 2 && !graph_attr_get(n, "pads")) return refuse(g, n, "pads are missing");
         if ((rc = check_float_attr(g, n, "value"))) return rc;
         return check_ints_attr(g, n, "pads", 0, -OPS_MAX_SPATIAL, OPS_MAX_SPATIAL);
@@ -404,7 +417,8 @@ static int check_node(graph *g, const graph_node *n)
             return refuse(g, n, "cast to dtype %lld is not supported", (long long)to->i);
         return 0;
     }
-    case OP_CONSTANT: return check_constant(g, n);
+    case OP_CONSTANT:
+        return check_constant(g, n);
     case OP_DROPOUT: {
         /* Inference only: a training_mode input must be a constant false. */
         const graph_tensor *tm = input_tensor(g, n, 2);
@@ -412,7 +426,8 @@ static int check_node(graph *g, const graph_node *n)
             return refuse(g, n, "training mode is not supported");
         return 0;
     }
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -420,8 +435,7 @@ int ops_check(graph *g, int node)
 {
     if (!g || node < 0 || node >= g->nnodes) return TDM_ERR_INVALID;
     const graph_node *n = &g->nodes[node];
-    if (n->op <= OP_UNKNOWN || n->op >= OP_COUNT)
-        return refuse(g, n, "operator is not supported");
+    if (n->op <= OP_UNKNOWN || n->op >= OP_COUNT) return refuse(g, n, "operator is not supported");
     const op_arity *ar = &arity[n->op];
     if (n->ninputs < ar->min_in || (ar->max_in >= 0 && n->ninputs > ar->max_in))
         return refuse(g, n, "%d inputs given, %d..%d supported", n->ninputs, ar->min_in,

@@ -39,8 +39,8 @@ static const graph_tensor *in_t(const graph *g, const graph_node *n, int i)
 }
 
 /* Reads a constant integer tensor (int64 or int32) of at most max elements. */
-static int const_ints(graph *g, const graph_node *n, const graph_tensor *t, int64_t *vals,
-                      int max, int *count)
+static int const_ints(graph *g, const graph_node *n, const graph_tensor *t, int64_t *vals, int max,
+                      int *count)
 {
     if (!t->data) return infer_fail(g, n, "input '%s' must be a constant here", t->name);
     size_t esz = t->dtype == TDM_DTYPE_INT64 ? 8 : t->dtype == TDM_DTYPE_INT32 ? 4 : 0;
@@ -90,12 +90,12 @@ static int set_out(graph *g, const graph_node *n, int i, tdm_dtype dtype, int ra
     if (rank < 0 || rank > GRAPH_MAX_RANK)
         return infer_fail(g, n, "output rank %d is not supported", rank);
     for (int d = 0; d < rank; d++)
-        if (dims[d] > OPS_MAX_DIM)
-            return infer_fail(g, n, "output dimension %d is too large", d);
+        if (dims[d] > OPS_MAX_DIM) return infer_fail(g, n, "output dimension %d is too large", d);
     graph_tensor *t = &g->tensors[n->outputs[i]];
     t->dtype = dtype;
     t->rank = rank;
-    for (int d = 0; d < rank; d++) t->dims[d] = dims[d] < 0 ? -1 : dims[d];
+    for (int d = 0; d < rank; d++)
+        t->dims[d] = dims[d] < 0 ? -1 : dims[d];
     return 0;
 }
 
@@ -141,7 +141,8 @@ static int infer_window(graph *g, const graph_node *n, const graph_tensor *x, in
     int64_t dims[4] = {x->dims[0], cout, 0, 0};
     for (int i = 0; i < 2; i++) {
         int64_t s = st && st->n == 2 ? st->ints[i] : 1, d = di && di->n == 2 ? di->ints[i] : 1;
-        int64_t pb = pa && pa->n == 4 ? pa->ints[i] : 0, pe = pa && pa->n == 4 ? pa->ints[i + 2] : 0;
+        int64_t pb = pa && pa->n == 4 ? pa->ints[i] : 0,
+                pe = pa && pa->n == 4 ? pa->ints[i + 2] : 0;
         if (s < 1 || d < 1 || k[i] < 1) return infer_fail(g, n, "bad stride, dilation or kernel");
         dims[2 + i] = window_out(auto_pad, x->dims[2 + i], k[i], s, d, pb, pe, ceil_mode);
         if (dims[2 + i] == 0) return infer_fail(g, n, "the window is larger than the input");
@@ -185,10 +186,14 @@ static int broadcast(graph *g, const graph_node *n, const graph_tensor *a, const
     for (int i = 0; i < r; i++) {
         int ia = i - (r - a->rank), ib = i - (r - b->rank);
         int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
-        if (da == 1) dims[i] = db;
-        else if (db == 1) dims[i] = da;
-        else if (da < 0) dims[i] = db;
-        else if (db < 0 || da == db) dims[i] = da;
+        if (da == 1)
+            dims[i] = db;
+        else if (db == 1)
+            dims[i] = da;
+        else if (da < 0)
+            dims[i] = db;
+        else if (db < 0 || da == db)
+            dims[i] = da;
         else
             return infer_fail(g, n, "shapes of '%s' and '%s' do not broadcast (%lld vs %lld)",
                               a->name, b->name, (long long)da, (long long)db);
@@ -197,8 +202,7 @@ static int broadcast(graph *g, const graph_node *n, const graph_tensor *a, const
     return 0;
 }
 
-static int infer_matmul(graph *g, const graph_node *n, const graph_tensor *a,
-                        const graph_tensor *b)
+static int infer_matmul(graph *g, const graph_node *n, const graph_tensor *a, const graph_tensor *b)
 {
     if (a->rank < 1 || b->rank < 1) return infer_fail(g, n, "inputs must have rank >= 1");
     /* Numpy: a 1-D operand is promoted to a matrix and the added axis dropped. */
@@ -250,7 +254,8 @@ static int infer_reshape(graph *g, const graph_node *n, const graph_tensor *x)
     int cnt, rc, minus = -1;
     if ((rc = const_ints(g, n, in_t(g, n, 1), shape, GRAPH_MAX_RANK, &cnt))) return rc;
     int64_t known = 1, total = 1;
-    for (int i = 0; i < x->rank; i++) total = dim_mul(total, x->dims[i]);
+    for (int i = 0; i < x->rank; i++)
+        total = dim_mul(total, x->dims[i]);
     for (int i = 0; i < cnt; i++) {
         if (shape[i] == 0) {
             if (i >= x->rank) return infer_fail(g, n, "shape value 0 at %d has no input dim", i);
@@ -267,7 +272,8 @@ static int infer_reshape(graph *g, const graph_node *n, const graph_tensor *x)
     if (minus >= 0) {
         if (known > OPS_MAX_DIM) return infer_fail(g, n, "shape is too large");
         if (total >= 0 && known > 0 && total % known != 0)
-            return infer_fail(g, n, "cannot reshape %lld elements with this shape", (long long)total);
+            return infer_fail(g, n, "cannot reshape %lld elements with this shape",
+                              (long long)total);
         shape[minus] = total < 0 || known < 0 ? -1 : known == 0 ? 0 : total / known;
     } else if (total >= 0 && known >= 0 && total != known) {
         return infer_fail(g, n, "cannot reshape %lld elements into %lld", (long long)total,
@@ -283,7 +289,8 @@ static int infer_flatten(graph *g, const graph_node *n, const graph_tensor *x)
         return infer_fail(g, n, "axis %lld is out of range", (long long)axis);
     if (axis < 0) axis += x->rank;
     int64_t dims[2] = {1, 1};
-    for (int i = 0; i < x->rank; i++) dims[i < axis ? 0 : 1] = dim_mul(dims[i < axis ? 0 : 1], x->dims[i]);
+    for (int i = 0; i < x->rank; i++)
+        dims[i < axis ? 0 : 1] = dim_mul(dims[i < axis ? 0 : 1], x->dims[i]);
     return set_out(g, n, 0, x->dtype, 2, dims);
 }
 
@@ -295,8 +302,7 @@ static int infer_squeeze(graph *g, const graph_node *n, const graph_tensor *x)
     if ((rc = ints_attr_or_input(g, n, "axes", 1, axes, GRAPH_MAX_RANK, &cnt))) return rc;
     if (cnt < 0) {
         for (int i = 0; i < x->rank; i++) {
-            if (x->dims[i] < 0)
-                return infer_fail(g, n, "squeeze without axes needs a known shape");
+            if (x->dims[i] < 0) return infer_fail(g, n, "squeeze without axes needs a known shape");
             drop[i] = x->dims[i] == 1;
         }
     }
@@ -328,7 +334,8 @@ static int infer_unsqueeze(graph *g, const graph_node *n, const graph_tensor *x)
         if (added[a]) return infer_fail(g, n, "axis %lld repeated", (long long)a);
         added[a] = true;
     }
-    for (int i = 0, j = 0; i < r; i++) dims[i] = added[i] ? 1 : x->dims[j++];
+    for (int i = 0, j = 0; i < r; i++)
+        dims[i] = added[i] ? 1 : x->dims[j++];
     return set_out(g, n, 0, x->dtype, r, dims);
 }
 
@@ -337,7 +344,8 @@ static int infer_transpose(graph *g, const graph_node *n, const graph_tensor *x)
     int64_t dims[GRAPH_MAX_RANK];
     bool seen[GRAPH_MAX_RANK] = {false};
     const graph_attr *p = graph_attr_get(n, "perm");
-    if (p && p->n != x->rank) return infer_fail(g, n, "perm has %d values for rank %d", p->n, x->rank);
+    if (p && p->n != x->rank)
+        return infer_fail(g, n, "perm has %d values for rank %d", p->n, x->rank);
     for (int i = 0; i < x->rank; i++) {
         int64_t src = p ? p->ints[i] : x->rank - 1 - i;
         if (src < 0 || src >= x->rank || seen[src])
@@ -360,10 +368,12 @@ static int infer_concat(graph *g, const graph_node *n, const graph_tensor *x)
         if (t->rank != x->rank || t->dtype != x->dtype)
             return infer_fail(g, n, "inputs differ in rank or dtype");
         for (int d = 0; d < x->rank; d++) {
-            if (d == axis) dims[d] = dims[d] < 0 || t->dims[d] < 0 ? -1 : dims[d] + t->dims[d];
+            if (d == axis)
+                dims[d] = dims[d] < 0 || t->dims[d] < 0 ? -1 : dims[d] + t->dims[d];
             else if (dims[d] >= 0 && t->dims[d] >= 0 && dims[d] != t->dims[d])
                 return infer_fail(g, n, "inputs differ in dimension %d", d);
-            else if (dims[d] < 0) dims[d] = t->dims[d];
+            else if (dims[d] < 0)
+                dims[d] = t->dims[d];
         }
     }
     return set_out(g, n, 0, x->dtype, x->rank, dims);
@@ -374,8 +384,7 @@ static int infer_pad(graph *g, const graph_node *n, const graph_tensor *x)
     int64_t pads[2 * GRAPH_MAX_RANK], dims[GRAPH_MAX_RANK];
     int cnt, rc;
     if ((rc = ints_attr_or_input(g, n, "pads", 1, pads, 2 * GRAPH_MAX_RANK, &cnt))) return rc;
-    if (cnt != 2 * x->rank)
-        return infer_fail(g, n, "pads has %d values for rank %d", cnt, x->rank);
+    if (cnt != 2 * x->rank) return infer_fail(g, n, "pads has %d values for rank %d", cnt, x->rank);
     for (int i = 0; i < 2 * x->rank; i++)
         if (pads[i] < -OPS_MAX_DIM || pads[i] > OPS_MAX_DIM)
             return infer_fail(g, n, "pad %lld is out of range", (long long)pads[i]);
@@ -406,9 +415,12 @@ static int infer_gather(graph *g, const graph_node *n, const graph_tensor *x)
         return infer_fail(g, n, "indices must be int64 or int32");
     if ((rc = norm_axis(g, n, graph_attr_int(n, "axis", 0), x->rank, &axis))) return rc;
     if (x->rank - 1 + idx->rank > GRAPH_MAX_RANK) return infer_fail(g, n, "output rank too large");
-    for (int i = 0; i < axis; i++) dims[r++] = x->dims[i];
-    for (int i = 0; i < idx->rank; i++) dims[r++] = idx->dims[i];
-    for (int i = (int)axis + 1; i < x->rank; i++) dims[r++] = x->dims[i];
+    for (int i = 0; i < axis; i++)
+        dims[r++] = x->dims[i];
+    for (int i = 0; i < idx->rank; i++)
+        dims[r++] = idx->dims[i];
+    for (int i = (int)axis + 1; i < x->rank; i++)
+        dims[r++] = x->dims[i];
     return set_out(g, n, 0, x->dtype, r, dims);
 }
 
@@ -489,13 +501,12 @@ static int check_qdq_axis(graph *g, const graph_node *n, const graph_tensor *x)
     if (s->rank == 0 || ns == 1) return 0;
     if ((rc = norm_axis(g, n, graph_attr_int(n, "axis", 1), x->rank, &axis))) return rc;
     if (x->dims[axis] >= 0 && ns >= 0 && x->dims[axis] != ns)
-        return infer_fail(g, n, "per-axis scale has %lld values for axis size %lld",
-                          (long long)ns, (long long)x->dims[axis]);
+        return infer_fail(g, n, "per-axis scale has %lld values for axis size %lld", (long long)ns,
+                          (long long)x->dims[axis]);
     return 0;
 }
 
-static int infer_binary(graph *g, const graph_node *n, const graph_tensor *a,
-                        const graph_tensor *b)
+static int infer_binary(graph *g, const graph_node *n, const graph_tensor *a, const graph_tensor *b)
 {
     int64_t dims[GRAPH_MAX_RANK];
     int r, rc;
@@ -512,32 +523,40 @@ int ops_infer(graph *g, int node)
     const graph_node *n = &g->nodes[node];
     for (int i = 0; i < n->ninputs; i++) {
         const graph_tensor *t = in_t(g, n, i);
-        if (t && t->rank < 0) return infer_fail(g, n, "the shape of input '%s' is unknown", t->name);
+        if (t && t->rank < 0)
+            return infer_fail(g, n, "the shape of input '%s' is unknown", t->name);
     }
     if (n->op == OP_CONSTANT) return infer_constant(g, n);
     const graph_tensor *x = in_t(g, n, 0), *y = in_t(g, n, 1);
     if (!x) return infer_fail(g, n, "the first input is missing");
     switch (n->op) {
-    case OP_CONV: return infer_conv(g, n, x);
+    case OP_CONV:
+        return infer_conv(g, n, x);
     case OP_MAXPOOL:
-    case OP_AVGPOOL: return infer_pool(g, n, x);
+    case OP_AVGPOOL:
+        return infer_pool(g, n, x);
     case OP_GLOBALAVGPOOL:
     case OP_GLOBALMAXPOOL: {
         if (x->rank < 3) return infer_fail(g, n, "input must have rank >= 3");
         int64_t dims[GRAPH_MAX_RANK];
-        for (int i = 0; i < x->rank; i++) dims[i] = i < 2 ? x->dims[i] : 1;
+        for (int i = 0; i < x->rank; i++)
+            dims[i] = i < 2 ? x->dims[i] : 1;
         return set_out(g, n, 0, x->dtype, x->rank, dims);
     }
     case OP_BATCHNORM:
         if (x->rank < 2) return infer_fail(g, n, "input must have rank >= 2");
         for (int i = 1; i < 5; i++) {
             const graph_tensor *p = in_t(g, n, i);
-            if (!p || p->rank != 1 || (p->dims[0] >= 0 && x->dims[1] >= 0 && p->dims[0] != x->dims[1]))
-                return infer_fail(g, n, "scale, bias, mean and var must be 1-D of the channel count");
+            if (!p || p->rank != 1 ||
+                (p->dims[0] >= 0 && x->dims[1] >= 0 && p->dims[0] != x->dims[1]))
+                return infer_fail(g, n,
+                                  "scale, bias, mean and var must be 1-D of the channel count");
         }
         return set_out(g, n, 0, x->dtype, x->rank, x->dims);
-    case OP_GEMM: return infer_gemm(g, n, x, y);
-    case OP_MATMUL: return infer_matmul(g, n, x, y);
+    case OP_GEMM:
+        return infer_gemm(g, n, x, y);
+    case OP_MATMUL:
+        return infer_matmul(g, n, x, y);
     case OP_SOFTMAX: {
         int64_t axis = 0;
         int rc = norm_axis(g, n, graph_attr_int(n, "axis", g->opset < 13 ? 1 : -1), x->rank, &axis);
@@ -561,7 +580,8 @@ int ops_infer(graph *g, int node)
     case OP_NEG:
     case OP_ABS:
     case OP_FAKEQUANT:
-    case OP_IDENTITY: return set_out(g, n, 0, x->dtype, x->rank, x->dims);
+    case OP_IDENTITY:
+        return set_out(g, n, 0, x->dtype, x->rank, x->dims);
     case OP_DROPOUT: {
         int rc = set_out(g, n, 0, x->dtype, x->rank, x->dims);
         return rc ? rc : set_out(g, n, 1, TDM_DTYPE_BOOL, x->rank, x->dims);
@@ -571,7 +591,8 @@ int ops_infer(graph *g, int node)
     case OP_MUL:
     case OP_DIV:
     case OP_MIN:
-    case OP_MAX: return infer_binary(g, n, x, y);
+    case OP_MAX:
+        return infer_binary(g, n, x, y);
     case OP_QUANTIZELINEAR: {
         const graph_tensor *zp = in_t(g, n, 2);
         int rc = check_qdq_axis(g, n, x);
@@ -581,19 +602,30 @@ int ops_infer(graph *g, int node)
         int rc = check_qdq_axis(g, n, x);
         return rc ? rc : set_out(g, n, 0, TDM_DTYPE_FLOAT, x->rank, x->dims);
     }
-    case OP_RESHAPE: return infer_reshape(g, n, x);
-    case OP_FLATTEN: return infer_flatten(g, n, x);
-    case OP_SQUEEZE: return infer_squeeze(g, n, x);
-    case OP_UNSQUEEZE: return infer_unsqueeze(g, n, x);
-    case OP_TRANSPOSE: return infer_transpose(g, n, x);
-    case OP_CONCAT: return infer_concat(g, n, x);
-    case OP_PAD: return infer_pad(g, n, x);
-    case OP_SHAPE: return infer_shape(g, n, x);
-    case OP_GATHER: return infer_gather(g, n, x);
-    case OP_SLICE: return infer_slice(g, n, x);
+    case OP_RESHAPE:
+        return infer_reshape(g, n, x);
+    case OP_FLATTEN:
+        return infer_flatten(g, n, x);
+    case OP_SQUEEZE:
+        return infer_squeeze(g, n, x);
+    case OP_UNSQUEEZE:
+        return infer_unsqueeze(g, n, x);
+    case OP_TRANSPOSE:
+        return infer_transpose(g, n, x);
+    case OP_CONCAT:
+        return infer_concat(g, n, x);
+    case OP_PAD:
+        return infer_pad(g, n, x);
+    case OP_SHAPE:
+        return infer_shape(g, n, x);
+    case OP_GATHER:
+        return infer_gather(g, n, x);
+    case OP_SLICE:
+        return infer_slice(g, n, x);
     case OP_CAST:
         return set_out(g, n, 0, (tdm_dtype)graph_attr_int(n, "to", TDM_DTYPE_FLOAT), x->rank,
                        x->dims);
-    default: return infer_fail(g, n, "no shape inference for this operator");
+    default:
+        return infer_fail(g, n, "no shape inference for this operator");
     }
 }

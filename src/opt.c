@@ -131,8 +131,12 @@ static bool const_elem(const graph_tensor *t, int64_t i, double *v)
         *v = f;
         return true;
     }
-    case TDM_DTYPE_UINT8: *v = ((const uint8_t *)p)[i]; return true;
-    case TDM_DTYPE_INT8: *v = ((const int8_t *)p)[i]; return true;
+    case TDM_DTYPE_UINT8:
+        *v = ((const uint8_t *)p)[i];
+        return true;
+    case TDM_DTYPE_INT8:
+        *v = ((const int8_t *)p)[i];
+        return true;
     case TDM_DTYPE_INT32: {
         int32_t x;
         memcpy(&x, p + i * 4, 4);
@@ -145,7 +149,8 @@ static bool const_elem(const graph_tensor *t, int64_t i, double *v)
         *v = (double)x;
         return true;
     }
-    default: return false;
+    default:
+        return false;
     }
 }
 
@@ -219,7 +224,8 @@ static int compact_and_sort(graph *g)
         rc = graph_fail(g, TDM_ERR_PARSE, "the graph has a cycle");
         goto out;
     }
-    for (int i = 0; i < count; i++) sorted[i] = g->nodes[order[i]];
+    for (int i = 0; i < count; i++)
+        sorted[i] = g->nodes[order[i]];
     memcpy(g->nodes, sorted, (size_t)count * sizeof *sorted);
     for (int i = 0; i < count; i++)
         for (int k = 0; k < g->nodes[i].noutputs; k++)
@@ -276,7 +282,8 @@ static int fold_shape_node(graph *g, int idx)
     int64_t len = graph_tensor_numel(&g->tensors[n->outputs[0]]);
     int64_t *v = malloc((size_t)(len ? len : 1) * sizeof *v);
     if (!v) return graph_fail(g, TDM_ERR_NOMEM, "out of memory folding a Shape");
-    for (int64_t i = 0; i < len; i++) v[i] = x->dims[start + i];
+    for (int64_t i = 0; i < len; i++)
+        v[i] = x->dims[start + i];
     graph_set_data(g, n->outputs[0], v, (size_t)len * sizeof *v);
     n->dead = true;
     return 0;
@@ -322,8 +329,12 @@ static int fold_node(graph *g, int idx)
             goto out;
         }
     }
-    ref_args args = {.nin = n->ninputs, .in = in, .in_data = in_data, .nout = n->noutputs,
-                     .out = outs, .out_data = out_data};
+    ref_args args = {.nin = n->ninputs,
+                     .in = in,
+                     .in_data = in_data,
+                     .nout = n->noutputs,
+                     .out = outs,
+                     .out_data = out_data};
     char err[GRAPH_ERR_LEN];
     err[0] = '\0';
     if ((rc = ref_run(n, &args, err, sizeof err))) {
@@ -337,7 +348,8 @@ static int fold_node(graph *g, int idx)
     }
     n->dead = true;
 out:
-    for (int i = 0; i < n->noutputs; i++) free(out_data[i]);
+    for (int i = 0; i < n->noutputs; i++)
+        free(out_data[i]);
     return rc;
 }
 
@@ -484,7 +496,8 @@ static int fold_bn_into_conv(graph *g, int bn_idx)
         if (!is_const(g, bn->inputs[k]) || g->tensors[bn->inputs[k]].dtype != TDM_DTYPE_FLOAT)
             return 0;
     const graph_tensor *wt = &g->tensors[w];
-    if (wt->dtype != TDM_DTYPE_FLOAT || wt->rank != 4 || (b >= 0 && g->tensors[b].dtype != TDM_DTYPE_FLOAT))
+    if (wt->dtype != TDM_DTYPE_FLOAT || wt->rank != 4 ||
+        (b >= 0 && g->tensors[b].dtype != TDM_DTYPE_FLOAT))
         return 0;
     int64_t oc = wt->dims[0], numel = graph_tensor_numel(wt);
     if (oc <= 0 || numel <= 0) return 0;
@@ -505,7 +518,8 @@ static int fold_bn_into_conv(graph *g, int bn_idx)
     double eps = graph_attr_float(bn, "epsilon", 1e-5f);
     for (int64_t o = 0; o < oc; o++) {
         double s = gam[o] / sqrt((double)var[o] + eps);
-        for (int64_t j = 0; j < per; j++) nw[o * per + j] = (float)(ow[o * per + j] * s);
+        for (int64_t j = 0; j < per; j++)
+            nw[o * per + j] = (float)(ow[o * per + j] * s);
         nb[o] = (float)(((ob ? ob[o] : 0.0) - mean[o]) * s + bet[o]);
     }
     /* Names derived from the BN node so they stay unique and readable. */
@@ -518,7 +532,8 @@ static int fold_bn_into_conv(graph *g, int bn_idx)
         rc = nwt;
         goto out;
     }
-    snprintf(name, sizeof name, "%s::folded_bias", g->nodes[bn_idx].name ? g->nodes[bn_idx].name : "bn");
+    snprintf(name, sizeof name, "%s::folded_bias",
+             g->nodes[bn_idx].name ? g->nodes[bn_idx].name : "bn");
     int nbt = graph_add_tensor(g, name, TDM_DTYPE_FLOAT, 1, &oc);
     if (nbt < 0) {
         rc = nbt;
@@ -705,12 +720,14 @@ static bool clip_bounds(const graph *g, const graph_node *c, float *lo, float *h
     *lo = graph_attr_float(c, "min", -INFINITY);
     *hi = graph_attr_float(c, "max", INFINITY);
     if (c->ninputs > 1 && c->inputs[1] >= 0) {
-        if (graph_tensor_numel(&g->tensors[c->inputs[1]]) != 1 || !const_uniform(g, c->inputs[1], &v))
+        if (graph_tensor_numel(&g->tensors[c->inputs[1]]) != 1 ||
+            !const_uniform(g, c->inputs[1], &v))
             return false;
         *lo = (float)v;
     }
     if (c->ninputs > 2 && c->inputs[2] >= 0) {
-        if (graph_tensor_numel(&g->tensors[c->inputs[2]]) != 1 || !const_uniform(g, c->inputs[2], &v))
+        if (graph_tensor_numel(&g->tensors[c->inputs[2]]) != 1 ||
+            !const_uniform(g, c->inputs[2], &v))
             return false;
         *hi = (float)v;
     }
@@ -725,7 +742,8 @@ static int append_input(graph *g, int anchor, int t, int *pos)
     int base = a->op == OP_CONV && a->ninputs < 3 ? 3 : a->ninputs;
     int *grown = realloc(a->inputs, (size_t)(base + 1) * sizeof *grown);
     if (!grown) return graph_fail(g, TDM_ERR_NOMEM, "out of memory fusing node '%s'", a->name);
-    for (int k = a->ninputs; k < base; k++) grown[k] = -1;
+    for (int k = a->ninputs; k < base; k++)
+        grown[k] = -1;
     grown[base] = t;
     a->inputs = grown;
     a->ninputs = base + 1;
@@ -743,7 +761,8 @@ static int fuse_one(graph *g, int anchor, int ci, int t)
     if (c->noutputs < 1 || c->outputs[0] < 0) return 0;
     if (!same_shape(tt, &g->tensors[c->outputs[0]])) return 0;
     switch (c->op) {
-    case OP_RELU: break;
+    case OP_RELU:
+        break;
     case OP_CLIP:
         if (c->inputs[0] != t || !clip_bounds(g, c, &p.a, &p.b)) return 0;
         p.kind = POST_CLIP;
@@ -777,7 +796,8 @@ static int fuse_one(graph *g, int anchor, int ci, int t)
         p.kind = POST_SUM;
         break;
     }
-    default: return 0;
+    default:
+        return 0;
     }
     a->post[a->npost++] = p;
     take_output(g, anchor, ci);

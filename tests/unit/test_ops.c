@@ -16,7 +16,8 @@ static int tensor(graph *g, const char *name, tdm_dtype dt, int rank, ...)
     int64_t dims[GRAPH_MAX_RANK];
     va_list ap;
     va_start(ap, rank);
-    for (int i = 0; i < rank; i++) dims[i] = va_arg(ap, int64_t);
+    for (int i = 0; i < rank; i++)
+        dims[i] = va_arg(ap, int64_t);
     va_end(ap);
     return graph_add_tensor(g, name, dt, rank, dims);
 }
@@ -37,10 +38,14 @@ static int const_scalar(graph *g, const char *name, tdm_dtype dt, double v)
     int t = graph_add_tensor(g, name, dt, 0, NULL);
     size_t sz = tdm_dtype_size(dt);
     void *p = malloc(sz);
-    if (dt == TDM_DTYPE_FLOAT) *(float *)p = (float)v;
-    else if (dt == TDM_DTYPE_INT8) *(int8_t *)p = (int8_t)v;
-    else if (dt == TDM_DTYPE_UINT8) *(uint8_t *)p = (uint8_t)v;
-    else *(int64_t *)p = (int64_t)v;
+    if (dt == TDM_DTYPE_FLOAT)
+        *(float *)p = (float)v;
+    else if (dt == TDM_DTYPE_INT8)
+        *(int8_t *)p = (int8_t)v;
+    else if (dt == TDM_DTYPE_UINT8)
+        *(uint8_t *)p = (uint8_t)v;
+    else
+        *(int64_t *)p = (int64_t)v;
     graph_set_data(g, t, p, sz);
     return t;
 }
@@ -85,12 +90,13 @@ static void attr_ints(graph *g, int n, const char *name, int cnt, const int64_t 
     memcpy(a->ints, v, (size_t)cnt * sizeof *a->ints);
 }
 
-#define DIMS_EQ(t, ...)                                                                  \
-    do {                                                                                 \
-        const int64_t want_[] = {__VA_ARGS__};                                           \
-        int wr_ = (int)(sizeof want_ / sizeof want_[0]);                                 \
-        ASSERT_EQ((t)->rank, wr_);                                                       \
-        for (int d_ = 0; d_ < wr_; d_++) ASSERT_EQ((t)->dims[d_], want_[d_]);           \
+#define DIMS_EQ(t, ...)                                                                            \
+    do {                                                                                           \
+        const int64_t want_[] = {__VA_ARGS__};                                                     \
+        int wr_ = (int)(sizeof want_ / sizeof want_[0]);                                           \
+        ASSERT_EQ((t)->rank, wr_);                                                                 \
+        for (int d_ = 0; d_ < wr_; d_++)                                                           \
+            ASSERT_EQ((t)->dims[d_], want_[d_]);                                                   \
     } while (0)
 
 /* ---- lookup ----------------------------------------------------------- */
@@ -296,7 +302,8 @@ TEST(check_clip_forms_follow_opset)
 {
     graph *g = graph_new();
     int x = tensor(g, "x", TDM_DTYPE_FLOAT, 1, (int64_t)4);
-    int lo = const_scalar(g, "lo", TDM_DTYPE_FLOAT, 0), hi = const_scalar(g, "hi", TDM_DTYPE_FLOAT, 6);
+    int lo = const_scalar(g, "lo", TDM_DTYPE_FLOAT, 0),
+        hi = const_scalar(g, "hi", TDM_DTYPE_FLOAT, 6);
     int y = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
     int c = node(g, "clip", OP_CLIP, 3, (int[]){x, lo, hi}, y);
     g->opset = 10;
@@ -429,7 +436,8 @@ TEST(infer_matmul_and_gemm)
     int m2 = tensor(g, "m2", TDM_DTYPE_FLOAT, 2, (int64_t)4, (int64_t)3);
     int bias = tensor(g, "bias", TDM_DTYPE_FLOAT, 1, (int64_t)10);
     int y[4];
-    for (int i = 0; i < 4; i++) y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
+    for (int i = 0; i < 4; i++)
+        y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
     int n0 = node(g, "mm", OP_MATMUL, 2, (int[]){a, b}, y[0]);
     int n1 = node(g, "mv", OP_MATMUL, 2, (int[]){v, b}, y[1]);
     int n2 = node(g, "gemm", OP_GEMM, 3, (int[]){m2, w, bias}, y[2]);
@@ -453,7 +461,8 @@ TEST(infer_reshape_flatten)
     int s2 = const_i64(g, "s2", 2, (int64_t[]){7, -1});
     int s3 = tensor(g, "s3", TDM_DTYPE_INT64, 1, (int64_t)2); /* not a constant */
     int y[6];
-    for (int i = 0; i < 6; i++) y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
+    for (int i = 0; i < 6; i++)
+        y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
     int r1 = node(g, "r1", OP_RESHAPE, 2, (int[]){x, s1}, y[0]);
     int r2 = node(g, "r2", OP_RESHAPE, 2, (int[]){x, s2}, y[1]);
     int r3 = node(g, "r3", OP_RESHAPE, 2, (int[]){x, s3}, y[2]);
@@ -487,7 +496,8 @@ TEST(infer_squeeze_unsqueeze_transpose)
     int x = tensor(g, "x", TDM_DTYPE_INT8, 4, (int64_t)2, (int64_t)1, (int64_t)3, (int64_t)1);
     int ax = const_i64(g, "ax", 2, (int64_t[]){-1, 1});
     int y[6];
-    for (int i = 0; i < 6; i++) y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
+    for (int i = 0; i < 6; i++)
+        y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
     int s1 = node(g, "s1", OP_SQUEEZE, 2, (int[]){x, ax}, y[0]);
     int s2 = node(g, "s2", OP_SQUEEZE, 1, &x, y[1]);
     attr_ints(g, s2, "axes", 1, (int64_t[]){3});
@@ -532,7 +542,8 @@ TEST(infer_concat_pad_shape_gather_slice_cast)
     int axs = const_i64(g, "axs", 2, (int64_t[]){-1, 1});
     int stp = const_i64(g, "stp", 2, (int64_t[]){-1, 2});
     int y[8];
-    for (int i = 0; i < 8; i++) y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
+    for (int i = 0; i < 8; i++)
+        y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
     int cc = node(g, "cc", OP_CONCAT, 2, (int[]){a, b}, y[0]);
     attr_int(g, cc, "axis", -2);
     int pd = node(g, "pd", OP_PAD, 2, (int[]){a, pads}, y[1]);
@@ -577,7 +588,8 @@ TEST(infer_quantisation_dtypes)
     int x = tensor(g, "x", TDM_DTYPE_FLOAT, 2, (int64_t)2, (int64_t)3);
     int s = const_scalar(g, "s", TDM_DTYPE_FLOAT, 0.1);
     int zi = const_scalar(g, "zi", TDM_DTYPE_INT8, -3);
-    int q8 = tensor(g, "q8", TDM_DTYPE_UNDEFINED, -1), qu = tensor(g, "qu", TDM_DTYPE_UNDEFINED, -1),
+    int q8 = tensor(g, "q8", TDM_DTYPE_UNDEFINED, -1),
+        qu = tensor(g, "qu", TDM_DTYPE_UNDEFINED, -1),
         dq = tensor(g, "dq", TDM_DTYPE_UNDEFINED, -1);
     int n1 = node(g, "q1", OP_QUANTIZELINEAR, 3, (int[]){x, s, zi}, q8);
     int n2 = node(g, "q2", OP_QUANTIZELINEAR, 2, (int[]){x, s}, qu);
@@ -639,7 +651,8 @@ TEST(infer_refuses_overflowing_sizes)
     int stp = const_i64(g, "stp", 1, (int64_t[]){INT64_MAX});
     int stn = const_i64(g, "stn", 1, (int64_t[]){INT64_MIN});
     int y[5];
-    for (int i = 0; i < 5; i++) y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
+    for (int i = 0; i < 5; i++)
+        y[i] = tensor(g, "y", TDM_DTYPE_FLOAT, -1);
     int r1 = node(g, "r1", OP_RESHAPE, 2, (int[]){x, big}, y[0]);
     int r2 = node(g, "r2", OP_RESHAPE, 2, (int[]){x, bigm}, y[1]);
     int p1 = node(g, "p1", OP_PAD, 2, (int[]){x, pads}, y[2]);

@@ -21,7 +21,8 @@ static int tensor(graph *g, const char *name, tdm_dtype dt, int rank, ...)
     int64_t dims[GRAPH_MAX_RANK];
     va_list ap;
     va_start(ap, rank);
-    for (int i = 0; i < rank; i++) dims[i] = va_arg(ap, int64_t);
+    for (int i = 0; i < rank; i++)
+        dims[i] = va_arg(ap, int64_t);
     va_end(ap);
     return graph_add_tensor(g, name, dt, rank, dims);
 }
@@ -31,7 +32,8 @@ static int graph_input(graph *g, const char *name, int rank, ...)
     int64_t dims[GRAPH_MAX_RANK];
     va_list ap;
     va_start(ap, rank);
-    for (int i = 0; i < rank; i++) dims[i] = va_arg(ap, int64_t);
+    for (int i = 0; i < rank; i++)
+        dims[i] = va_arg(ap, int64_t);
     va_end(ap);
     int t = graph_add_tensor(g, name, TDM_DTYPE_FLOAT, rank, dims);
     g->tensors[t].is_input = true;
@@ -62,7 +64,8 @@ static int const_f32(graph *g, const char *name, int rank, const int64_t *dims, 
     int t = graph_add_tensor(g, name, TDM_DTYPE_FLOAT, rank, dims);
     int64_t n = graph_tensor_numel(&g->tensors[t]);
     float *p = malloc((size_t)n * sizeof *p);
-    for (int64_t i = 0; i < n; i++) p[i] = rnd(&seed, lo, hi);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = rnd(&seed, lo, hi);
     graph_set_data(g, t, p, (size_t)n * sizeof *p);
     return t;
 }
@@ -82,11 +85,16 @@ static int const_scalar(graph *g, const char *name, tdm_dtype dt, double v)
     int t = graph_add_tensor(g, name, dt, 0, NULL);
     size_t sz = tdm_dtype_size(dt);
     void *p = malloc(sz);
-    if (dt == TDM_DTYPE_FLOAT) *(float *)p = (float)v;
-    else if (dt == TDM_DTYPE_INT8) *(int8_t *)p = (int8_t)v;
-    else if (dt == TDM_DTYPE_UINT8) *(uint8_t *)p = (uint8_t)v;
-    else if (dt == TDM_DTYPE_INT32) *(int32_t *)p = (int32_t)v;
-    else *(int64_t *)p = (int64_t)v;
+    if (dt == TDM_DTYPE_FLOAT)
+        *(float *)p = (float)v;
+    else if (dt == TDM_DTYPE_INT8)
+        *(int8_t *)p = (int8_t)v;
+    else if (dt == TDM_DTYPE_UINT8)
+        *(uint8_t *)p = (uint8_t)v;
+    else if (dt == TDM_DTYPE_INT32)
+        *(int32_t *)p = (int32_t)v;
+    else
+        *(int64_t *)p = (int64_t)v;
     graph_set_data(g, t, p, sz);
     return t;
 }
@@ -171,8 +179,12 @@ static int run_graph(graph *g, const float *x, float *out, int64_t count)
             size_t nb = (size_t)graph_tensor_numel(o[k]) * tdm_dtype_size(o[k]->dtype);
             od[k] = buf[nd->outputs[k]] = calloc(1, nb ? nb : 1);
         }
-        ref_args a = {.nin = nd->ninputs, .in = in, .in_data = ind, .nout = nd->noutputs,
-                      .out = o, .out_data = od};
+        ref_args a = {.nin = nd->ninputs,
+                      .in = in,
+                      .in_data = ind,
+                      .nout = nd->noutputs,
+                      .out = o,
+                      .out_data = od};
         char err[256];
         if ((rc = ref_run(nd, &a, err, sizeof err))) {
             fprintf(stderr, "  ref_run: %s\n", err);
@@ -331,7 +343,8 @@ TEST(batchnorm_folds_into_conv_numerically)
     enum { N = 4 * 6 * 6 };
     float x[3 * 36], before[N], after[N];
     unsigned seed = 7;
-    for (int i = 0; i < 3 * 36; i++) x[i] = rnd(&seed, -2, 2);
+    for (int i = 0; i < 3 * 36; i++)
+        x[i] = rnd(&seed, -2, 2);
     for (int bias = 0; bias < 2; bias++) {
         graph *g = conv_bn_graph(bias, false);
         ASSERT_EQ(run_graph(g, x, before, N), 0);
@@ -358,7 +371,8 @@ TEST(batchnorm_kept_when_conv_output_is_shared)
     g = graph_new();
     int x = graph_input(g, "x", 4, (int64_t)1, (int64_t)2, (int64_t)2, (int64_t)2);
     int p[4];
-    for (int i = 0; i < 4; i++) p[i] = const_f32(g, "p", 1, (int64_t[]){2}, 9 + (unsigned)i, 0.5f, 1);
+    for (int i = 0; i < 4; i++)
+        p[i] = const_f32(g, "p", 1, (int64_t[]){2}, 9 + (unsigned)i, 0.5f, 1);
     int y = graph_output(g, "y");
     node(g, "bn", OP_BATCHNORM, 5, (int[]){x, p[0], p[1], p[2], p[3]}, y);
     ASSERT_EQ(opt_model(g), 0);
@@ -387,7 +401,8 @@ TEST(qdq_pair_becomes_fakequant)
 {
     float x[16], before[16], after[16];
     unsigned seed = 3;
-    for (int i = 0; i < 16; i++) x[i] = rnd(&seed, -3, 9);
+    for (int i = 0; i < 16; i++)
+        x[i] = rnd(&seed, -3, 9);
     tdm_dtype types[2] = {TDM_DTYPE_INT8, TDM_DTYPE_UINT8};
     for (int k = 0; k < 2; k++) {
         graph *g = qdq_graph(0.05, types[k]);
@@ -426,8 +441,10 @@ TEST(shape_subgraph_folds_once_batch_is_known)
     graph *g = graph_new();
     g->opset = 11;
     int x = graph_input(g, "x", 4, (int64_t)-1, (int64_t)3, (int64_t)4, (int64_t)4);
-    int sh = tensor(g, "sh", TDM_DTYPE_UNDEFINED, -1), ga = tensor(g, "ga", TDM_DTYPE_UNDEFINED, -1),
-        un = tensor(g, "un", TDM_DTYPE_UNDEFINED, -1), cc = tensor(g, "cc", TDM_DTYPE_UNDEFINED, -1);
+    int sh = tensor(g, "sh", TDM_DTYPE_UNDEFINED, -1),
+        ga = tensor(g, "ga", TDM_DTYPE_UNDEFINED, -1),
+        un = tensor(g, "un", TDM_DTYPE_UNDEFINED, -1),
+        cc = tensor(g, "cc", TDM_DTYPE_UNDEFINED, -1);
     int zero = const_scalar(g, "zero", TDM_DTYPE_INT64, 0);
     int minus1 = const_i64(g, "m1", 1, (int64_t[]){-1});
     int y = graph_output(g, "y");
@@ -438,7 +455,8 @@ TEST(shape_subgraph_folds_once_batch_is_known)
     int c = node(g, "concat", OP_CONCAT, 2, (int[]){un, minus1}, cc);
     attr_int(g, c, "axis", 0);
     node(g, "reshape", OP_RESHAPE, 2, (int[]){x, cc}, y);
-    for (int i = 0; i < g->nnodes; i++) ASSERT_EQ(ops_check(g, i), 0);
+    for (int i = 0; i < g->nnodes; i++)
+        ASSERT_EQ(ops_check(g, i), 0);
     ASSERT_EQ(opt_model(g), 0);
     ASSERT_EQ(g->nnodes, 5); /* nothing is constant before the batch is known */
 
@@ -509,7 +527,8 @@ TEST(fusion_builds_post_op_chains)
     int ca = tensor(g, "ca", TDM_DTYPE_FLOAT, -1), cb = tensor(g, "cb", TDM_DTYPE_FLOAT, -1),
         q = tensor(g, "q", TDM_DTYPE_INT8, -1), fq = tensor(g, "fq", TDM_DTYPE_FLOAT, -1),
         sum = tensor(g, "sum", TDM_DTYPE_FLOAT, -1), r = tensor(g, "r", TDM_DTYPE_FLOAT, -1);
-    int s = const_scalar(g, "s", TDM_DTYPE_FLOAT, 0.02), z = const_scalar(g, "z", TDM_DTYPE_INT8, 3);
+    int s = const_scalar(g, "s", TDM_DTYPE_FLOAT, 0.02),
+        z = const_scalar(g, "z", TDM_DTYPE_INT8, 3);
     int y = graph_output(g, "y");
     node(g, "conv_a", OP_CONV, 2, (int[]){x, wa}, ca);
     node(g, "q", OP_QUANTIZELINEAR, 3, (int[]){ca, s, z}, q);
@@ -523,7 +542,8 @@ TEST(fusion_builds_post_op_chains)
     enum { N = 3 * 16 };
     float xin[2 * 16], before[N], after[N];
     unsigned seed = 11;
-    for (int i = 0; i < 32; i++) xin[i] = rnd(&seed, -1, 1);
+    for (int i = 0; i < 32; i++)
+        xin[i] = rnd(&seed, -1, 1);
     ASSERT_EQ(run_graph(g, xin, before, N), 0);
     ASSERT_EQ(opt_model(g), 0);
     ASSERT_EQ(opt_infer_and_fold(g), 0);
@@ -565,7 +585,8 @@ TEST(fusion_stops_at_shared_tensors)
     g->opset = 13;
     int x = graph_input(g, "x", 4, (int64_t)1, (int64_t)2, (int64_t)3, (int64_t)3);
     int w = const_f32(g, "w", 4, (int64_t[]){2, 2, 1, 1}, 5, -1, 1);
-    int lo = const_scalar(g, "lo", TDM_DTYPE_FLOAT, 0), hi = const_scalar(g, "hi", TDM_DTYPE_FLOAT, 6);
+    int lo = const_scalar(g, "lo", TDM_DTYPE_FLOAT, 0),
+        hi = const_scalar(g, "hi", TDM_DTYPE_FLOAT, 6);
     int c1 = tensor(g, "c1", TDM_DTYPE_FLOAT, -1), c2 = tensor(g, "c2", TDM_DTYPE_FLOAT, -1);
     int y1 = graph_output(g, "y1"), y2 = graph_output(g, "y2"), y3 = graph_output(g, "y3");
     node(g, "conv1", OP_CONV, 2, (int[]){x, w}, c1);
