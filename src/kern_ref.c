@@ -44,8 +44,7 @@ int ref_need_inputs(const graph_node *n, const ref_args *a, int count, char *err
     if (a->nin < count)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "needs %d inputs, got %d", count, a->nin);
     for (int i = 0; i < count; i++)
-        if (!a->in[i])
-            return ref_fail(n, err, errlen, TDM_ERR_INVALID, "input %d is missing", i);
+        if (!a->in[i]) return ref_fail(n, err, errlen, TDM_ERR_INVALID, "input %d is missing", i);
     return 0;
 }
 
@@ -68,31 +67,51 @@ int64_t ref_numel(const graph_tensor *t)
 bool ref_read_i64(const graph_tensor *t, const void *data, int64_t i, int64_t *v)
 {
     switch (t->dtype) {
-    case TDM_DTYPE_INT64: *v = ((const int64_t *)data)[i]; return true;
-    case TDM_DTYPE_INT32: *v = ((const int32_t *)data)[i]; return true;
-    case TDM_DTYPE_INT8: *v = ((const int8_t *)data)[i]; return true;
+    case TDM_DTYPE_INT64:
+        *v = ((const int64_t *)data)[i];
+        return true;
+    case TDM_DTYPE_INT32:
+        *v = ((const int32_t *)data)[i];
+        return true;
+    case TDM_DTYPE_INT8:
+        *v = ((const int8_t *)data)[i];
+        return true;
     case TDM_DTYPE_UINT8:
-    case TDM_DTYPE_BOOL: *v = ((const uint8_t *)data)[i]; return true;
+    case TDM_DTYPE_BOOL:
+        *v = ((const uint8_t *)data)[i];
+        return true;
     case TDM_DTYPE_FLOAT: {
         float f = ((const float *)data)[i];
         if (!(f >= -9.2e18f && f <= 9.2e18f)) return false;
         *v = (int64_t)f;
         return true;
     }
-    default: return false;
+    default:
+        return false;
     }
 }
 
 bool ref_read_f32(const graph_tensor *t, const void *data, int64_t i, float *v)
 {
     switch (t->dtype) {
-    case TDM_DTYPE_FLOAT: *v = ((const float *)data)[i]; return true;
-    case TDM_DTYPE_INT64: *v = (float)((const int64_t *)data)[i]; return true;
-    case TDM_DTYPE_INT32: *v = (float)((const int32_t *)data)[i]; return true;
-    case TDM_DTYPE_INT8: *v = ((const int8_t *)data)[i]; return true;
+    case TDM_DTYPE_FLOAT:
+        *v = ((const float *)data)[i];
+        return true;
+    case TDM_DTYPE_INT64:
+        *v = (float)((const int64_t *)data)[i];
+        return true;
+    case TDM_DTYPE_INT32:
+        *v = (float)((const int32_t *)data)[i];
+        return true;
+    case TDM_DTYPE_INT8:
+        *v = ((const int8_t *)data)[i];
+        return true;
     case TDM_DTYPE_UINT8:
-    case TDM_DTYPE_BOOL: *v = ((const uint8_t *)data)[i]; return true;
-    default: return false;
+    case TDM_DTYPE_BOOL:
+        *v = ((const uint8_t *)data)[i];
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -140,8 +159,10 @@ static int clip_bounds(const graph_node *n, const ref_args *a, float *lo, float 
         if (ref_numel(t) != 1 || !ref_read_f32(t, a->in_data[i], 0, &v))
             return ref_fail(n, err, errlen, TDM_ERR_INVALID,
                             "bound input %d must be a numeric scalar", i);
-        if (i == 1) *lo = v;
-        else *hi = v;
+        if (i == 1)
+            *lo = v;
+        else
+            *hi = v;
     }
     return 0;
 }
@@ -162,29 +183,55 @@ static int ref_unary(const graph_node *n, const ref_args *a, char *err, size_t e
         rc = clip_bounds(n, a, &lo, &hi, err, errlen);
         if (rc) return rc;
         break;
-    case OP_LEAKYRELU: alpha = graph_attr_float(n, "alpha", 0.01f); break;
+    case OP_LEAKYRELU:
+        alpha = graph_attr_float(n, "alpha", 0.01f);
+        break;
     case OP_HARDSIGMOID:
         alpha = graph_attr_float(n, "alpha", 0.2f);
         beta = graph_attr_float(n, "beta", 0.5f);
         break;
-    default: break;
+    default:
+        break;
     }
 
     for (int64_t i = 0; i < count; i++) {
         float v = x[i];
         switch (n->op) {
-        case OP_RELU: v = v > 0.0f ? v : 0.0f; break;
-        case OP_CLIP: v = fminf(fmaxf(v, lo), hi); break;
-        case OP_SIGMOID: v = 1.0f / (1.0f + expf(-v)); break;
-        case OP_TANH: v = tanhf(v); break;
-        case OP_LEAKYRELU: v = v >= 0.0f ? v : alpha * v; break;
-        case OP_HARDSIGMOID: v = hardsigmoid(v, alpha, beta); break;
-        case OP_HARDSWISH: v = v * hardsigmoid(v, 1.0f / 6.0f, 0.5f); break;
-        case OP_EXP: v = expf(v); break;
-        case OP_SQRT: v = sqrtf(v); break;
-        case OP_NEG: v = -v; break;
-        case OP_ABS: v = fabsf(v); break;
-        default: return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "not an element-wise op");
+        case OP_RELU:
+            v = v > 0.0f ? v : 0.0f;
+            break;
+        case OP_CLIP:
+            v = fminf(fmaxf(v, lo), hi);
+            break;
+        case OP_SIGMOID:
+            v = 1.0f / (1.0f + expf(-v));
+            break;
+        case OP_TANH:
+            v = tanhf(v);
+            break;
+        case OP_LEAKYRELU:
+            v = v >= 0.0f ? v : alpha * v;
+            break;
+        case OP_HARDSIGMOID:
+            v = hardsigmoid(v, alpha, beta);
+            break;
+        case OP_HARDSWISH:
+            v = v * hardsigmoid(v, 1.0f / 6.0f, 0.5f);
+            break;
+        case OP_EXP:
+            v = expf(v);
+            break;
+        case OP_SQRT:
+            v = sqrtf(v);
+            break;
+        case OP_NEG:
+            v = -v;
+            break;
+        case OP_ABS:
+            v = fabsf(v);
+            break;
+        default:
+            return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "not an element-wise op");
         }
         y[i] = v;
     }
@@ -208,9 +255,12 @@ static bool bcast_strides(const graph_tensor *t, const graph_tensor *out, int64_
             st[d] = 0;
             continue;
         }
-        if (t->dims[td] == out->dims[d]) st[d] = out->dims[d] == 1 ? 0 : s;
-        else if (t->dims[td] == 1) st[d] = 0;
-        else return false;
+        if (t->dims[td] == out->dims[d])
+            st[d] = out->dims[d] == 1 ? 0 : s;
+        else if (t->dims[td] == 1)
+            st[d] = 0;
+        else
+            return false;
         s *= t->dims[td];
     }
     return true;
@@ -219,12 +269,18 @@ static bool bcast_strides(const graph_tensor *t, const graph_tensor *out, int64_
 static float binary_f32(graph_op op, float x, float y)
 {
     switch (op) {
-    case OP_ADD: return x + y;
-    case OP_SUB: return x - y;
-    case OP_MUL: return x * y;
-    case OP_DIV: return x / y;
-    case OP_MIN: return fminf(x, y);
-    default: return fmaxf(x, y);
+    case OP_ADD:
+        return x + y;
+    case OP_SUB:
+        return x - y;
+    case OP_MUL:
+        return x * y;
+    case OP_DIV:
+        return x / y;
+    case OP_MIN:
+        return fminf(x, y);
+    default:
+        return fmaxf(x, y);
     }
 }
 
@@ -233,15 +289,25 @@ static float binary_f32(graph_op op, float x, float y)
 static bool binary_i64(graph_op op, int64_t x, int64_t y, int64_t *r)
 {
     switch (op) {
-    case OP_ADD: *r = (int64_t)((uint64_t)x + (uint64_t)y); return true;
-    case OP_SUB: *r = (int64_t)((uint64_t)x - (uint64_t)y); return true;
-    case OP_MUL: *r = (int64_t)((uint64_t)x * (uint64_t)y); return true;
+    case OP_ADD:
+        *r = (int64_t)((uint64_t)x + (uint64_t)y);
+        return true;
+    case OP_SUB:
+        *r = (int64_t)((uint64_t)x - (uint64_t)y);
+        return true;
+    case OP_MUL:
+        *r = (int64_t)((uint64_t)x * (uint64_t)y);
+        return true;
     case OP_DIV:
         if (y == 0 || (x == INT64_MIN && y == -1)) return false;
         *r = x / y;
         return true;
-    case OP_MIN: *r = x < y ? x : y; return true;
-    default: *r = x > y ? x : y; return true;
+    case OP_MIN:
+        *r = x < y ? x : y;
+        return true;
+    default:
+        *r = x > y ? x : y;
+        return true;
     }
 }
 
@@ -278,7 +344,8 @@ static int binary_pass(const graph_node *n, const graph_tensor *xt, const void *
         case TDM_DTYPE_FLOAT: {
             const float *x = (const float *)xd + ox, *y = (const float *)yd + oy;
             float *o = (float *)od + base;
-            for (int64_t j = 0; j < inner; j++) o[j] = binary_f32(n->op, x[j * isx], y[j * isy]);
+            for (int64_t j = 0; j < inner; j++)
+                o[j] = binary_f32(n->op, x[j * isx], y[j * isy]);
             break;
         }
         case TDM_DTYPE_INT64:
@@ -289,8 +356,10 @@ static int binary_pass(const graph_node *n, const graph_tensor *xt, const void *
                 ref_read_i64(yt, yd, oy + j * isy, &y);
                 if (!binary_i64(n->op, x, y, &r))
                     return ref_fail(n, err, errlen, TDM_ERR_INVALID, "integer division by zero");
-                if (ot->dtype == TDM_DTYPE_INT64) ((int64_t *)od)[base + j] = r;
-                else ((int32_t *)od)[base + j] = (int32_t)(uint32_t)(uint64_t)r;
+                if (ot->dtype == TDM_DTYPE_INT64)
+                    ((int64_t *)od)[base + j] = r;
+                else
+                    ((int32_t *)od)[base + j] = (int32_t)(uint32_t)(uint64_t)r;
             }
             break;
         default:
@@ -328,9 +397,16 @@ static int ref_binary(const graph_node *n, const ref_args *a, char *err, size_t 
 static bool quant_range(tdm_dtype t, float *qmin, float *qmax)
 {
     switch (t) {
-    case TDM_DTYPE_UINT8: *qmin = 0.0f; *qmax = 255.0f; return true;
-    case TDM_DTYPE_INT8: *qmin = -128.0f; *qmax = 127.0f; return true;
-    default: return false;
+    case TDM_DTYPE_UINT8:
+        *qmin = 0.0f;
+        *qmax = 255.0f;
+        return true;
+    case TDM_DTYPE_INT8:
+        *qmin = -128.0f;
+        *qmax = 127.0f;
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -346,9 +422,8 @@ static int quant_layout(const graph_node *n, const graph_tensor *x, const graph_
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "scale must be float, is %s",
                         tdm_dtype_name(scale->dtype));
     if (zp && ref_numel(zp) != ns)
-        return ref_fail(n, err, errlen, TDM_ERR_INVALID,
-                        "zero point has %lld elements, scale %lld", (long long)ref_numel(zp),
-                        (long long)ns);
+        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "zero point has %lld elements, scale %lld",
+                        (long long)ref_numel(zp), (long long)ns);
     *channels = ns;
     *inner = 0;
     if (ns == 1) return 0;
@@ -360,7 +435,8 @@ static int quant_layout(const graph_node *n, const graph_tensor *x, const graph_
                         "scale has %lld elements, axis %d has %lld", (long long)ns, axis,
                         (long long)x->dims[axis]);
     int64_t in = 1;
-    for (int d = axis + 1; d < x->rank; d++) in *= x->dims[d];
+    for (int d = axis + 1; d < x->rank; d++)
+        in *= x->dims[d];
     *inner = in;
     return 0;
 }
@@ -395,8 +471,10 @@ static int ref_quantize(const graph_node *n, const ref_args *a, char *err, size_
         float z = 0.0f;
         if (zp) ref_read_f32(zp, a->in_data[2], c, &z);
         float q = fminf(fmaxf(nearbyintf(xd[i] / sd[c]) + z, qmin), qmax);
-        if (y->dtype == TDM_DTYPE_UINT8) ((uint8_t *)a->out_data[0])[i] = (uint8_t)q;
-        else ((int8_t *)a->out_data[0])[i] = (int8_t)q;
+        if (y->dtype == TDM_DTYPE_UINT8)
+            ((uint8_t *)a->out_data[0])[i] = (uint8_t)q;
+        else
+            ((int8_t *)a->out_data[0])[i] = (int8_t)q;
     }
     return 0;
 }
@@ -407,8 +485,8 @@ static int ref_dequantize(const graph_node *n, const ref_args *a, char *err, siz
     if (rc) return rc;
     const graph_tensor *x = a->in[0], *scale = a->in[1], *zp = ref_opt_input(a, 2);
     const graph_tensor *y = a->out[0];
-    bool int_in = x->dtype == TDM_DTYPE_UINT8 || x->dtype == TDM_DTYPE_INT8 ||
-                  x->dtype == TDM_DTYPE_INT32;
+    bool int_in =
+        x->dtype == TDM_DTYPE_UINT8 || x->dtype == TDM_DTYPE_INT8 || x->dtype == TDM_DTYPE_INT32;
     if (!int_in || y->dtype != TDM_DTYPE_FLOAT || (zp && zp->dtype != x->dtype))
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED,
                         "dequantises uint8, int8 or int32 to float only (got %s -> %s)",
@@ -452,7 +530,8 @@ static int ref_fakequant(const graph_node *n, const ref_args *a, char *err, size
     const float *x = a->in_data[0];
     float *y = a->out_data[0];
     int64_t count = ref_numel(a->out[0]);
-    for (int64_t i = 0; i < count; i++) y[i] = fakequant(x[i], scale, zp, qmin, qmax);
+    for (int64_t i = 0; i < count; i++)
+        y[i] = fakequant(x[i], scale, zp, qmin, qmax);
     return 0;
 }
 
@@ -475,16 +554,19 @@ static int apply_post(const graph_node *n, const ref_args *a, char *err, size_t 
         const graph_post *po = &n->post[p];
         switch (po->kind) {
         case POST_RELU:
-            for (int64_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+            for (int64_t i = 0; i < count; i++)
+                y[i] = y[i] > 0.0f ? y[i] : 0.0f;
             break;
         case POST_CLIP:
-            for (int64_t i = 0; i < count; i++) y[i] = fminf(fmaxf(y[i], po->a), po->b);
+            for (int64_t i = 0; i < count; i++)
+                y[i] = fminf(fmaxf(y[i], po->a), po->b);
             break;
         case POST_FAKEQUANT:
             if (!(po->a > 0.0f))
                 return ref_fail(n, err, errlen, TDM_ERR_INVALID, "post-op %d: scale %g", p,
                                 (double)po->a);
-            for (int64_t i = 0; i < count; i++) y[i] = fakequant(y[i], po->a, po->b, po->c, po->d);
+            for (int64_t i = 0; i < count; i++)
+                y[i] = fakequant(y[i], po->a, po->b, po->c, po->d);
             break;
         case POST_SUM: {
             const graph_tensor *t = ref_opt_input(a, po->input);
@@ -494,7 +576,8 @@ static int apply_post(const graph_node *n, const ref_args *a, char *err, size_t 
                                 "elements",
                                 p, po->input, (long long)count);
             const float *s = a->in_data[po->input];
-            for (int64_t i = 0; i < count; i++) y[i] += s[i];
+            for (int64_t i = 0; i < count; i++)
+                y[i] += s[i];
             break;
         }
         default:

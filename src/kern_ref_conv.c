@@ -36,7 +36,8 @@ static int ints_attr(const graph_node *n, const char *name, int len, int64_t *v,
     if (at->type != ATTR_INTS || at->n != len)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "attribute %s needs %d integers", name,
                         len);
-    for (int i = 0; i < len; i++) v[i] = at->ints[i];
+    for (int i = 0; i < len; i++)
+        v[i] = at->ints[i];
     return 0;
 }
 
@@ -52,7 +53,8 @@ static int window_init(const graph_node *n, const graph_tensor *x, const graph_t
                         "only 1-D and 2-D windows (input rank %d, output rank %d)", x->rank,
                         y->rank);
     int64_t k[2], s[2] = {1, 1}, d[2] = {1, 1}, pads[4] = {0, 0, 0, 0};
-    for (int i = 0; i < ns; i++) k[i] = kdims[i];
+    for (int i = 0; i < ns; i++)
+        k[i] = kdims[i];
     int rc = ints_attr(n, "strides", ns, s, err, errlen);
     if (!rc) rc = ints_attr(n, "dilations", ns, d, err, errlen);
     if (!rc) rc = ints_attr(n, "pads", 2 * ns, pads, err, errlen);
@@ -70,12 +72,12 @@ static int window_init(const graph_node *n, const graph_tensor *x, const graph_t
         int64_t in = x->dims[2 + i];
         /* Bounded so that no window arithmetic below can overflow. */
         const int64_t lim = INT64_C(1) << 24;
-        if (k[i] < 1 || s[i] < 1 || d[i] < 1 || pads[i] < 0 || pads[i + ns] < 0 ||
-            k[i] > lim || s[i] > lim || d[i] > lim || pads[i] > lim || pads[i + ns] > lim)
+        if (k[i] < 1 || s[i] < 1 || d[i] < 1 || pads[i] < 0 || pads[i + ns] < 0 || k[i] > lim ||
+            s[i] > lim || d[i] > lim || pads[i] > lim || pads[i + ns] > lim)
             return ref_fail(n, err, errlen, TDM_ERR_INVALID,
                             "bad window: kernel %lld stride %lld dilation %lld pads %lld,%lld",
-                            (long long)k[i], (long long)s[i], (long long)d[i],
-                            (long long)pads[i], (long long)pads[i + ns]);
+                            (long long)k[i], (long long)s[i], (long long)d[i], (long long)pads[i],
+                            (long long)pads[i + ns]);
         int64_t span = (k[i] - 1) * d[i] + 1;
         int64_t pb = pads[i], pe = pads[i + ns];
         if (strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0) {
@@ -114,7 +116,7 @@ static int window_init(const graph_node *n, const graph_tensor *x, const graph_t
 static void tap_range(int64_t t, int64_t s, int64_t d, int64_t pb, int64_t in, int64_t out,
                       int64_t *lo, int64_t *hi)
 {
-    int64_t first = pb - t * d; /* o*s >= first */
+    int64_t first = pb - t * d;         /* o*s >= first */
     int64_t last = in - 1 + pb - t * d; /* o*s <= last */
     int64_t l = first <= 0 ? 0 : (first + s - 1) / s;
     int64_t h = last < 0 ? 0 : last / s + 1;
@@ -133,8 +135,10 @@ static void axpy(float a, const float *restrict x, float *restrict y, int64_t le
 {
     int64_t i = 0;
     for (; i + 8 <= len; i += 8)
-        for (int j = 0; j < 8; j++) y[i + j] += a * x[i + j];
-    for (; i < len; i++) y[i] += a * x[i];
+        for (int j = 0; j < 8; j++)
+            y[i + j] += a * x[i + j];
+    for (; i < len; i++)
+        y[i] += a * x[i];
 }
 
 /* y[i] += sum over q < 4 input channels of a[c] * x[c * plane + i]. Four
@@ -144,7 +148,8 @@ static void taps(int q, const float *a, const float *x, int64_t plane, float *re
                  int64_t len)
 {
     if (q < 4) {
-        for (int c = 0; c < q; c++) axpy(a[c], x + c * plane, y, len);
+        for (int c = 0; c < q; c++)
+            axpy(a[c], x + c * plane, y, len);
         return;
     }
     const float *restrict x0 = x, *restrict x1 = x + plane, *restrict x2 = x + 2 * plane,
@@ -154,7 +159,8 @@ static void taps(int q, const float *a, const float *x, int64_t plane, float *re
     for (; i + 8 <= len; i += 8)
         for (int j = 0; j < 8; j++)
             y[i + j] += a0 * x0[i + j] + a1 * x1[i + j] + a2 * x2[i + j] + a3 * x3[i + j];
-    for (; i < len; i++) y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i] + a3 * x3[i];
+    for (; i < len; i++)
+        y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i] + a3 * x3[i];
 }
 
 int ref_conv(const graph_node *n, const ref_args *a, char *err, size_t errlen)
@@ -167,10 +173,11 @@ int ref_conv(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         yt->dtype != TDM_DTYPE_FLOAT || (bt && bt->dtype != TDM_DTYPE_FLOAT))
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "only float Conv");
     if (wt->rank != xt->rank)
-        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "weight rank %d, input rank %d",
-                        wt->rank, xt->rank);
+        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "weight rank %d, input rank %d", wt->rank,
+                        xt->rank);
     int64_t kd[2] = {1, 1};
-    for (int i = 0; i + 2 < wt->rank && i < 2; i++) kd[i] = wt->dims[2 + i];
+    for (int i = 0; i + 2 < wt->rank && i < 2; i++)
+        kd[i] = wt->dims[2 + i];
     int64_t ks[2] = {kd[0], kd[1]};
     if (xt->rank >= 3 && xt->rank <= 4) {
         rc = ints_attr(n, "kernel_shape", xt->rank - 2, ks, err, errlen);
@@ -199,7 +206,8 @@ int ref_conv(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         for (int64_t m = 0; m < M; m++) {
             float *yp = Y + (b * M + m) * OH * OW;
             float bias = B ? B[m] : 0.0f;
-            for (int64_t i = 0; i < OH * OW; i++) yp[i] = bias;
+            for (int64_t i = 0; i < OH * OW; i++)
+                yp[i] = bias;
             int64_t g = m / Mg;
             for (int64_t cg = 0; cg < Cg; cg += 4) {
                 int q = Cg - cg < 4 ? (int)(Cg - cg) : 4;
@@ -213,7 +221,8 @@ int ref_conv(const graph_node *n, const ref_args *a, char *err, size_t errlen)
                         tap_range(kw, sw, w.d[1], w.pb[1], W, OW, &ow0, &ow1);
                         if (oh0 >= oh1 || ow0 >= ow1) continue;
                         float wv[4] = {0, 0, 0, 0};
-                        for (int c = 0; c < q; c++) wv[c] = wp[c * KH * KW + kh * KW + kw];
+                        for (int c = 0; c < q; c++)
+                            wv[c] = wp[c * KH * KW + kh * KW + kw];
                         int64_t iw0 = kw * w.d[1] - w.pb[1];
                         int64_t row = (oh0 * sh + kh * w.d[0] - w.pb[0]) * W;
                         /* Whole rows at stride 1 (then iw0 is 0) are one
@@ -246,8 +255,7 @@ int ref_conv(const graph_node *n, const ref_args *a, char *err, size_t errlen)
 /* Pools                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static int pool_window(const graph_node *n, const ref_args *a, window *w, char *err,
-                       size_t errlen)
+static int pool_window(const graph_node *n, const ref_args *a, window *w, char *err, size_t errlen)
 {
     int rc = ref_need_inputs(n, a, 1, err, errlen);
     if (rc) return rc;
@@ -265,8 +273,7 @@ static int pool_window(const graph_node *n, const ref_args *a, window *w, char *
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output is not N x C like the input");
     if (graph_attr_int(n, "storage_order", 0) != 0)
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "storage_order 1");
-    return window_init(n, xt, yt, ks->ints, graph_attr_int(n, "ceil_mode", 0) != 0, w, err,
-                       errlen);
+    return window_init(n, xt, yt, ks->ints, graph_attr_int(n, "ceil_mode", 0) != 0, w, err, errlen);
 }
 
 static int pool(const graph_node *n, const ref_args *a, bool is_max, char *err, size_t errlen)
@@ -298,8 +305,10 @@ static int pool(const graph_node *n, const ref_args *a, bool is_max, char *err, 
                         if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
                         float v = xp[ih * W + iw];
                         inside++;
-                        if (is_max) acc = v > acc ? v : acc;
-                        else acc += v;
+                        if (is_max)
+                            acc = v > acc ? v : acc;
+                        else
+                            acc += v;
                     }
                 }
                 /* A ceil_mode window wholly past the input averages nothing:
@@ -342,8 +351,10 @@ int ref_global_pool(const graph_node *n, const ref_args *a, char *err, size_t er
         const float *xp = X + p * size;
         float acc = n->op == OP_GLOBALMAXPOOL ? -INFINITY : 0.0f;
         for (int64_t i = 0; i < size; i++) {
-            if (n->op == OP_GLOBALMAXPOOL) acc = xp[i] > acc ? xp[i] : acc;
-            else acc += xp[i];
+            if (n->op == OP_GLOBALMAXPOOL)
+                acc = xp[i] > acc ? xp[i] : acc;
+            else
+                acc += xp[i];
         }
         Y[p] = n->op == OP_GLOBALMAXPOOL ? acc : acc / (float)size;
     }
@@ -398,11 +409,13 @@ int ref_gemm(const graph_node *n, const ref_args *a, char *err, size_t errlen)
                 y[j] = acc;
             }
         } else {
-            for (int64_t j = 0; j < N; j++) y[j] = 0.0f;
+            for (int64_t j = 0; j < N; j++)
+                y[j] = 0.0f;
             for (int64_t k = 0; k < K; k++) {
                 float av = A[ta ? k * M + i : i * K + k];
                 const float *b = B + k * N;
-                for (int64_t j = 0; j < N; j++) y[j] += av * b[j];
+                for (int64_t j = 0; j < N; j++)
+                    y[j] += av * b[j];
             }
         }
         for (int64_t j = 0; j < N; j++)
@@ -420,8 +433,7 @@ int ref_matmul(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         yt->dtype != TDM_DTYPE_FLOAT)
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "only float MatMul");
     int ra = at->rank, rb = bt->rank, ry = yt->rank;
-    if (ra < 1 || rb < 1)
-        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "MatMul of a scalar");
+    if (ra < 1 || rb < 1) return ref_fail(n, err, errlen, TDM_ERR_INVALID, "MatMul of a scalar");
     /* A 1-D A is a row [1, K], a 1-D B a column [K, 1]; that dim is dropped
      * from the output. */
     int64_t M = ra == 1 ? 1 : at->dims[ra - 2], K = at->dims[ra - 1];
@@ -462,11 +474,13 @@ int ref_matmul(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         float *Yp = Y + bi * M * N;
         for (int64_t i = 0; i < M; i++) {
             float *y = Yp + i * N;
-            for (int64_t j = 0; j < N; j++) y[j] = 0.0f;
+            for (int64_t j = 0; j < N; j++)
+                y[j] = 0.0f;
             for (int64_t k = 0; k < K; k++) {
                 float av = Ap[i * K + k];
                 const float *b = Bp + k * N;
-                for (int64_t j = 0; j < N; j++) y[j] += av * b[j];
+                for (int64_t j = 0; j < N; j++)
+                    y[j] += av * b[j];
             }
         }
     }
@@ -509,7 +523,8 @@ int ref_batchnorm(const graph_node *n, const ref_args *a, char *err, size_t errl
             float k = S[c] / sqrtf(Var[c] + eps), o = Bv[c] - Mean[c] * k;
             const float *x = X + (b * C + c) * inner;
             float *y = Y + (b * C + c) * inner;
-            for (int64_t i = 0; i < inner; i++) y[i] = x[i] * k + o;
+            for (int64_t i = 0; i < inner; i++)
+                y[i] = x[i] * k + o;
         }
     }
     return 0;
@@ -525,17 +540,20 @@ int ref_softmax(const graph_node *n, const ref_args *a, char *err, size_t errlen
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "only float Softmax of equal shape");
     int axis;
     if (!ref_axis(graph_attr_int(n, "axis", -1), xt->rank ? xt->rank : 1, &axis))
-        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "axis out of range for rank %d",
-                        xt->rank);
+        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "axis out of range for rank %d", xt->rank);
     /* Before opset 13 the input is coerced to 2-D at axis and normalised over
      * each row; since, over the one axis. Both are "len elements at stride
      * inner", with inner == 1 in the coerced case. */
     int64_t outer = 1, len = 1, inner = 1;
     for (int d = 0; d < xt->rank; d++) {
-        if (d < axis) outer *= xt->dims[d];
-        else if (d == axis) len *= xt->dims[d];
-        else if (graph_attr_int(n, "coerce_2d", 0)) len *= xt->dims[d];
-        else inner *= xt->dims[d];
+        if (d < axis)
+            outer *= xt->dims[d];
+        else if (d == axis)
+            len *= xt->dims[d];
+        else if (graph_attr_int(n, "coerce_2d", 0))
+            len *= xt->dims[d];
+        else
+            inner *= xt->dims[d];
     }
     const float *X = a->in_data[0];
     float *Y = a->out_data[0];
@@ -544,12 +562,14 @@ int ref_softmax(const graph_node *n, const ref_args *a, char *err, size_t errlen
             const float *x = X + o * len * inner + i;
             float *y = Y + o * len * inner + i;
             float mx = -INFINITY, sum = 0.0f;
-            for (int64_t j = 0; j < len; j++) mx = x[j * inner] > mx ? x[j * inner] : mx;
+            for (int64_t j = 0; j < len; j++)
+                mx = x[j * inner] > mx ? x[j * inner] : mx;
             for (int64_t j = 0; j < len; j++) {
                 y[j * inner] = expf(x[j * inner] - mx);
                 sum += y[j * inner];
             }
-            for (int64_t j = 0; j < len; j++) y[j * inner] /= sum;
+            for (int64_t j = 0; j < len; j++)
+                y[j * inner] /= sum;
         }
     }
     return 0;

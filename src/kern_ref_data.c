@@ -31,8 +31,8 @@ static void index_next(int rank, const int64_t *dims, int64_t *idx)
     }
 }
 
-static int same_dtype(const graph_node *n, const graph_tensor *x, const graph_tensor *y,
-                      char *err, size_t errlen)
+static int same_dtype(const graph_node *n, const graph_tensor *x, const graph_tensor *y, char *err,
+                      size_t errlen)
 {
     if (x->dtype != y->dtype)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "input is %s, output %s",
@@ -91,8 +91,7 @@ int ref_transpose(const graph_node *n, const ref_args *a, char *err, size_t errl
         seen[perm[d]] = true;
     }
     if (y->rank != rank)
-        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output rank %d, input %d", y->rank,
-                        rank);
+        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output rank %d, input %d", y->rank, rank);
     for (int d = 0; d < rank; d++)
         if (y->dims[d] != x->dims[perm[d]])
             return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output dim %d is not input dim %lld",
@@ -100,14 +99,16 @@ int ref_transpose(const graph_node *n, const ref_args *a, char *err, size_t errl
 
     int64_t xs[GRAPH_MAX_RANK], st[GRAPH_MAX_RANK], idx[GRAPH_MAX_RANK] = {0};
     strides_of(x, xs);
-    for (int d = 0; d < rank; d++) st[d] = xs[perm[d]];
+    for (int d = 0; d < rank; d++)
+        st[d] = xs[perm[d]];
     size_t es = tdm_dtype_size(x->dtype);
     const char *src = a->in_data[0];
     char *dst = a->out_data[0];
     int64_t count = ref_numel(y);
     for (int64_t i = 0; i < count; i++) {
         int64_t off = 0;
-        for (int d = 0; d < rank; d++) off += idx[d] * st[d];
+        for (int d = 0; d < rank; d++)
+            off += idx[d] * st[d];
         memcpy(dst + (size_t)i * es, src + (size_t)off * es, es);
         index_next(rank, y->dims, idx);
     }
@@ -129,7 +130,8 @@ int ref_concat(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         rc = same_dtype(n, x, y, err, errlen);
         if (rc) return rc;
         bool ok = x->rank == y->rank;
-        for (int d = 0; ok && d < y->rank; d++) ok = d == axis || x->dims[d] == y->dims[d];
+        for (int d = 0; ok && d < y->rank; d++)
+            ok = d == axis || x->dims[d] == y->dims[d];
         if (!ok)
             return ref_fail(n, err, errlen, TDM_ERR_INVALID,
                             "input %d differs from the output outside axis %d", i, axis);
@@ -140,8 +142,10 @@ int ref_concat(const graph_node *n, const ref_args *a, char *err, size_t errlen)
                         (long long)total, (long long)y->dims[axis]);
 
     int64_t outer = 1, inner = tdm_dtype_size(y->dtype);
-    for (int d = 0; d < axis; d++) outer *= y->dims[d];
-    for (int d = axis + 1; d < y->rank; d++) inner *= y->dims[d];
+    for (int d = 0; d < axis; d++)
+        outer *= y->dims[d];
+    for (int d = axis + 1; d < y->rank; d++)
+        inner *= y->dims[d];
     char *dst = a->out_data[0];
     for (int64_t o = 0; o < outer; o++) {
         for (int i = 0; i < a->nin; i++) {
@@ -165,12 +169,23 @@ int ref_concat(const graph_node *n, const ref_args *a, char *err, size_t errlen)
 static void store_int(tdm_dtype t, int64_t v, void *dst)
 {
     switch (t) {
-    case TDM_DTYPE_UINT8: *(uint8_t *)dst = (uint8_t)(uint64_t)v; break;
-    case TDM_DTYPE_INT8: *(int8_t *)dst = (int8_t)(uint8_t)(uint64_t)v; break;
-    case TDM_DTYPE_INT32: *(int32_t *)dst = (int32_t)(uint32_t)(uint64_t)v; break;
-    case TDM_DTYPE_INT64: *(int64_t *)dst = v; break;
-    case TDM_DTYPE_BOOL: *(uint8_t *)dst = v != 0; break;
-    default: break;
+    case TDM_DTYPE_UINT8:
+        *(uint8_t *)dst = (uint8_t)(uint64_t)v;
+        break;
+    case TDM_DTYPE_INT8:
+        *(int8_t *)dst = (int8_t)(uint8_t)(uint64_t)v;
+        break;
+    case TDM_DTYPE_INT32:
+        *(int32_t *)dst = (int32_t)(uint32_t)(uint64_t)v;
+        break;
+    case TDM_DTYPE_INT64:
+        *(int64_t *)dst = v;
+        break;
+    case TDM_DTYPE_BOOL:
+        *(uint8_t *)dst = v != 0;
+        break;
+    default:
+        break;
     }
 }
 
@@ -185,9 +200,12 @@ static int64_t float_to_i64(float f)
 /* Writes the float v converted to dtype t into dst. */
 static void store_float(tdm_dtype t, float v, void *dst)
 {
-    if (t == TDM_DTYPE_FLOAT) *(float *)dst = v;
-    else if (t == TDM_DTYPE_BOOL) *(uint8_t *)dst = v != 0.0f;
-    else store_int(t, float_to_i64(v), dst);
+    if (t == TDM_DTYPE_FLOAT)
+        *(float *)dst = v;
+    else if (t == TDM_DTYPE_BOOL)
+        *(uint8_t *)dst = v != 0.0f;
+    else
+        store_int(t, float_to_i64(v), dst);
 }
 
 /* Maps an output coordinate of a padded dim to the input coordinate it reads,
@@ -218,8 +236,10 @@ int ref_pad(const graph_node *n, const ref_args *a, char *err, size_t errlen)
     if (ref_opt_input(a, 3))
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "the axes input (opset 18)");
     const char *ms = graph_attr_string(n, "mode", "constant");
-    int mode = strcmp(ms, "constant") == 0 ? 0 : strcmp(ms, "edge") == 0 ? 1
-               : strcmp(ms, "reflect") == 0 ? 2 : -1;
+    int mode = strcmp(ms, "constant") == 0  ? 0
+               : strcmp(ms, "edge") == 0    ? 1
+               : strcmp(ms, "reflect") == 0 ? 2
+                                            : -1;
     if (mode < 0) return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "mode %s", ms);
 
     int64_t pads[2 * GRAPH_MAX_RANK];
@@ -234,7 +254,8 @@ int ref_pad(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         const graph_attr *pa = graph_attr_get(n, "pads");
         if (!pa || pa->type != ATTR_INTS || pa->n != 2 * rank)
             return ref_fail(n, err, errlen, TDM_ERR_INVALID, "needs %d pads", 2 * rank);
-        for (int i = 0; i < 2 * rank; i++) pads[i] = pa->ints[i];
+        for (int i = 0; i < 2 * rank; i++)
+            pads[i] = pa->ints[i];
     }
     /* The fill value: input 2 in the data's dtype, else attribute "value". */
     size_t es = tdm_dtype_size(x->dtype);
@@ -248,8 +269,7 @@ int ref_pad(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         store_float(x->dtype, graph_attr_float(n, "value", 0.0f), fill);
     }
     if (y->rank != rank)
-        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output rank %d, input %d", y->rank,
-                        rank);
+        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output rank %d, input %d", y->rank, rank);
     for (int d = 0; d < rank; d++) {
         int64_t want;
         if (__builtin_add_overflow(x->dims[d], pads[d], &want) ||
@@ -301,7 +321,8 @@ int ref_shape(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output must be %lld int64 values",
                         (long long)len);
     int64_t *out = a->out_data[0];
-    for (int64_t i = 0; i < len; i++) out[i] = x->dims[start + i];
+    for (int64_t i = 0; i < len; i++)
+        out[i] = x->dims[start + i];
     return 0;
 }
 
@@ -314,13 +335,14 @@ int ref_gather(const graph_node *n, const ref_args *a, char *err, size_t errlen)
     if (rc) return rc;
     int axis;
     if (!ref_axis(graph_attr_int(n, "axis", 0), x->rank, &axis))
-        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "axis out of range for rank %d",
-                        x->rank);
+        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "axis out of range for rank %d", x->rank);
     if (it->dtype != TDM_DTYPE_INT64 && it->dtype != TDM_DTYPE_INT32)
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "indices must be int32 or int64");
     int64_t outer = 1, inner = 1, dim = x->dims[axis], nidx = ref_numel(it);
-    for (int d = 0; d < axis; d++) outer *= x->dims[d];
-    for (int d = axis + 1; d < x->rank; d++) inner *= x->dims[d];
+    for (int d = 0; d < axis; d++)
+        outer *= x->dims[d];
+    for (int d = axis + 1; d < x->rank; d++)
+        inner *= x->dims[d];
     if (y->rank != x->rank - 1 + it->rank || ref_numel(y) != outer * nidx * inner)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output shape does not fit");
 
@@ -374,8 +396,10 @@ static bool slice_list_get(const graph_node *n, const ref_args *a, int input, co
 static int64_t slice_list_at(const slice_list *l, int64_t i)
 {
     int64_t v = 0;
-    if (l->t) ref_read_i64(l->t, l->data, i, &v);
-    else v = l->attr->ints[i];
+    if (l->t)
+        ref_read_i64(l->t, l->data, i, &v);
+    else
+        v = l->attr->ints[i];
     return v;
 }
 
@@ -439,8 +463,7 @@ int ref_slice(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         step[ax] = st;
     }
     if (y->rank != rank)
-        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output rank %d, input %d", y->rank,
-                        rank);
+        return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output rank %d, input %d", y->rank, rank);
     for (int d = 0; d < rank; d++)
         if (y->dims[d] != cnt[d])
             return ref_fail(n, err, errlen, TDM_ERR_INVALID, "dim %d: output %lld, slice %lld", d,
@@ -454,7 +477,8 @@ int ref_slice(const graph_node *n, const ref_args *a, char *err, size_t errlen)
     int64_t count = ref_numel(y);
     for (int64_t i = 0; i < count; i++) {
         int64_t off = 0;
-        for (int d = 0; d < rank; d++) off += (start[d] + idx[d] * step[d]) * xs[d];
+        for (int d = 0; d < rank; d++)
+            off += (start[d] + idx[d] * step[d]) * xs[d];
         memcpy(dst + (size_t)i * es, src + (size_t)off * es, es);
         index_next(rank, y->dims, idx);
     }
@@ -493,8 +517,10 @@ int ref_cast(const graph_node *n, const ref_args *a, char *err, size_t errlen)
             int64_t v;
             ref_read_i64(x, a->in_data[0], i, &v);
             if (x->dtype == TDM_DTYPE_BOOL) v = v != 0;
-            if (y->dtype == TDM_DTYPE_FLOAT) *(float *)dst = (float)v;
-            else store_int(y->dtype, v, dst);
+            if (y->dtype == TDM_DTYPE_FLOAT)
+                *(float *)dst = (float)v;
+            else
+                store_int(y->dtype, v, dst);
         }
     }
     return 0;

@@ -26,7 +26,8 @@ static graph_tensor tensor(tdm_dtype dt, int rank, const int64_t *dims)
     t.name = (char *)"t";
     t.dtype = dt;
     t.rank = rank;
-    for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
+    for (int i = 0; i < rank; i++)
+        t.dims[i] = dims[i];
     t.producer = -1;
     return t;
 }
@@ -72,50 +73,50 @@ static int run(const graph_node *n, int nin, const graph_tensor *const *in,
 {
     const graph_tensor *outs[1] = {out};
     void *outd[1] = {out_data};
-    ref_args a = {.nin = nin, .in = in, .in_data = in_data, .nout = 1, .out = outs,
-                  .out_data = outd};
+    ref_args a = {
+        .nin = nin, .in = in, .in_data = in_data, .nout = 1, .out = outs, .out_data = outd};
     errbuf[0] = '\0';
     return ref_run(n, &a, errbuf, sizeof errbuf);
 }
 
 /* One input, one output, float. */
-static int run1f(const graph_node *n, const graph_tensor *x, const float *xd,
-                 const graph_tensor *y, float *yd)
+static int run1f(const graph_node *n, const graph_tensor *x, const float *xd, const graph_tensor *y,
+                 float *yd)
 {
     const graph_tensor *in[1] = {x};
     const void *ind[1] = {xd};
     return run(n, 1, in, ind, y, yd);
 }
 
-static int run2(const graph_node *n, const graph_tensor *x, const void *xd,
-                const graph_tensor *w, const void *wd, const graph_tensor *y, void *yd)
+static int run2(const graph_node *n, const graph_tensor *x, const void *xd, const graph_tensor *w,
+                const void *wd, const graph_tensor *y, void *yd)
 {
     const graph_tensor *in[2] = {x, w};
     const void *ind[2] = {xd, wd};
     return run(n, 2, in, ind, y, yd);
 }
 
-static int run3(const graph_node *n, const graph_tensor *x, const void *xd,
-                const graph_tensor *w, const void *wd, const graph_tensor *b, const void *bd,
-                const graph_tensor *y, void *yd)
+static int run3(const graph_node *n, const graph_tensor *x, const void *xd, const graph_tensor *w,
+                const void *wd, const graph_tensor *b, const void *bd, const graph_tensor *y,
+                void *yd)
 {
     const graph_tensor *in[3] = {x, w, b};
     const void *ind[3] = {xd, wd, bd};
     return run(n, 3, in, ind, y, yd);
 }
 
-#define ASSERT_FLOATS(got, ...)                                                      \
-    do {                                                                             \
-        const float want_[] = {__VA_ARGS__};                                         \
-        for (size_t i_ = 0; i_ < sizeof want_ / sizeof want_[0]; i_++)               \
-            ASSERT_NEAR((got)[i_], want_[i_], 1e-5 + 1e-5 * fabs(want_[i_]));        \
+#define ASSERT_FLOATS(got, ...)                                                                    \
+    do {                                                                                           \
+        const float want_[] = {__VA_ARGS__};                                                       \
+        for (size_t i_ = 0; i_ < sizeof want_ / sizeof want_[0]; i_++)                             \
+            ASSERT_NEAR((got)[i_], want_[i_], 1e-5 + 1e-5 * fabs(want_[i_]));                      \
     } while (0)
 
-#define ASSERT_INTS(got, ...)                                                        \
-    do {                                                                             \
-        const long long want_[] = {__VA_ARGS__};                                     \
-        for (size_t i_ = 0; i_ < sizeof want_ / sizeof want_[0]; i_++)               \
-            ASSERT_EQ((got)[i_], want_[i_]);                                         \
+#define ASSERT_INTS(got, ...)                                                                      \
+    do {                                                                                           \
+        const long long want_[] = {__VA_ARGS__};                                                   \
+        for (size_t i_ = 0; i_ < sizeof want_ / sizeof want_[0]; i_++)                             \
+            ASSERT_EQ((got)[i_], want_[i_]);                                                       \
     } while (0)
 
 /* A small deterministic generator for the brute-force comparisons. */
@@ -152,7 +153,8 @@ TEST(unary_ops)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         graph_node n = node(cases[c].op, 0, NULL);
         ASSERT_EQ(run1f(&n, &t, x, &t, y), 0);
-        for (int i = 0; i < 4; i++) ASSERT_NEAR(y[i], cases[c].want[i], 1e-6);
+        for (int i = 0; i < 4; i++)
+            ASSERT_NEAR(y[i], cases[c].want[i], 1e-6);
     }
     const float s[3] = {0.0f, 4.0f, 2.25f};
     graph_tensor t3 = tensor(TDM_DTYPE_FLOAT, 1, DIMS(3));
@@ -206,16 +208,16 @@ TEST(clip_forms)
 
 TEST(binary_broadcasting)
 {
-    graph_tensor a23 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3)), b3 = tensor(TDM_DTYPE_FLOAT, 1,
-                                                                           DIMS(3));
+    graph_tensor a23 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3)),
+                 b3 = tensor(TDM_DTYPE_FLOAT, 1, DIMS(3));
     const float a[6] = {1, 2, 3, 4, 5, 6}, b[3] = {10, 20, 30};
     float y[6];
     graph_node n = node(OP_ADD, 0, NULL);
     ASSERT_EQ(run2(&n, &a23, a, &b3, b, &a23, y), 0);
     ASSERT_FLOATS(y, 11, 22, 33, 14, 25, 36);
     /* [2,1] - [1,3] -> [2,3]: both sides broadcast */
-    graph_tensor c21 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 1)), c13 = tensor(TDM_DTYPE_FLOAT, 2,
-                                                                            DIMS(1, 3));
+    graph_tensor c21 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 1)),
+                 c13 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(1, 3));
     const float c[2] = {100, 200};
     n = node(OP_SUB, 0, NULL);
     ASSERT_EQ(run2(&n, &c21, c, &c13, b, &a23, y), 0);
@@ -307,8 +309,8 @@ TEST(quantize_rounding_and_saturation)
 
 TEST(quantize_per_axis)
 {
-    graph_tensor x = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3)), s = tensor(TDM_DTYPE_FLOAT, 1,
-                                                                        DIMS(3));
+    graph_tensor x = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3)),
+                 s = tensor(TDM_DTYPE_FLOAT, 1, DIMS(3));
     graph_tensor z = tensor(TDM_DTYPE_INT8, 1, DIMS(3)), y = tensor(TDM_DTYPE_INT8, 2, DIMS(2, 3));
     const float xd[6] = {1, 2, 4, -1, -2, 400};
     const float sd[3] = {1, 2, 4};
@@ -339,10 +341,10 @@ TEST(dequantize_forms)
     ASSERT_EQ(run3(&n, &xu, xd, &s, &sc, &zu, &zp, &y3, y), 0);
     ASSERT_FLOATS(y, -64.0f, 0.0f, 63.5f);
     /* int8 per-axis along axis 0 of [2,2] */
-    graph_tensor xi = tensor(TDM_DTYPE_INT8, 2, DIMS(2, 2)), s2 = tensor(TDM_DTYPE_FLOAT, 1,
-                                                                         DIMS(2));
-    graph_tensor z2 = tensor(TDM_DTYPE_INT8, 1, DIMS(2)), y22 = tensor(TDM_DTYPE_FLOAT, 2,
-                                                                       DIMS(2, 2));
+    graph_tensor xi = tensor(TDM_DTYPE_INT8, 2, DIMS(2, 2)),
+                 s2 = tensor(TDM_DTYPE_FLOAT, 1, DIMS(2));
+    graph_tensor z2 = tensor(TDM_DTYPE_INT8, 1, DIMS(2)),
+                 y22 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 2));
     const int8_t xid[4] = {-128, 127, 10, -10}, zid[2] = {0, 10};
     const float sd[2] = {1.0f, 0.25f};
     graph_attr at[] = {attr_i("axis", 0)};
@@ -373,7 +375,8 @@ TEST(fakequant_matches_q_dq)
                        attr_f("qmax", 255)};
     graph_node nf = node(OP_FAKEQUANT, 4, at);
     ASSERT_EQ(run1f(&nf, &t, x, &t, fq), 0);
-    for (int i = 0; i < 6; i++) ASSERT_EQ(fq[i] == dq[i], 1);
+    for (int i = 0; i < 6; i++)
+        ASSERT_EQ(fq[i] == dq[i], 1);
     ASSERT_NEAR(fq[4], 25.2f, 1e-5); /* saturated at 255: (255 - 3) * 0.1 */
     ASSERT_NEAR(fq[5], -0.3f, 1e-6); /* saturated at 0 */
     /* the post-op form gives the same bits */
@@ -384,7 +387,8 @@ TEST(fakequant_matches_q_dq)
     const float xr[6] = {0.05f, 0.15f, 0.0f, 3.0f, 100.0f, 0.0f};
     ASSERT_EQ(run1f(&nr, &t, x, &t, pq), 0);
     ASSERT_EQ(run1f(&nf, &t, xr, &t, fq), 0);
-    for (int i = 0; i < 6; i++) ASSERT_EQ(pq[i] == fq[i], 1);
+    for (int i = 0; i < 6; i++)
+        ASSERT_EQ(pq[i] == fq[i], 1);
     /* missing attributes are an error */
     graph_node nb = node(OP_FAKEQUANT, 1, at);
     ASSERT_EQ(run1f(&nb, &t, x, &t, fq), TDM_ERR_INVALID);
@@ -455,8 +459,8 @@ TEST(conv_auto_pad)
 /* y = conv(x, w) straight from the definition, one output at a time. */
 static void conv_naive(const float *x, const float *w, const float *b, float *y, int64_t N,
                        int64_t C, int64_t H, int64_t W, int64_t M, int64_t G, int64_t KH,
-                       int64_t KW, const int64_t *s, const int64_t *d, const int64_t *p,
-                       int64_t OH, int64_t OW)
+                       int64_t KW, const int64_t *s, const int64_t *d, const int64_t *p, int64_t OH,
+                       int64_t OW)
 {
     int64_t Cg = C / G, Mg = M / G;
     for (int64_t n = 0; n < N; n++)
@@ -485,8 +489,8 @@ TEST(conv_matches_definition)
         int64_t N, C, H, W, M, G, KH, KW, s[2], d[2], p[4];
     } cases[] = {
         {2, 4, 7, 6, 6, 2, 3, 3, {2, 1}, {1, 2}, {1, 0, 2, 1}},
-        {1, 6, 9, 9, 6, 6, 3, 3, {2, 2}, {1, 1}, {1, 1, 1, 1}},  /* depthwise */
-        {1, 3, 8, 5, 5, 1, 1, 1, {1, 1}, {1, 1}, {0, 0, 0, 0}},  /* 1x1 */
+        {1, 6, 9, 9, 6, 6, 3, 3, {2, 2}, {1, 1}, {1, 1, 1, 1}}, /* depthwise */
+        {1, 3, 8, 5, 5, 1, 1, 1, {1, 1}, {1, 1}, {0, 0, 0, 0}}, /* 1x1 */
         {1, 2, 10, 10, 4, 1, 3, 2, {3, 2}, {2, 3}, {2, 3, 0, 1}},
         {1, 3, 11, 11, 2, 1, 7, 7, {2, 2}, {1, 1}, {3, 3, 3, 3}}, /* ResNet's stem, small */
         /* input channels in fours (and a remainder), on every loop path */
@@ -505,9 +509,12 @@ TEST(conv_matches_definition)
         float *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w);
         float *b = malloc((size_t)M * sizeof *b), *y = malloc((size_t)ny * sizeof *y);
         float *r = malloc((size_t)ny * sizeof *r);
-        for (int64_t i = 0; i < nx; i++) x[i] = frand();
-        for (int64_t i = 0; i < nw; i++) w[i] = frand();
-        for (int64_t i = 0; i < M; i++) b[i] = frand();
+        for (int64_t i = 0; i < nx; i++)
+            x[i] = frand();
+        for (int64_t i = 0; i < nw; i++)
+            w[i] = frand();
+        for (int64_t i = 0; i < M; i++)
+            b[i] = frand();
         conv_naive(x, w, b, r, N, C, H, W, M, G, KH, KW, s, d, p, OH, OW);
         graph_tensor xt = tensor(TDM_DTYPE_FLOAT, 4, DIMS(N, C, H, W));
         graph_tensor wt = tensor(TDM_DTYPE_FLOAT, 4, DIMS(M, C / G, KH, KW));
@@ -664,7 +671,8 @@ TEST(pools_match_definition)
         int64_t OH = (ceil ? (r0 + s0 - 1) / s0 : r0 / s0) + 1;
         int64_t OW = (ceil ? (r1 + s1 - 1) / s1 : r1 / s1) + 1;
         float x[8 * 8], y[64], r[64];
-        for (int i = 0; i < H * W; i++) x[i] = frand();
+        for (int i = 0; i < H * W; i++)
+            x[i] = frand();
         for (int64_t oh = 0; oh < OH; oh++)
             for (int64_t ow = 0; ow < OW; ow++) {
                 double acc = is_max ? -INFINITY : 0;
@@ -675,8 +683,10 @@ TEST(pools_match_definition)
                         if (ih < H + pe0 && iw < W + pe1) padded++;
                         if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
                         cnt++;
-                        if (is_max) acc = fmax(acc, x[ih * W + iw]);
-                        else acc += x[ih * W + iw];
+                        if (is_max)
+                            acc = fmax(acc, x[ih * W + iw]);
+                        else
+                            acc += x[ih * W + iw];
                     }
                 int div = incl ? padded : cnt;
                 r[oh * OW + ow] = is_max ? (float)acc : div ? (float)(acc / div) : 0.0f;
@@ -717,8 +727,8 @@ TEST(global_pools)
 TEST(gemm_forms)
 {
     /* A 2x3, B 3x2 -> 2x2 */
-    graph_tensor a = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3)), b = tensor(TDM_DTYPE_FLOAT, 2,
-                                                                        DIMS(3, 2));
+    graph_tensor a = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3)),
+                 b = tensor(TDM_DTYPE_FLOAT, 2, DIMS(3, 2));
     graph_tensor y = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 2));
     const float ad[6] = {1, 2, 3, 4, 5, 6}, bd[6] = {1, 0, 0, 1, 1, 1};
     float yd[4];
@@ -726,16 +736,16 @@ TEST(gemm_forms)
     ASSERT_EQ(run2(&n, &a, ad, &b, bd, &y, yd), 0);
     ASSERT_FLOATS(yd, 4, 5, 10, 11);
     /* transB (the classifier layout), C of [N], alpha, beta */
-    graph_tensor bt = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3)), c = tensor(TDM_DTYPE_FLOAT, 1,
-                                                                         DIMS(2));
+    graph_tensor bt = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3)),
+                 c = tensor(TDM_DTYPE_FLOAT, 1, DIMS(2));
     const float btd[6] = {1, 0, 1, 0, 1, 1}, cd[2] = {100, 200};
     graph_attr at[] = {attr_i("transB", 1), attr_f("alpha", 2.0f), attr_f("beta", 0.5f)};
     n = node(OP_GEMM, 3, at);
     ASSERT_EQ(run3(&n, &a, ad, &bt, btd, &c, cd, &y, yd), 0);
     ASSERT_FLOATS(yd, 58, 110, 70, 122);
     /* transA with C of [M, 1] */
-    graph_tensor at32 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(3, 2)), cm = tensor(TDM_DTYPE_FLOAT, 2,
-                                                                            DIMS(2, 1));
+    graph_tensor at32 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(3, 2)),
+                 cm = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 1));
     const float atd[6] = {1, 4, 2, 5, 3, 6};
     graph_attr ta[] = {attr_i("transA", 1)};
     n = node(OP_GEMM, 1, ta);
@@ -771,8 +781,7 @@ TEST(matmul_batched_broadcast)
     ASSERT_EQ(run2(&n, &a1, ad, &b2, bd, &y, yd), 0);
     ASSERT_FLOATS(yd, 4, 5, 10, 11, 5, 7, 14, 16);
     /* 1-D on either side */
-    graph_tensor v3 = tensor(TDM_DTYPE_FLOAT, 1, DIMS(3)), v2 = tensor(TDM_DTYPE_FLOAT, 1,
-                                                                       DIMS(2));
+    graph_tensor v3 = tensor(TDM_DTYPE_FLOAT, 1, DIMS(3)), v2 = tensor(TDM_DTYPE_FLOAT, 1, DIMS(2));
     graph_tensor a23 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3));
     ASSERT_EQ(run2(&n, &v3, ad, &b, bd, &v2, yd), 0);
     ASSERT_FLOATS(yd, 4, 5);
@@ -843,8 +852,8 @@ TEST(softmax_axis_forms)
 
 TEST(copies_and_dropout_mask)
 {
-    graph_tensor x = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3)), y = tensor(TDM_DTYPE_FLOAT, 1,
-                                                                        DIMS(6));
+    graph_tensor x = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 3)),
+                 y = tensor(TDM_DTYPE_FLOAT, 1, DIMS(6));
     graph_tensor sh = tensor(TDM_DTYPE_INT64, 1, DIMS(1));
     const float xd[6] = {1, 2, 3, 4, 5, 6};
     const int64_t shape[1] = {6};
@@ -907,8 +916,8 @@ TEST(transpose)
 
 TEST(concat_axes)
 {
-    graph_tensor a = tensor(TDM_DTYPE_INT64, 2, DIMS(2, 1)), b = tensor(TDM_DTYPE_INT64, 2,
-                                                                        DIMS(2, 2));
+    graph_tensor a = tensor(TDM_DTYPE_INT64, 2, DIMS(2, 1)),
+                 b = tensor(TDM_DTYPE_INT64, 2, DIMS(2, 2));
     graph_tensor y = tensor(TDM_DTYPE_INT64, 2, DIMS(2, 3));
     const int64_t ad[2] = {1, 2}, bd[4] = {3, 4, 5, 6};
     int64_t yd[6];
@@ -954,8 +963,8 @@ TEST(pad_modes)
     ASSERT_EQ(run2(&n, &x, xd, &pt, crop, &yc, yd), 0);
     ASSERT_FLOATS(yd, 3, 4, 0);
     /* edge and reflect along W by 2 on each side of [1,2,3] */
-    graph_tensor x3 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(1, 3)), y7 = tensor(TDM_DTYPE_FLOAT, 2,
-                                                                          DIMS(1, 7));
+    graph_tensor x3 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(1, 3)),
+                 y7 = tensor(TDM_DTYPE_FLOAT, 2, DIMS(1, 7));
     const float x3d[3] = {1, 2, 3};
     const int64_t p2[4] = {0, 2, 0, 2};
     graph_attr ed[] = {attr_s("mode", "edge")};
@@ -967,8 +976,8 @@ TEST(pad_modes)
     ASSERT_EQ(run2(&n, &x3, x3d, &pt, p2, &y7, yd), 0);
     ASSERT_FLOATS(yd, 3, 2, 1, 2, 3, 2, 1);
     /* uint8 with a uint8 value, as in the int8 models */
-    graph_tensor xu = tensor(TDM_DTYPE_UINT8, 2, DIMS(1, 3)), yu = tensor(TDM_DTYPE_UINT8, 2,
-                                                                          DIMS(1, 7));
+    graph_tensor xu = tensor(TDM_DTYPE_UINT8, 2, DIMS(1, 3)),
+                 yu = tensor(TDM_DTYPE_UINT8, 2, DIMS(1, 7));
     graph_tensor vu = tensor(TDM_DTYPE_UINT8, 0, NULL);
     const uint8_t xud[3] = {1, 2, 3}, vud = 128;
     uint8_t yud[7];
@@ -1003,8 +1012,8 @@ TEST(gather_indices)
     const float xd[6] = {1, 2, 3, 4, 5, 6};
     float yd[6];
     /* axis 1, int64 indices with a negative one */
-    graph_tensor it = tensor(TDM_DTYPE_INT64, 1, DIMS(2)), y = tensor(TDM_DTYPE_FLOAT, 2,
-                                                                      DIMS(2, 2));
+    graph_tensor it = tensor(TDM_DTYPE_INT64, 1, DIMS(2)),
+                 y = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 2));
     const int64_t idx[2] = {-1, 0};
     graph_attr at[] = {attr_i("axis", 1)};
     graph_node n = node(OP_GATHER, 1, at);
@@ -1025,8 +1034,7 @@ TEST(slice_forms)
     graph_tensor x = tensor(TDM_DTYPE_FLOAT, 2, DIMS(2, 4));
     const float xd[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     float yd[8];
-    graph_tensor v1 = tensor(TDM_DTYPE_INT64, 1, DIMS(1)), v2 = tensor(TDM_DTYPE_INT64, 1,
-                                                                       DIMS(2));
+    graph_tensor v1 = tensor(TDM_DTYPE_INT64, 1, DIMS(1)), v2 = tensor(TDM_DTYPE_INT64, 1, DIMS(2));
     /* axis -1 from 1 to INT64_MAX step 2 */
     const int64_t st[1] = {1}, en[1] = {INT64_MAX}, ax[1] = {-1}, sp[1] = {2};
     graph_node n = node(OP_SLICE, 0, NULL);
@@ -1092,8 +1100,8 @@ TEST(cast_types)
     /* int64 -> float and int64 -> int32 */
     graph_tensor xi = tensor(TDM_DTYPE_INT64, 1, DIMS(3));
     const int64_t xid[3] = {-5, 1 << 20, 7};
-    graph_tensor yf = tensor(TDM_DTYPE_FLOAT, 1, DIMS(3)), y32 = tensor(TDM_DTYPE_INT32, 1,
-                                                                        DIMS(3));
+    graph_tensor yf = tensor(TDM_DTYPE_FLOAT, 1, DIMS(3)),
+                 y32 = tensor(TDM_DTYPE_INT32, 1, DIMS(3));
     float yfd[3];
     int32_t y32d[3];
     graph_attr af[] = {attr_i("to", TDM_DTYPE_FLOAT)};
@@ -1124,8 +1132,7 @@ TEST(cast_types)
 
 TEST(refusals_are_clean)
 {
-    graph_tensor t = tensor(TDM_DTYPE_FLOAT, 1, DIMS(2)), ti = tensor(TDM_DTYPE_INT64, 1,
-                                                                      DIMS(2));
+    graph_tensor t = tensor(TDM_DTYPE_FLOAT, 1, DIMS(2)), ti = tensor(TDM_DTYPE_INT64, 1, DIMS(2));
     const float x[2] = {1, 2};
     float y[2];
     graph_node n = node(OP_CONSTANT, 0, NULL);
