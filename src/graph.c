@@ -155,11 +155,10 @@ int graph_add_tensor(graph *g, const char *name, tdm_dtype dtype, int rank, cons
     if (rank < -1 || rank > GRAPH_MAX_RANK || (rank > 0 && !dims))
         return graph_fail(g, TDM_ERR_INVALID, "tensor '%s': invalid rank %d", name ? name : "",
                           rank);
-    if (g->ntensors == INT32_MAX)
-        return graph_fail(g, TDM_ERR_NOMEM, "too many tensors");
+    if (g->ntensors == INT32_MAX) return graph_fail(g, TDM_ERR_NOMEM, "too many tensors");
     if (g->ntensors == g->cap_tensors) {
-        int cap = g->cap_tensors ? (g->cap_tensors > INT32_MAX / 2 ? INT32_MAX : 2 * g->cap_tensors)
-                                 : 16;
+        int cap =
+            g->cap_tensors ? (g->cap_tensors > INT32_MAX / 2 ? INT32_MAX : 2 * g->cap_tensors) : 16;
         g->tensors = xrealloc(g->tensors, (size_t)cap * sizeof *g->tensors);
         g->cap_tensors = cap;
     }
@@ -307,7 +306,8 @@ static int live_producers(graph *g, int *producer)
                 return graph_fail(g, TDM_ERR_PARSE, "node '%s' (op %s): output %d is missing",
                                   n->name, n->op_type, k);
             if (producer[t] >= 0 && producer[t] != i)
-                return graph_fail(g, TDM_ERR_PARSE, "tensor '%s' is written by two nodes ('%s', '%s')",
+                return graph_fail(g, TDM_ERR_PARSE,
+                                  "tensor '%s' is written by two nodes ('%s', '%s')",
                                   g->tensors[t].name, g->nodes[producer[t]].name, n->name);
             producer[t] = i;
         }
@@ -408,7 +408,7 @@ int graph_topo_sort(graph *g, int *order, int *count)
                         g->nodes[stuck].name, g->nodes[stuck].op_type);
         goto out;
     }
-    memcpy(order, queue, (size_t)done * sizeof *order);
+    if (done) memcpy(order, queue, (size_t)done * sizeof *order);
     *count = done;
 out:
     free(readers);
@@ -475,7 +475,8 @@ int graph_compact(graph *g)
             if (n->outputs[k] >= 0) g->tensors[n->outputs[k]].producer = nn;
         }
         for (int k = 0; k < n->nattrs; k++)
-            if (n->attrs[k].type == ATTR_TENSOR) n->attrs[k].tensor = remap(map, n->attrs[k].tensor);
+            if (n->attrs[k].type == ATTR_TENSOR)
+                n->attrs[k].tensor = remap(map, n->attrs[k].tensor);
         nn++;
     }
     g->nnodes = nn;
