@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kern_ref.h"
+#include "onnx_load.h"
 #include "ops.h"
 #include "opt.h"
 #include "test.h"
@@ -611,6 +612,148 @@ TEST(fusion_stops_at_shared_tensors)
         }
     }
     graph_free(g);
+}
+
+/* ---- the whole pipeline on real models ----------------------------------- */
+
+typedef struct {
+    int ops[OP_COUNT];
+    int posts[4];
+    int nodes;
+} model_counts;
+
+/* Loads path, runs every load- and session-time pass for batch 1 and counts
+ * what remains. Returns 1 if the file is absent (test models not generated),
+ * 0 on success, or a negative status. */
+static int pipeline(const char *path, model_counts *c, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 1;
+    int rc = TDM_ERR_IO;
+    graph *g = NULL, *s = NULL;
+    long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    void *data = len > 0 ? malloc((size_t)len) : NULL;
+    if (!data || fseek(f, 0, SEEK_SET) != 0 || fread(data, 1, (size_t)len, f) != (size_t)len)
+        goto out;
+    if ((rc = onnx_load(data, (size_t)len, &g, err, errlen))) goto out;
+    for (int i = 0; i < g->nnodes; i++)
+        if ((rc = ops_check(g, i))) goto fail;
+    if ((rc = opt_model(g))) goto fail;
+    if ((rc = graph_clone(g, &s))) goto fail;
+    for (int i = 0; i < s->ninputs; i++)
+        s->tensors[s->inputs[i]].dims[0] = 1;
+    if ((rc = opt_infer_and_fold(s)) || (rc = opt_fuse(s))) {
+        snprintf(err, errlen, "%s", s->err);
+        goto out;
+    }
+    memset(c, 0, sizeof *c);
+    c->nodes = s->nnodes;
+    for (int i = 0; i < s->nnodes; i++) {
+        c->ops[s->nodes[i].op]++;
+        for (int k = 0; k < s->nodes[i].npost; k++)
+            c->posts[s->nodes[i].post[k].kind]++;
+    }
+    goto out;
+fail:
+    snprintf(err, errlen, "%s", g->err);
+out:
+    graph_free(s);
+    graph_free(g);
+    free(data);
+    if (f) fclose(f);
+    return rc;
+}
+
+static const char *shared_dir(void)
+{
+    const char *s = getenv("SHARED");
+    return s && s[0] ? s : "../shared";
+}
+
+/* Runs the pipeline or, when the file does not exist, says so and returns 1. */
+#define RUN_PIPELINE(path, c)                                                                      \
+    do {                                                                                           \
+        char err_[GRAPH_ERR_LEN] = "";                                                             \
+        int rc_ = pipeline(path, c, err_, sizeof err_);                                            \
+        if (rc_ == 1) {                                                                            \
+            fprintf(stderr, "  skipped: %s not found (make test-models)\n", path);                 \
+            return;                                                                                \
+        }                                                                                          \
+        if (rc_) TEST_FAIL_("%s: %s (%d)", path, err_, rc_);                                       \
+    } while (0)
+
+TEST(resnet50_every_conv_carries_its_relu_and_residual_add)
+{
+    static const char *const files[] = {"resnet50_op13.onnx", "resnet50_op11_bn.onnx",
+                                        "resnet50_op9_bn.onnx"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[256];
+        model_counts c;
+        snprintf(path, sizeof path, "build/test-models/%s", files[i]);
+        RUN_PIPELINE(path, &c);
+        ASSERT_EQ(c.ops[OP_CONV], 53);
+        ASSERT_EQ(c.ops[OP_BATCHNORM], 0);
+        ASSERT_EQ(c.ops[OP_RELU], 0);
+        ASSERT_EQ(c.ops[OP_ADD], 0);
+        ASSERT_EQ(c.ops[OP_IDENTITY], 0);
+        ASSERT_EQ(c.posts[POST_RELU], 49);
+        ASSERT_EQ(c.posts[POST_SUM], 16);
+        ASSERT_EQ(c.nodes, 57); /* 53 Conv, MaxPool, GlobalAveragePool, Flatten, Gemm */
+    }
+}
+
+TEST(mobilenetv2_convs_carry_relu6_and_residual_adds)
+{
+    static const char *const files[] = {"mobilenetv2_op13.onnx", "mobilenetv2_op11_bn.onnx",
+                                        "mobilenetv2_op9_bn.onnx", "mobilenetv2_zoo7.onnx"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[256];
+        model_counts c;
+        snprintf(path, sizeof path, "build/test-models/%s", files[i]);
+        RUN_PIPELINE(path, &c);
+        ASSERT_EQ(c.ops[OP_CONV], 52);
+        ASSERT_EQ(c.ops[OP_BATCHNORM], 0);
+        ASSERT_EQ(c.ops[OP_CLIP], 0);
+        ASSERT_EQ(c.ops[OP_ADD], 0);
+        ASSERT_EQ(c.ops[OP_CONSTANT] + c.ops[OP_IDENTITY] + c.ops[OP_SHAPE] + c.ops[OP_GATHER] +
+                      c.ops[OP_UNSQUEEZE] + c.ops[OP_CONCAT],
+                  0);
+        ASSERT_EQ(c.posts[POST_CLIP], 35);
+        ASSERT_EQ(c.posts[POST_SUM], 10);
+        ASSERT_EQ(c.nodes, 55); /* 52 Conv, GlobalAveragePool, Flatten or Reshape, Gemm */
+    }
+}
+
+TEST(int8_mobilenetv2_convs_carry_activations_and_fakequants)
+{
+    char path[512];
+    model_counts c;
+    snprintf(path, sizeof path, "%s/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx",
+             shared_dir());
+    RUN_PIPELINE(path, &c);
+    ASSERT_EQ(c.ops[OP_CONV], 52);
+    ASSERT_EQ(c.ops[OP_CLIP], 0);             /* all 18 Relu6 on convs */
+    ASSERT_EQ(c.ops[OP_ADD], 1);              /* only the MatMul's bias add remains */
+    ASSERT_EQ(c.ops[OP_DEQUANTIZELINEAR], 3); /* input, the Transpose and Squeeze paths */
+    ASSERT_EQ(c.posts[POST_CLIP], 18);
+    ASSERT_EQ(c.posts[POST_SUM], 10);
+    ASSERT_EQ(c.posts[POST_FAKEQUANT], 63);
+    /* The per-channel Min (ReLU6 with per-channel bounds) is not a scalar clip:
+     * it stops the chain, and the Relu after it stays. */
+    ASSERT_EQ(c.ops[OP_MIN], 17);
+    ASSERT_EQ(c.posts[POST_RELU], 17);
+}
+
+TEST(int8_mobilenetv1_convs_carry_fakequants)
+{
+    char path[512];
+    model_counts c;
+    snprintf(path, sizeof path, "%s/models/st-int8/mobilenet_v1_0.5_128_quant.onnx", shared_dir());
+    RUN_PIPELINE(path, &c);
+    ASSERT_EQ(c.ops[OP_CONV], 28);
+    ASSERT_EQ(c.posts[POST_FAKEQUANT], 27);
+    ASSERT_EQ(c.ops[OP_FAKEQUANT], 1);
+    ASSERT_EQ(c.nodes, 37);
 }
 
 TEST_MAIN()
