@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // Runs ONNX Runtime once: the mirror of `tandem run-model`.
 //
-//   node tools/ort_run.js MODEL IN.bin OUT.bin
+//   node tools/ort_run.js MODEL IN.bin OUT.bin [IN2.bin OUT2.bin ...]
 //
-// IN.bin holds the raw bytes of the model's first input at batch 1 in its own
-// dtype and layout (dynamic dims other than the batch must be fixed in the
-// file); OUT.bin receives the raw bytes of the first output. ONNX Runtime is a
-// test yardstick only, never a product dependency.
+// IN.bin holds the raw bytes of the model's first input in its own dtype and
+// layout, at batch 1 or, when the model's batch dim is dynamic, at the batch
+// its size implies (other dims must be fixed in the file); OUT.bin receives the raw bytes of the first output. More IN/OUT pairs
+// run the same loaded session again, which spares the test suites a process
+// start and a model load per input. ONNX Runtime is a test yardstick only,
+// never a product dependency.
 'use strict';
 const fs = require('fs');
 const ort = require('onnxruntime-node');
@@ -22,9 +24,9 @@ function die(msg) {
 }
 
 async function main() {
-  const [model, inPath, outPath] = process.argv.slice(2);
-  if (!model || !inPath || !outPath) {
-    process.stderr.write('usage: node tools/ort_run.js MODEL IN.bin OUT.bin\n');
+  const [model, ...pairs] = process.argv.slice(2);
+  if (!model || pairs.length === 0 || pairs.length % 2) {
+    process.stderr.write('usage: node tools/ort_run.js MODEL IN.bin OUT.bin [IN2.bin OUT2.bin ...]\n');
     process.exit(2);
   }
   const session = await ort.InferenceSession.create(model, {
@@ -40,14 +42,23 @@ async function main() {
     if (i === 0) return 1;
     die(`${model}: input dim ${i} is symbolic (${d})`);
   });
-  const count = dims.reduce((a, b) => a * b, 1);
+  for (let p = 0; p < pairs.length; p += 2)
+    await runOne(session, name, meta.type, Ctor, dims, pairs[p], pairs[p + 1], meta.shape[0]);
+}
+
+async function runOne(session, name, type, Ctor, dims1, inPath, outPath, dim0) {
   const bytes = fs.readFileSync(inPath);
-  if (bytes.length !== count * Ctor.BYTES_PER_ELEMENT)
-    die(`${inPath}: ${bytes.length} bytes, the input [${dims}] of ${meta.type} needs ${count * Ctor.BYTES_PER_ELEMENT}`);
+  const per = dims1.reduce((a, b) => a * b, 1) * Ctor.BYTES_PER_ELEMENT;
+  const dynamic = !(typeof dim0 === 'number' && dim0 >= 0);
+  const batch = per > 0 && dynamic && bytes.length % per === 0 ? bytes.length / per : 1;
+  const dims = [batch, ...dims1.slice(1)];
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (bytes.length !== count * Ctor.BYTES_PER_ELEMENT || batch < 1)
+    die(`${inPath}: ${bytes.length} bytes, the input [${dims1}] of ${type} needs ${per}${dynamic ? ' per batch item' : ''}`);
   // Copy into an aligned buffer: a Buffer's byteOffset need not be aligned.
   const data = new Ctor(count);
   new Uint8Array(data.buffer).set(bytes);
-  const feeds = { [name]: new ort.Tensor(meta.type, data, dims) };
+  const feeds = { [name]: new ort.Tensor(type, data, dims) };
   const results = await session.run(feeds);
   const out = results[session.outputNames[0]];
   const od = out.data;
