@@ -1,0 +1,188 @@
+/*
+ * queue: every Redis operation of the job system, for the proxy and the workers.
+ *
+ * Keys (the seed's three stay as they were, so seed clients and dashboards work):
+ *
+ *   queue:jobs          list    job ids; the proxy LPUSHes, workers BLMOVE from the RIGHT
+ *   image:{id}          string  base64 of the image file, EX job_ttl
+ *   result:{id}         string  the async label, EX job_ttl
+ *   job:{id}            hash    status queued|running|done|failed|expired, attempts, error,
+ *                               created/started/finished (ms since the epoch), sync_label,
+ *                               sync_model, sync_top5, label, top5, model, inference_ms, worker;
+ *                               EX job_ttl
+ *   done:{id}           list    one element once the job is final (done, failed, expired);
+ *                               what GET /job/{id}?wait= blocks on; EX 60 s
+ *   processing:{worker} list    the job a worker holds (reliable-queue pattern)
+ *   worker:{worker}     string  heartbeat, EX heartbeat_ttl
+ *   workers             set     worker ids known to be running or to have run
+ *   queue:dead          list    ids of jobs that failed max_attempts times
+ *   metrics:workers     hash    processed, failed, expired, retried, inference_ms_sum,
+ *                               inference_count, bucket_{le} (histogram of inference ms)
+ *
+ * Multi-key changes run as Lua scripts, so each is atomic: a job is created
+ * (id reserved against every key of that id, image, status and LPUSH) in one
+ * step before the proxy answers, and a job's completion (result, status,
+ * metrics, LREM from the processing list, notification) is one step too.
+ *
+ * A queue handle owns one hiredis connection and is used by one thread at a
+ * time (the proxy keeps one per thread; a forked child opens its own). It
+ * never gives up: a call made while Redis is away fails at once with
+ * QUEUE_ERR_IO, and the next call after a back-off delay (100 ms doubling to
+ * 5 s) reconnects by itself. queue_errstr() says what went wrong last.
+ */
+#ifndef TANDEM_QUEUE_H
+#define TANDEM_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    QUEUE_OK = 0,
+    QUEUE_ERR_IO = -1,       /* Redis unreachable, timed out or the connection broke */
+    QUEUE_ERR_REPLY = -2,    /* Redis answered with an error or an unexpected reply */
+    QUEUE_ERR_NOTFOUND = -3, /* no such job (or its image has expired) */
+    QUEUE_ERR_INVALID = -4,  /* bad argument (e.g. a job id with odd characters) */
+    QUEUE_ERR_FULL = -5,     /* backlog at its bound: job not queued */
+    QUEUE_ERR_EMPTY = -6,    /* a blocking take timed out with nothing to do */
+    QUEUE_ERR_NOMEM = -7,    /* an allocation failed or a size cap was hit */
+    QUEUE_ERR_BUSY = -8      /* could not find a free job id after many tries */
+} queue_status;
+
+#define QUEUE_ID_MIN 4
+#define QUEUE_ID_MAX 32
+#define QUEUE_WORKER_ID_MAX 96
+#define QUEUE_HIST_BUCKETS 12 /* inference-time histogram, the last one is +Inf */
+
+/* Upper bounds (ms) of the inference-time histogram buckets; the last is +Inf (0 here). */
+extern const double queue_hist_bounds[QUEUE_HIST_BUCKETS];
+
+typedef struct queue queue;
+
+typedef struct queue_options {
+    const char *host;
+    int port;
+    int timeout_ms;         /* connect and command timeout (not counting a blocking wait) */
+    const char *queue_name; /* "queue:jobs" */
+    int job_ttl;            /* seconds for image:, result: and job: keys */
+} queue_options;
+
+const char *queue_strerror(int status);
+
+/* Creates the handle and tries to connect; a Redis that is down is not an
+ * error here (calls fail with QUEUE_ERR_IO until it is back). Fails only on
+ * bad options or memory. */
+int queue_open(const queue_options *opt, queue **out);
+void queue_close(queue *q);
+/* The last error's message, "" if none. */
+const char *queue_errstr(const queue *q);
+/* PING; 0 when Redis answers. */
+int queue_ping(queue *q);
+
+/* 1 if id is QUEUE_ID_MIN..QUEUE_ID_MAX characters of [a-z0-9]. */
+int queue_id_valid(const char *id);
+
+/* ---- proxy side ---- */
+
+typedef struct queue_new_job {
+    const char *image_b64; /* base64 of the image file (the seed's image:{id} value) */
+    size_t image_b64_len;
+    const char *sync_label; /* may be NULL */
+    const char *sync_model; /* may be NULL */
+    const char *sync_top5;  /* JSON text, may be NULL */
+    int id_len;             /* QUEUE_ID_MIN..QUEUE_ID_MAX */
+    long max_backlog;       /* QUEUE_ERR_FULL when queue:jobs holds this many; 0 = no bound */
+} queue_new_job;
+
+/* Reserves a fresh random id and, atomically, stores image, status record and
+ * LPUSHes the id. id_out receives id_len characters and a NUL. */
+int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id_cap);
+
+typedef struct queue_job {
+    char status[16]; /* queued|running|done|failed|expired; "done" for a seed-style
+                        job with only result:{id}, "queued" with only image:{id} */
+    int attempts;
+    char *label;      /* result:{id}, NULL while there is none */
+    char *error;      /* last failure's reason, or NULL */
+    char *top5;       /* JSON array text [{"label":..,"score":..},..], or NULL */
+    char *model;      /* async model name, or NULL */
+    char *sync_label; /* or NULL */
+    char *sync_model; /* or NULL */
+    char *sync_top5;  /* or NULL */
+    char *worker;     /* the worker that ran it last, or NULL */
+    double inference_ms; /* async inference time, 0 if not done */
+    int64_t created_ms, started_ms, finished_ms; /* 0 if unknown */
+} queue_job;
+
+/* QUEUE_ERR_NOTFOUND when no key of the job exists. Free with queue_job_clear. */
+int queue_get_job(queue *q, const char *id, queue_job *out);
+void queue_job_clear(queue_job *job);
+
+/* Waits up to wait_s seconds for the job to become final (done, failed,
+ * expired), then reads it as queue_get_job does. Blocks this connection. */
+int queue_wait_job(queue *q, const char *id, double wait_s, queue_job *out);
+
+typedef struct queue_stats {
+    long long queue_length;  /* LLEN queue:jobs */
+    long long dead_length;   /* LLEN queue:dead */
+    long long workers_alive; /* members of `workers` whose heartbeat key exists */
+    long long processing;    /* jobs held in processing lists of live workers */
+    long long processed, failed, expired, retried;
+    double inference_ms_sum;
+    long long inference_count;
+    long long hist[QUEUE_HIST_BUCKETS]; /* cumulative counts, Prometheus style */
+} queue_stats;
+
+int queue_length(queue *q, long long *out);
+int queue_get_stats(queue *q, queue_stats *out);
+
+/* ---- worker side ---- */
+
+/* Blocks up to timeout_s for a job: BLMOVE queue RIGHT -> processing:{worker} LEFT.
+ * QUEUE_ERR_EMPTY on timeout. */
+int queue_take(queue *q, const char *worker, double timeout_s, char *id_out, size_t id_cap);
+
+/* The job's image (base64 text, NUL-terminated, caller frees). QUEUE_ERR_NOTFOUND
+ * when image:{id} has expired. */
+int queue_load_image(queue *q, const char *id, char **b64_out, size_t *len_out);
+
+/* Marks the job running and counts the attempt. *skip is set to 1 when the
+ * job needs no work: it already has a result (it is then taken off the
+ * processing list) or it was given up after max_attempts (failed, dead-lettered).
+ * *attempts receives the attempt number. */
+int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
+                    int *skip, int *attempts);
+
+typedef struct queue_result {
+    const char *label;
+    const char *top5; /* JSON text */
+    const char *model;
+    double inference_ms;
+} queue_result;
+
+/* Stores the result once (SET result:{id} NX semantics: an existing result is
+ * kept), marks done, counts metrics, takes the id off processing:{worker}. */
+int queue_job_done(queue *q, const char *id, const char *worker, const queue_result *res);
+
+/* Records a failure: below max_attempts the job goes back to the far end of
+ * the queue (status queued); at max_attempts it is failed and pushed onto
+ * queue:dead. Either way it leaves processing:{worker}. *final = 1 if failed. */
+int queue_job_fail(queue *q, const char *id, const char *worker, const char *reason,
+                   int max_attempts, int *final);
+
+/* The image is gone: status expired, counted, off processing:{worker}. */
+int queue_job_expired(queue *q, const char *id, const char *worker);
+
+/* Refreshes worker:{worker} (EX ttl_s) and adds the worker to `workers`. */
+int queue_heartbeat(queue *q, const char *worker, const char *info, int ttl_s);
+/* A worker that exits cleanly: its heartbeat and set entry go. */
+int queue_worker_gone(queue *q, const char *worker);
+
+/* Moves every job of processing:{worker} back to the consuming end of the
+ * queue (next to be taken), one atomic LMOVE each, status back to queued. */
+int queue_requeue_worker(queue *q, const char *worker, long long *moved);
+
+/* For each known worker whose heartbeat key has expired: requeue its
+ * processing list and forget it. Safe to run from any host at any time. */
+int queue_reap_dead_workers(queue *q, long long *moved);
+
+#endif
