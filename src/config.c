@@ -1,0 +1,275 @@
+/*
+ * config: the table below is the single place where a setting is declared.
+ * Everything else (loading, validation, --help, --check-config) walks it, so
+ * adding a variable is one line here and one field in struct config.
+ *
+ * Sizes accept a binary suffix (20M = 20 MiB) because MAX_BODY_BYTES and
+ * MAX_PIXELS are natural to write that way; plain integers are exact.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "tandem/engine.h"
+
+enum opt_type { OPT_INT, OPT_SIZE, OPT_STR, OPT_LEVEL, OPT_PRECISION };
+
+struct opt {
+    const char *env;
+    enum opt_type type;
+    const char *def;
+    long long min, max; /* OPT_INT/OPT_SIZE: bounds; OPT_STR: min 1 = must not be empty */
+    size_t offset;      /* into struct config */
+    size_t size;        /* of the target field (strings: capacity) */
+    int roles;
+    const char *help;
+};
+
+#define P CONFIG_ROLE_PROXY
+#define W CONFIG_ROLE_WORKER
+#define U CONFIG_ROLE_UP
+#define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+
+static const struct opt opts[] = {
+    {"PORT", OPT_INT, "8000", 1, 65535, FIELD(port), P | U, "HTTP port of the proxy"},
+    {"REDIS_HOST", OPT_STR, "127.0.0.1", 1, 0, FIELD(redis_host), P | W | U,
+     "Redis host (the seed's compose file uses \"redis\"; 127.0.0.1 outside containers)"},
+    {"REDIS_PORT", OPT_INT, "6379", 1, 65535, FIELD(redis_port), P | W | U, "Redis port"},
+    {"REDIS_TIMEOUT_MS", OPT_INT, "1000", 10, 60000, FIELD(redis_timeout_ms), P | W | U,
+     "Redis connect and command timeout (ms)"},
+    {"QUEUE_NAME", OPT_STR, "queue:jobs", 1, 0, FIELD(queue_name), P | W | U,
+     "Redis list of pending job ids"},
+    {"MODEL_DIR", OPT_STR, "models", 1, 0, FIELD(model_dir), P | W | U,
+     "folder of the model files (`tandem models` fills it)"},
+    {"SYNC_MODEL_PATH", OPT_STR, "models/mobilenet_v2.onnx", 1, 0, FIELD(sync_model_path), P | U,
+     "fast model, run inline by the proxy"},
+    {"ASYNC_MODEL_PATH", OPT_STR, "models/resnet50.onnx", 1, 0, FIELD(async_model_path), W | U,
+     "slow model, run by the workers"},
+    {"LABELS_PATH", OPT_STR, "", 0, 0, FIELD(labels_path), P | W | U,
+     "class names, one per line (empty: built-in ImageNet-1k)"},
+    {"NUM_WORKERS", OPT_INT, "2", 1, 256, FIELD(num_workers), W | U,
+     "worker processes the supervisor keeps running"},
+    {"SYNC_THREADS", OPT_INT, "0", 0, 256, FIELD(sync_threads), P | U,
+     "sync inference threads in the proxy (0: one per CPU)"},
+    {"ENGINE_THREADS", OPT_INT, "1", 1, 256, FIELD(engine_threads), P | W | U,
+     "compute threads per inference"},
+    {"PRECISION", OPT_PRECISION, "fp32", 0, 0, FIELD(precision), P | W | U,
+     "float model arithmetic: fp32 or bf16"},
+    {"JOB_ID_LENGTH", OPT_INT, "6", 4, 32, FIELD(job_id_length), P | U,
+     "characters of a job id ([a-z0-9])"},
+    {"JOB_TTL", OPT_INT, "3600", 1, 30 * 86400, FIELD(job_ttl), P | W | U,
+     "seconds image:, result: and job: keys live"},
+    {"MAX_BODY_BYTES", OPT_SIZE, "20M", 1024, 1LL << 30, FIELD(max_body_bytes), P | U,
+     "largest request body accepted (suffix K, M, G: binary)"},
+    {"MAX_PIXELS", OPT_SIZE, "64M", 1, 1LL << 32, FIELD(max_pixels), P | W | U,
+     "largest decoded image, width*height (decompression-bomb guard)"},
+    {"MAX_QUEUE", OPT_INT, "1000", 0, 100000000, FIELD(max_queue), P | U,
+     "backlog above which new jobs are refused (0: no bound)"},
+    {"MAX_ATTEMPTS", OPT_INT, "3", 1, 100, FIELD(max_attempts), W | U,
+     "tries per job before it is failed and dead-lettered"},
+    {"HEARTBEAT_TTL", OPT_INT, "10", 2, 3600, FIELD(heartbeat_ttl), W | U,
+     "seconds a silent worker counts as alive"},
+    {"LOG_LEVEL", OPT_LEVEL, "info", 0, 0, FIELD(log_level), P | W | U,
+     "debug, info, warn or error"},
+};
+
+#undef P
+#undef W
+#undef U
+
+static int cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+static int parse_ll(const char *s, int allow_suffix, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || errno) return -1;
+    long long mul = 1;
+    if (allow_suffix && *end) {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            mul = 1LL << 10;
+            break;
+        case 'm':
+        case 'M':
+            mul = 1LL << 20;
+            break;
+        case 'g':
+        case 'G':
+            mul = 1LL << 30;
+            break;
+        default:
+            return -1;
+        }
+        end++;
+        if (*end == 'i' || *end == 'I') end++;
+        if (*end == 'b' || *end == 'B') end++;
+    }
+    if (*end) return -1;
+    if (v > LLONG_MAX / mul || v < LLONG_MIN / mul) return -1;
+    *out = v * mul;
+    return 0;
+}
+
+static void store_int(void *field, size_t size, long long v)
+{
+    if (size == sizeof(long long))
+        *(long long *)field = v;
+    else
+        *(int *)field = (int)v;
+}
+
+/* Parses one value into cfg; the message names what is allowed. */
+static int apply(const struct opt *o, const char *val, struct config *cfg, char *err, size_t errlen)
+{
+    void *field = (char *)cfg + o->offset;
+    long long v;
+    int level;
+    switch (o->type) {
+    case OPT_INT:
+    case OPT_SIZE:
+        if (parse_ll(val, o->type == OPT_SIZE, &v) < 0 || v < o->min || v > o->max) {
+            snprintf(err, errlen, "%s=\"%s\": expected an integer%s from %lld to %lld", o->env, val,
+                     o->type == OPT_SIZE ? " (suffix K, M or G allowed)" : "", o->min, o->max);
+            return CONFIG_ERR_INVALID;
+        }
+        store_int(field, o->size, v);
+        return 0;
+    case OPT_STR:
+        if (strlen(val) >= o->size || (o->min > 0 && !*val)) {
+            snprintf(err, errlen, "%s=\"%.64s%s\": expected %s of at most %zu characters", o->env,
+                     val, strlen(val) > 64 ? "..." : "",
+                     o->min > 0 ? "a non-empty value" : "a value", o->size - 1);
+            return CONFIG_ERR_INVALID;
+        }
+        memcpy(field, val, strlen(val) + 1);
+        return 0;
+    case OPT_LEVEL:
+        if (log_level_parse(val, &level) < 0) {
+            snprintf(err, errlen, "%s=\"%s\": expected debug, info, warn or error", o->env, val);
+            return CONFIG_ERR_INVALID;
+        }
+        *(int *)field = level;
+        return 0;
+    case OPT_PRECISION:
+        if (!strcasecmp(val, "fp32"))
+            *(int *)field = TDM_PRECISION_FP32;
+        else if (!strcasecmp(val, "bf16"))
+            *(int *)field = TDM_PRECISION_BF16;
+        else {
+            snprintf(err, errlen, "%s=\"%s\": expected fp32 or bf16", o->env, val);
+            return CONFIG_ERR_INVALID;
+        }
+        return 0;
+    }
+    snprintf(err, errlen, "%s: unknown option type", o->env);
+    return CONFIG_ERR_INVALID;
+}
+
+void config_defaults(struct config *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof *cfg);
+    /* The defaults are in the table and valid by construction (test_config checks). */
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+        apply(&opts[i], opts[i].def, cfg, err, sizeof err);
+    cfg->sync_threads = cpu_count();
+}
+
+int config_load(int roles, struct config *cfg, char *err, size_t errlen)
+{
+    struct config c;
+    config_defaults(&c);
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        if (!(opts[i].roles & roles)) continue;
+        const char *val = getenv(opts[i].env);
+        if (!val) continue;
+        int rc = apply(&opts[i], val, &c, err, errlen);
+        if (rc < 0) return rc;
+    }
+    if (c.sync_threads == 0) c.sync_threads = cpu_count();
+    *cfg = c;
+    return 0;
+}
+
+void config_print_help(FILE *f, int roles)
+{
+    fprintf(f, "environment:\n");
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        const struct opt *o = &opts[i];
+        if (!(o->roles & roles)) continue;
+        fprintf(f, "  %-17s %s (default: %s)\n", o->env, o->help, *o->def ? o->def : "\"\"");
+    }
+}
+
+void config_print(FILE *f, int roles, const struct config *cfg)
+{
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        const struct opt *o = &opts[i];
+        if (!(o->roles & roles)) continue;
+        const char *field = (const char *)cfg + o->offset;
+        switch (o->type) {
+        case OPT_INT:
+        case OPT_SIZE:
+            fprintf(f, "%s=%lld\n", o->env,
+                    o->size == sizeof(long long) ? *(const long long *)field
+                                                 : (long long)*(const int *)field);
+            break;
+        case OPT_STR:
+            fprintf(f, "%s=%s\n", o->env, field);
+            break;
+        case OPT_LEVEL:
+            fprintf(f, "%s=%s\n", o->env, log_level_name(*(const int *)field));
+            break;
+        case OPT_PRECISION:
+            fprintf(f, "%s=%s\n", o->env,
+                    *(const int *)field == TDM_PRECISION_BF16 ? "bf16" : "fp32");
+            break;
+        }
+    }
+}
+
+int config_cli(int argc, char **argv, int roles, const char *summary, struct config *cfg)
+{
+    const char *name = argc > 0 ? argv[0] : "tandem";
+    int check = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: tandem %s [--check-config]\n\n%s\n\n", name, summary);
+            printf("  --check-config    validate the environment, print the values, exit\n\n");
+            config_print_help(stdout, roles);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--check-config")) {
+            check = 1;
+            continue;
+        }
+        fprintf(stderr, "tandem %s: unknown argument '%s' (see --help)\n", name, argv[i]);
+        return 2;
+    }
+    char err[512];
+    struct config c;
+    if (config_load(roles, &c, err, sizeof err) < 0) {
+        fprintf(stderr, "tandem %s: invalid configuration: %s\n", name, err);
+        return 2;
+    }
+    if (check) {
+        config_print(stdout, roles, &c);
+        return 0;
+    }
+    *cfg = c;
+    return -1;
+}

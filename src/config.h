@@ -1,0 +1,76 @@
+/*
+ * config: every setting of every role in one table (name, environment
+ * variable, default, bounds, target field, roles, help), loaded from the
+ * environment into a struct config.
+ *
+ *     struct config cfg;
+ *     int rc = config_cli(argc, argv, CONFIG_ROLE_PROXY, "serve the HTTP API", &cfg);
+ *     if (rc >= 0) return rc;       // --help, --check-config or a bad value
+ *
+ * Only the variables of the given roles are read and validated; the other
+ * fields keep their defaults. A bad value is refused with a message naming
+ * the variable, the value and what is allowed.
+ */
+#ifndef TANDEM_CONFIG_H
+#define TANDEM_CONFIG_H
+
+#include <stdio.h>
+
+enum {
+    CONFIG_ROLE_PROXY = 1,
+    CONFIG_ROLE_WORKER = 2,
+    CONFIG_ROLE_UP = 4, /* `tandem up`: starts redis, proxy and workers */
+    CONFIG_ROLE_ALL = 7
+};
+
+#define CONFIG_ERR_INVALID (-1)
+
+#define CONFIG_PATH_MAX 1024
+#define CONFIG_NAME_MAX 256
+
+struct config {
+    int port;                               /* PORT */
+    char redis_host[CONFIG_NAME_MAX];       /* REDIS_HOST */
+    int redis_port;                         /* REDIS_PORT */
+    int redis_timeout_ms;                   /* REDIS_TIMEOUT_MS */
+    char queue_name[CONFIG_NAME_MAX];       /* QUEUE_NAME */
+    char model_dir[CONFIG_PATH_MAX];        /* MODEL_DIR */
+    char sync_model_path[CONFIG_PATH_MAX];  /* SYNC_MODEL_PATH */
+    char async_model_path[CONFIG_PATH_MAX]; /* ASYNC_MODEL_PATH */
+    char labels_path[CONFIG_PATH_MAX];      /* LABELS_PATH; "" = built-in ImageNet labels */
+    int num_workers;                        /* NUM_WORKERS */
+    int sync_threads;         /* SYNC_THREADS; 0 in the environment = CPU count, resolved on load */
+    int engine_threads;       /* ENGINE_THREADS: compute threads per inference */
+    int precision;            /* PRECISION: tdm_precision */
+    int job_id_length;        /* JOB_ID_LENGTH */
+    int job_ttl;              /* JOB_TTL, seconds */
+    long long max_body_bytes; /* MAX_BODY_BYTES */
+    long long max_pixels;     /* MAX_PIXELS */
+    long long max_queue;      /* MAX_QUEUE; 0 = unbounded */
+    int max_attempts;         /* MAX_ATTEMPTS */
+    int heartbeat_ttl;        /* HEARTBEAT_TTL, seconds */
+    int log_level;            /* LOG_LEVEL: enum log_level */
+};
+
+/* Fills every field with its default (sync_threads resolved to the CPU count). */
+void config_defaults(struct config *cfg);
+
+/* Defaults, then the environment's values for the variables of `roles`.
+ * CONFIG_ERR_INVALID with a message in err on a bad value; cfg is written
+ * only on success. */
+int config_load(int roles, struct config *cfg, char *err, size_t errlen);
+
+/* The table of variables of `roles`: name, default and help, one per line. */
+void config_print_help(FILE *f, int roles);
+
+/* Prints the effective values of `roles` (one NAME=value per line). */
+void config_print(FILE *f, int roles, const struct config *cfg);
+
+/* The usual start of a service subcommand. Handles --help (usage and the
+ * variables; returns 0), --check-config (validates, prints the values;
+ * returns 0, or 2 if invalid) and unknown arguments (returns 2). Otherwise
+ * loads cfg and returns -1: the command should go on; a bad value is reported
+ * on stderr and 2 returned. argv[0] is the subcommand's name. */
+int config_cli(int argc, char **argv, int roles, const char *summary, struct config *cfg);
+
+#endif
