@@ -1,0 +1,982 @@
+/*
+ * queue: the Redis side of the job system (see queue.h for the keys).
+ *
+ * Connection: one hiredis context per handle, made with
+ * redisConnectWithTimeout and given redisSetTimeout, so no call waits longer
+ * than timeout_ms (plus the blocking time a blocking command asks for).
+ * hiredis 0.14 has no safe automatic reconnect, so we do it ourselves: a
+ * context that reports an error is dropped, and the next call reconnects,
+ * but not before a back-off delay (100 ms, doubling to 5 s). Calls made in
+ * between fail at once with QUEUE_ERR_IO: the proxy answers 503 quickly
+ * instead of stalling every request on a connect timeout.
+ *
+ * Every change that touches several keys is a Lua script (EVALSHA, loaded on
+ * first use and again after NOSCRIPT, i.e. after Redis restarted), so it is
+ * atomic: Redis runs a script with nothing interleaved. Creating a job
+ * checks that no key of the random id exists (an atomic SET NX over all of
+ * them), applies the backlog bound, and writes image, status and the LPUSH
+ * in the same step; the proxy answers only after it returned.
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define KEY_MAX 160
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define CREATE_TRIES 64
+#define SCRIPT_ARGS_MAX 16
+
+const double queue_hist_bounds[QUEUE_HIST_BUCKETS] = {5,   10,   25,   50,   100,  250,
+                                                      500, 1000, 2500, 5000, 10000, 0};
+
+struct queue {
+    redisContext *c;
+    char *host;
+    int port;
+    int timeout_ms;
+    char *qname;
+    int job_ttl;
+    int backoff_ms;
+    int64_t next_try_ms;
+    char err[256];
+    char sha[16][41];
+};
+
+/* ------------------------------------------------------------------------ */
+/* Scripts. KEYS and ARGV layouts are documented at each call site below.   */
+
+enum {
+    S_CREATE,
+    S_GET,
+    S_START,
+    S_DONE,
+    S_FAIL,
+    S_EXPIRED,
+    S_HEARTBEAT,
+    S_REQUEUE,
+    S_REAP_ONE,
+    S_STATS,
+    S_COUNT
+};
+
+/* Moves all of a processing list (KEYS[1]) back to the consuming (right)
+ * end of the queue (KEYS[2]); jobs marked running go back to queued. */
+#define LUA_REQUEUE_LOOP                                                                 \
+    "local n = 0\n"                                                                      \
+    "while true do\n"                                                                    \
+    "  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'RIGHT')\n"             \
+    "  if not id then break end\n"                                                       \
+    "  local jk = 'job:' .. id\n"                                                        \
+    "  if redis.call('HGET', jk, 'status') == 'running' then\n"                          \
+    "    redis.call('HSET', jk, 'status', 'queued')\n"                                   \
+    "  end\n"                                                                            \
+    "  n = n + 1\n"                                                                      \
+    "end\n"
+
+#define LUA_NOTIFY                                                                       \
+    "local function notify(k)\n"                                                         \
+    "  redis.call('LPUSH', k, '1')\n"                                                    \
+    "  redis.call('LTRIM', k, 0, 0)\n"                                                   \
+    "  redis.call('EXPIRE', k, " DONE_TTL_STR ")\n"                                      \
+    "end\n"
+#define DONE_TTL_STR "60"
+
+#define LUA_KEEP_TTL                                                                     \
+    "local function keep_ttl(k, ttl)\n"                                                  \
+    "  if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, ttl) end\n"              \
+    "end\n"
+
+static const char *const scripts[S_COUNT] = {
+    /* CREATE: KEYS job image result queue done; ARGV id b64 ttl max now
+     * sync_label sync_model sync_top5. 1 created, 0 id taken, -1 full. */
+    [S_CREATE] =
+        "if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[5]) > 0 then return 0 end\n"
+        "local max = tonumber(ARGV[4])\n"
+        "if max > 0 and redis.call('LLEN', KEYS[4]) >= max then return -1 end\n"
+        "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"
+        "redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'created', ARGV[5],\n"
+        "  'sync_label', ARGV[6], 'sync_model', ARGV[7], 'sync_top5', ARGV[8])\n"
+        "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
+        "redis.call('LPUSH', KEYS[4], ARGV[1])\n"
+        "return 1\n",
+    /* GET: KEYS job result image -> {hgetall, result or false, image exists} */
+    [S_GET] = "return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]),\n"
+              "        redis.call('EXISTS', KEYS[3])}\n",
+    /* START: KEYS job result processing dead metrics done; ARGV id worker now
+     * max ttl -> {0 run | 1 has a result | 2 given up, attempt} */
+    [S_START] =
+        LUA_NOTIFY LUA_KEEP_TTL
+        "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+        "  redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
+        "  return {1, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}\n"
+        "end\n"
+        "local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
+        "keep_ttl(KEYS[1], ARGV[5])\n"
+        "if a > tonumber(ARGV[4]) then\n"
+        "  local why = redis.call('HGET', KEYS[1], 'error')\n"
+        "  if not why or why == '' then why = 'a worker died while running it' end\n"
+        "  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', ARGV[3], 'attempts', a - 1,\n"
+        "    'error', 'gave up after ' .. (a - 1) .. ' attempts: ' .. why)\n"
+        "  redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
+        "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
+        "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
+        "  notify(KEYS[6])\n"
+        "  return {2, a - 1}\n"
+        "end\n"
+        "redis.call('HSET', KEYS[1], 'status', 'running', 'started', ARGV[3], 'worker', ARGV[2])\n"
+        "return {0, a}\n",
+    /* DONE: KEYS job result processing metrics done; ARGV id label top5 model
+     * ms now ttl bucket -> 1 stored, 0 a result existed already */
+    [S_DONE] =
+        LUA_NOTIFY LUA_KEEP_TTL
+        "local fresh = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[7])\n"
+        "redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
+        "if not fresh then return 0 end\n"
+        "redis.call('HSET', KEYS[1], 'status', 'done', 'label', ARGV[2], 'top5', ARGV[3],\n"
+        "  'model', ARGV[4], 'inference_ms', ARGV[5], 'finished', ARGV[6])\n"
+        "redis.call('HDEL', KEYS[1], 'error')\n"
+        "keep_ttl(KEYS[1], ARGV[7])\n"
+        "redis.call('HINCRBY', KEYS[4], 'processed', 1)\n"
+        "redis.call('HINCRBYFLOAT', KEYS[4], 'inference_ms_sum', ARGV[5])\n"
+        "redis.call('HINCRBY', KEYS[4], 'inference_count', 1)\n"
+        "redis.call('HINCRBY', KEYS[4], ARGV[8], 1)\n"
+        "notify(KEYS[5])\n"
+        "return 1\n",
+    /* FAIL: KEYS job processing queue dead metrics done; ARGV id reason max now
+     * ttl -> 1 failed for good, 0 requeued, 2 not ours any more (left alone) */
+    [S_FAIL] =
+        LUA_NOTIFY LUA_KEEP_TTL
+        "local held = redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
+        "local a = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')\n"
+        "redis.call('HSET', KEYS[1], 'error', ARGV[2])\n"
+        "keep_ttl(KEYS[1], ARGV[5])\n"
+        "if a >= tonumber(ARGV[3]) then\n"
+        "  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', ARGV[4])\n"
+        "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
+        "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
+        "  notify(KEYS[6])\n"
+        "  return 1\n"
+        "end\n"
+        "if held == 0 then return 2 end\n"
+        "redis.call('HSET', KEYS[1], 'status', 'queued')\n"
+        "redis.call('LPUSH', KEYS[3], ARGV[1])\n"
+        "redis.call('HINCRBY', KEYS[5], 'retried', 1)\n"
+        "return 0\n",
+    /* EXPIRED: KEYS job processing metrics done; ARGV id now ttl */
+    [S_EXPIRED] =
+        LUA_NOTIFY LUA_KEEP_TTL
+        "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
+        "redis.call('HSET', KEYS[1], 'status', 'expired', 'finished', ARGV[2],\n"
+        "  'error', 'the image expired before a worker took the job')\n"
+        "keep_ttl(KEYS[1], ARGV[3])\n"
+        "redis.call('HINCRBY', KEYS[3], 'expired', 1)\n"
+        "notify(KEYS[4])\n"
+        "return 1\n",
+    /* HEARTBEAT: KEYS worker:{w} workers; ARGV w info ttl */
+    [S_HEARTBEAT] = "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
+                    "redis.call('SADD', KEYS[2], ARGV[1])\n"
+                    "return 1\n",
+    /* REQUEUE: KEYS processing queue -> moved */
+    [S_REQUEUE] = LUA_REQUEUE_LOOP "return n\n",
+    /* REAP_ONE: KEYS processing queue worker:{w} workers; ARGV w -> -1 alive, else moved */
+    [S_REAP_ONE] = "if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end\n"
+                   LUA_REQUEUE_LOOP
+                   "redis.call('SREM', KEYS[4], ARGV[1])\n"
+                   "return n\n",
+    /* STATS: KEYS queue dead metrics workers -> {llen, dead, metrics, alive, processing} */
+    [S_STATS] = "local alive, proc = 0, 0\n"
+                "for _, w in ipairs(redis.call('SMEMBERS', KEYS[4])) do\n"
+                "  if redis.call('EXISTS', 'worker:' .. w) == 1 then\n"
+                "    alive = alive + 1\n"
+                "    proc = proc + redis.call('LLEN', 'processing:' .. w)\n"
+                "  end\n"
+                "end\n"
+                "return {redis.call('LLEN', KEYS[1]), redis.call('LLEN', KEYS[2]),\n"
+                "        redis.call('HGETALL', KEYS[3]), alive, proc}\n",
+};
+
+/* ------------------------------------------------------------------------ */
+
+const char *queue_strerror(int status)
+{
+    switch (status) {
+    case QUEUE_OK: return "ok";
+    case QUEUE_ERR_IO: return "redis unavailable";
+    case QUEUE_ERR_REPLY: return "redis error";
+    case QUEUE_ERR_NOTFOUND: return "not found";
+    case QUEUE_ERR_INVALID: return "invalid argument";
+    case QUEUE_ERR_FULL: return "queue full";
+    case QUEUE_ERR_EMPTY: return "no job";
+    case QUEUE_ERR_NOMEM: return "out of memory";
+    case QUEUE_ERR_BUSY: return "no free job id";
+    default: return "unknown error";
+    }
+}
+
+static int64_t now_ms(int clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int fail(queue *q, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(queue *q, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q->err, sizeof q->err, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+static void drop_connection(queue *q)
+{
+    if (q->c) redisFree(q->c);
+    q->c = NULL;
+    q->backoff_ms = q->backoff_ms ? q->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (q->backoff_ms > BACKOFF_MAX_MS) q->backoff_ms = BACKOFF_MAX_MS;
+    q->next_try_ms = now_ms(CLOCK_MONOTONIC) + q->backoff_ms;
+}
+
+static struct timeval tv_ms(int64_t ms)
+{
+    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+}
+
+static int ensure_connected(queue *q)
+{
+    if (q->c) return 0;
+    if (q->next_try_ms && now_ms(CLOCK_MONOTONIC) < q->next_try_ms)
+        return QUEUE_ERR_IO; /* q->err still says why */
+    redisContext *c = redisConnectWithTimeout(q->host, q->port, tv_ms(q->timeout_ms));
+    if (!c || c->err) {
+        fail(q, QUEUE_ERR_IO, "redis %s:%d: %s", q->host, q->port,
+             c ? c->errstr : "cannot allocate a context");
+        if (c) redisFree(c);
+        drop_connection(q);
+        return QUEUE_ERR_IO;
+    }
+    if (redisSetTimeout(c, tv_ms(q->timeout_ms)) != REDIS_OK) {
+        fail(q, QUEUE_ERR_IO, "redis %s:%d: cannot set timeout", q->host, q->port);
+        redisFree(c);
+        drop_connection(q);
+        return QUEUE_ERR_IO;
+    }
+    q->c = c;
+    q->backoff_ms = 0;
+    q->next_try_ms = 0;
+    /* Redis may have restarted: its script cache is empty. */
+    memset(q->sha, 0, sizeof q->sha);
+    return 0;
+}
+
+/* Runs one command; on success *out is a non-error reply the caller frees. */
+static int command(queue *q, int argc, const char **argv, const size_t *lens, redisReply **out)
+{
+    int rc = ensure_connected(q);
+    if (rc) return rc;
+    redisReply *r = redisCommandArgv(q->c, argc, argv, lens);
+    if (!r) {
+        fail(q, QUEUE_ERR_IO, "redis %s:%d: %s", q->host, q->port,
+             q->c->errstr[0] ? q->c->errstr : "connection lost");
+        drop_connection(q);
+        /* The next call retries at once: a single broken connection (e.g.
+         * Redis restarted) should not cost a back-off delay. */
+        q->next_try_ms = 0;
+        return QUEUE_ERR_IO;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        fail(q, QUEUE_ERR_REPLY, "redis: %.*s", (int)r->len, r->str);
+        freeReplyObject(r);
+        return QUEUE_ERR_REPLY;
+    }
+    *out = r;
+    return 0;
+}
+
+static int load_script(queue *q, int which)
+{
+    const char *argv[3] = {"SCRIPT", "LOAD", scripts[which]};
+    size_t lens[3] = {6, 4, strlen(scripts[which])};
+    redisReply *r = NULL;
+    int rc = command(q, 3, argv, lens, &r);
+    if (rc) return rc;
+    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+        freeReplyObject(r);
+        return fail(q, QUEUE_ERR_REPLY, "redis: SCRIPT LOAD gave no sha1");
+    }
+    memcpy(q->sha[which], r->str, 40);
+    q->sha[which][40] = '\0';
+    freeReplyObject(r);
+    return 0;
+}
+
+/* EVALSHA scripts[which] with nkeys keys followed by the other args. */
+static int script(queue *q, int which, int nkeys, int nargs, const char **args,
+                  const size_t *lens, redisReply **out)
+{
+    const char *argv[SCRIPT_ARGS_MAX + 3];
+    size_t alen[SCRIPT_ARGS_MAX + 3];
+    char nk[12];
+    if (nargs > SCRIPT_ARGS_MAX) return fail(q, QUEUE_ERR_INVALID, "too many script args");
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc = ensure_connected(q);
+        if (rc) return rc;
+        if (!q->sha[which][0] && (rc = load_script(q, which))) return rc;
+        argv[0] = "EVALSHA";
+        alen[0] = 7;
+        argv[1] = q->sha[which];
+        alen[1] = 40;
+        argv[2] = nk;
+        alen[2] = strlen(nk);
+        for (int i = 0; i < nargs; i++) {
+            argv[3 + i] = args[i];
+            alen[3 + i] = lens ? lens[i] : strlen(args[i]);
+        }
+        rc = command(q, nargs + 3, argv, alen, out);
+        if (rc == QUEUE_ERR_REPLY && !strncmp(q->err, "redis: NOSCRIPT", 15)) {
+            q->sha[which][0] = '\0';
+            continue;
+        }
+        return rc;
+    }
+    return fail(q, QUEUE_ERR_REPLY, "redis: script %d keeps disappearing", which);
+}
+
+static int reply_int(queue *q, redisReply *r, long long *out)
+{
+    if (r->type != REDIS_REPLY_INTEGER)
+        return fail(q, QUEUE_ERR_REPLY, "redis: expected an integer reply (type %d)", r->type);
+    *out = r->integer;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+
+int queue_open(const queue_options *opt, queue **out)
+{
+    if (!opt || !opt->host || !opt->host[0] || opt->port <= 0 || opt->port > 65535 ||
+        opt->timeout_ms <= 0 || !opt->queue_name || !opt->queue_name[0] || opt->job_ttl <= 0)
+        return QUEUE_ERR_INVALID;
+    queue *q = calloc(1, sizeof *q);
+    if (!q) return QUEUE_ERR_NOMEM;
+    q->host = strdup(opt->host);
+    q->qname = strdup(opt->queue_name);
+    if (!q->host || !q->qname) {
+        queue_close(q);
+        return QUEUE_ERR_NOMEM;
+    }
+    q->port = opt->port;
+    q->timeout_ms = opt->timeout_ms;
+    q->job_ttl = opt->job_ttl;
+    (void)ensure_connected(q);
+    *out = q;
+    return 0;
+}
+
+void queue_close(queue *q)
+{
+    if (!q) return;
+    if (q->c) redisFree(q->c);
+    free(q->host);
+    free(q->qname);
+    free(q);
+}
+
+const char *queue_errstr(const queue *q) { return q ? q->err : ""; }
+
+int queue_ping(queue *q)
+{
+    const char *argv[1] = {"PING"};
+    redisReply *r = NULL;
+    int rc = command(q, 1, argv, NULL, &r);
+    if (rc) return rc;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_id_valid(const char *id)
+{
+    if (!id) return 0;
+    size_t n = 0;
+    for (; id[n]; n++) {
+        if (n >= QUEUE_ID_MAX) return 0;
+        if (!((id[n] >= 'a' && id[n] <= 'z') || (id[n] >= '0' && id[n] <= '9'))) return 0;
+    }
+    return n >= QUEUE_ID_MIN;
+}
+
+static int worker_id_valid(const char *w)
+{
+    if (!w || !w[0]) return 0;
+    size_t n = 0;
+    for (; w[n]; n++) {
+        if (n >= QUEUE_WORKER_ID_MAX) return 0;
+        char ch = w[n];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static void key(char *buf, const char *prefix, const char *id)
+{
+    snprintf(buf, KEY_MAX, "%s%s", prefix, id);
+}
+
+/* n characters of [a-z0-9], uniformly: bytes >= 252 are rejected so that
+ * 252 = 7 * 36 maps evenly. */
+static int random_id(char *out, int n)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char buf[64];
+    int filled = 0;
+    while (filled < n) {
+        ssize_t got = getrandom(buf, sizeof buf, 0);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return QUEUE_ERR_IO;
+        }
+        for (ssize_t i = 0; i < got && filled < n; i++)
+            if (buf[i] < 252) out[filled++] = alphabet[buf[i] % 36];
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Proxy side                                                               */
+
+int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id_cap)
+{
+    if (!job || !job->image_b64 || job->id_len < QUEUE_ID_MIN || job->id_len > QUEUE_ID_MAX ||
+        id_cap < (size_t)job->id_len + 1)
+        return fail(q, QUEUE_ERR_INVALID, "bad job arguments");
+    char id[QUEUE_ID_MAX + 1], kjob[KEY_MAX], kimg[KEY_MAX], kres[KEY_MAX], kdone[KEY_MAX];
+    char ttl[16], max[24], now[24];
+    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
+    snprintf(max, sizeof max, "%ld", job->max_backlog > 0 ? job->max_backlog : 0L);
+    for (int tries = 0; tries < CREATE_TRIES; tries++) {
+        if (random_id(id, job->id_len)) return fail(q, QUEUE_ERR_IO, "getrandom failed");
+        key(kjob, "job:", id);
+        key(kimg, "image:", id);
+        key(kres, "result:", id);
+        key(kdone, "done:", id);
+        snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
+        const char *args[13] = {kjob, kimg, kres, q->qname, kdone, id, job->image_b64, ttl, max,
+                                now, job->sync_label ? job->sync_label : "",
+                                job->sync_model ? job->sync_model : "",
+                                job->sync_top5 ? job->sync_top5 : ""};
+        size_t lens[13];
+        for (int i = 0; i < 13; i++) lens[i] = strlen(args[i]);
+        lens[6] = job->image_b64_len;
+        redisReply *r = NULL;
+        long long v = 0;
+        int rc = script(q, S_CREATE, 5, 13, args, lens, &r);
+        if (rc) return rc;
+        rc = reply_int(q, r, &v);
+        freeReplyObject(r);
+        if (rc) return rc;
+        if (v == -1) return fail(q, QUEUE_ERR_FULL, "backlog at its bound of %s jobs", max);
+        if (v == 1) {
+            memcpy(id_out, id, (size_t)job->id_len + 1);
+            return 0;
+        }
+    }
+    return fail(q, QUEUE_ERR_BUSY, "no free job id of length %d after %d tries", job->id_len,
+                CREATE_TRIES);
+}
+
+void queue_job_clear(queue_job *job)
+{
+    if (!job) return;
+    free(job->label);
+    free(job->error);
+    free(job->top5);
+    free(job->model);
+    free(job->sync_label);
+    free(job->sync_model);
+    free(job->sync_top5);
+    free(job->worker);
+    memset(job, 0, sizeof *job);
+}
+
+/* A copy of a reply string, NULL for nil or "". */
+static int dup_str(const redisReply *r, char **out)
+{
+    *out = NULL;
+    if (!r || r->type != REDIS_REPLY_STRING || r->len == 0) return 0;
+    *out = strndup(r->str, r->len);
+    return *out ? 0 : QUEUE_ERR_NOMEM;
+}
+
+static long long str_ll(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_STRING) return 0;
+    char buf[32];
+    size_t n = r->len < sizeof buf - 1 ? r->len : sizeof buf - 1;
+    memcpy(buf, r->str, n);
+    buf[n] = '\0';
+    return strtoll(buf, NULL, 10);
+}
+
+static double str_double(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_STRING) return 0;
+    char buf[48];
+    size_t n = r->len < sizeof buf - 1 ? r->len : sizeof buf - 1;
+    memcpy(buf, r->str, n);
+    buf[n] = '\0';
+    return strtod(buf, NULL);
+}
+
+static int field_is(const redisReply *r, const char *name)
+{
+    return r->type == REDIS_REPLY_STRING && r->len == strlen(name) &&
+           !memcmp(r->str, name, r->len);
+}
+
+static int parse_job(queue *q, const redisReply *r, queue_job *out)
+{
+    queue_job job = {0};
+    int rc = 0;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[2]->type != REDIS_REPLY_INTEGER)
+        return fail(q, QUEUE_ERR_REPLY, "redis: unexpected job reply");
+    const redisReply *h = r->element[0], *res = r->element[1];
+    int has_result = res->type == REDIS_REPLY_STRING;
+    if (h->elements == 0 && !has_result && r->element[2]->integer == 0)
+        return fail(q, QUEUE_ERR_NOTFOUND, "no such job");
+    snprintf(job.status, sizeof job.status, "%s", has_result ? "done" : "queued");
+    for (size_t i = 0; i + 1 < h->elements && !rc; i += 2) {
+        const redisReply *f = h->element[i], *v = h->element[i + 1];
+        if (field_is(f, "status") && v->type == REDIS_REPLY_STRING && v->len > 0 &&
+            v->len < sizeof job.status) {
+            memcpy(job.status, v->str, v->len);
+            job.status[v->len] = '\0';
+        } else if (field_is(f, "attempts"))
+            job.attempts = (int)str_ll(v);
+        else if (field_is(f, "error"))
+            rc = dup_str(v, &job.error);
+        else if (field_is(f, "top5"))
+            rc = dup_str(v, &job.top5);
+        else if (field_is(f, "model"))
+            rc = dup_str(v, &job.model);
+        else if (field_is(f, "sync_label"))
+            rc = dup_str(v, &job.sync_label);
+        else if (field_is(f, "sync_model"))
+            rc = dup_str(v, &job.sync_model);
+        else if (field_is(f, "sync_top5"))
+            rc = dup_str(v, &job.sync_top5);
+        else if (field_is(f, "worker"))
+            rc = dup_str(v, &job.worker);
+        else if (field_is(f, "inference_ms"))
+            job.inference_ms = str_double(v);
+        else if (field_is(f, "created"))
+            job.created_ms = str_ll(v);
+        else if (field_is(f, "started"))
+            job.started_ms = str_ll(v);
+        else if (field_is(f, "finished"))
+            job.finished_ms = str_ll(v);
+    }
+    /* result:{id} is the truth for the label (a seed worker writes only it). */
+    if (!rc && has_result) {
+        job.label = strndup(res->str, res->len);
+        if (!job.label) rc = QUEUE_ERR_NOMEM;
+        else snprintf(job.status, sizeof job.status, "done");
+    }
+    if (rc) {
+        queue_job_clear(&job);
+        return fail(q, rc, "out of memory reading a job");
+    }
+    *out = job;
+    return 0;
+}
+
+int queue_get_job(queue *q, const char *id, queue_job *out)
+{
+    if (!queue_id_valid(id)) return fail(q, QUEUE_ERR_INVALID, "bad job id");
+    char kjob[KEY_MAX], kres[KEY_MAX], kimg[KEY_MAX];
+    key(kjob, "job:", id);
+    key(kres, "result:", id);
+    key(kimg, "image:", id);
+    const char *args[3] = {kjob, kres, kimg};
+    redisReply *r = NULL;
+    int rc = script(q, S_GET, 3, 3, args, NULL, &r);
+    if (rc) return rc;
+    rc = parse_job(q, r, out);
+    freeReplyObject(r);
+    return rc;
+}
+
+static int is_final(const char *status)
+{
+    return !strcmp(status, "done") || !strcmp(status, "failed") || !strcmp(status, "expired");
+}
+
+/* A blocking command: the read timeout covers the blocking time too. */
+static int blocking(queue *q, double block_s, int argc, const char **argv, redisReply **out)
+{
+    int rc = ensure_connected(q);
+    if (rc) return rc;
+    redisSetTimeout(q->c, tv_ms(q->timeout_ms + (int64_t)(block_s * 1000)));
+    rc = command(q, argc, argv, NULL, out);
+    if (q->c) redisSetTimeout(q->c, tv_ms(q->timeout_ms));
+    return rc;
+}
+
+int queue_wait_job(queue *q, const char *id, double wait_s, queue_job *out)
+{
+    char kdone[KEY_MAX], secs[32];
+    int64_t deadline = now_ms(CLOCK_MONOTONIC) + (int64_t)(wait_s * 1000);
+    key(kdone, "done:", id);
+    for (;;) {
+        queue_job job;
+        int rc = queue_get_job(q, id, &job);
+        if (rc) return rc;
+        int64_t left = deadline - now_ms(CLOCK_MONOTONIC);
+        if (is_final(job.status) || left <= 0) {
+            *out = job;
+            return 0;
+        }
+        queue_job_clear(&job);
+        /* BLMOVE of a list onto itself hands the element back without
+         * consuming it, so every waiter on the same job wakes up. */
+        snprintf(secs, sizeof secs, "%.3f", left < 10 ? 0.01 : left / 1000.0);
+        const char *argv[6] = {"BLMOVE", kdone, kdone, "LEFT", "LEFT", secs};
+        redisReply *r = NULL;
+        rc = blocking(q, left / 1000.0, 6, argv, &r);
+        if (rc) return rc;
+        freeReplyObject(r);
+    }
+}
+
+static int count_field(const redisReply *h, const char *name, long long *out)
+{
+    for (size_t i = 0; i + 1 < h->elements; i += 2)
+        if (field_is(h->element[i], name)) {
+            *out = str_ll(h->element[i + 1]);
+            return 1;
+        }
+    return 0;
+}
+
+int queue_length(queue *q, long long *out)
+{
+    const char *argv[2] = {"LLEN", q->qname};
+    redisReply *r = NULL;
+    int rc = command(q, 2, argv, NULL, &r);
+    if (rc) return rc;
+    rc = reply_int(q, r, out);
+    freeReplyObject(r);
+    return rc;
+}
+
+static void bucket_field(char *buf, size_t cap, int i)
+{
+    if (queue_hist_bounds[i] > 0) snprintf(buf, cap, "bucket_%g", queue_hist_bounds[i]);
+    else snprintf(buf, cap, "bucket_inf");
+}
+
+int queue_get_stats(queue *q, queue_stats *out)
+{
+    const char *args[4] = {q->qname, "queue:dead", "metrics:workers", "workers"};
+    redisReply *r = NULL;
+    int rc = script(q, S_STATS, 4, 4, args, NULL, &r);
+    if (rc) return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 ||
+        r->element[2]->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return fail(q, QUEUE_ERR_REPLY, "redis: unexpected stats reply");
+    }
+    queue_stats s = {0};
+    s.queue_length = r->element[0]->integer;
+    s.dead_length = r->element[1]->integer;
+    s.workers_alive = r->element[3]->integer;
+    s.processing = r->element[4]->integer;
+    const redisReply *h = r->element[2];
+    count_field(h, "processed", &s.processed);
+    count_field(h, "failed", &s.failed);
+    count_field(h, "expired", &s.expired);
+    count_field(h, "retried", &s.retried);
+    count_field(h, "inference_count", &s.inference_count);
+    for (size_t i = 0; i + 1 < h->elements; i += 2)
+        if (field_is(h->element[i], "inference_ms_sum"))
+            s.inference_ms_sum = str_double(h->element[i + 1]);
+    long long cum = 0;
+    for (int i = 0; i < QUEUE_HIST_BUCKETS; i++) {
+        char name[32];
+        long long v = 0;
+        bucket_field(name, sizeof name, i);
+        count_field(h, name, &v);
+        cum += v;
+        s.hist[i] = cum;
+    }
+    freeReplyObject(r);
+    *out = s;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Worker side                                                              */
+
+int queue_take(queue *q, const char *worker, double timeout_s, char *id_out, size_t id_cap)
+{
+    if (!worker_id_valid(worker) || timeout_s <= 0)
+        return fail(q, QUEUE_ERR_INVALID, "bad take arguments");
+    char kproc[KEY_MAX], secs[32];
+    key(kproc, "processing:", worker);
+    snprintf(secs, sizeof secs, "%.3f", timeout_s);
+    const char *argv[6] = {"BLMOVE", q->qname, kproc, "RIGHT", "LEFT", secs};
+    redisReply *r = NULL;
+    int rc = blocking(q, timeout_s, 6, argv, &r);
+    if (rc) return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        return QUEUE_ERR_EMPTY;
+    }
+    if (r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return fail(q, QUEUE_ERR_REPLY, "redis: unexpected BLMOVE reply");
+    }
+    if (r->len >= id_cap) {
+        /* Not one of ours (too long to be an id): drop it from our list so it
+         * cannot wedge the worker, and say so. */
+        fail(q, QUEUE_ERR_INVALID, "queue entry of %zu bytes is not a job id", r->len);
+        const char *lrem[4] = {"LREM", kproc, "1", r->str};
+        size_t lens[4] = {4, strlen(kproc), 1, r->len};
+        redisReply *r2 = NULL;
+        if (!command(q, 4, lrem, lens, &r2)) freeReplyObject(r2);
+        freeReplyObject(r);
+        return QUEUE_ERR_INVALID;
+    }
+    memcpy(id_out, r->str, r->len);
+    id_out[r->len] = '\0';
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_load_image(queue *q, const char *id, char **b64_out, size_t *len_out)
+{
+    char kimg[KEY_MAX];
+    key(kimg, "image:", id);
+    const char *argv[2] = {"GET", kimg};
+    redisReply *r = NULL;
+    int rc = command(q, 2, argv, NULL, &r);
+    if (rc) return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        return fail(q, QUEUE_ERR_NOTFOUND, "image:%s does not exist", id);
+    }
+    if (r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return fail(q, QUEUE_ERR_REPLY, "redis: image:%s is not a string", id);
+    }
+    char *b = malloc(r->len + 1);
+    if (!b) {
+        freeReplyObject(r);
+        return fail(q, QUEUE_ERR_NOMEM, "no memory for an image of %zu bytes", r->len);
+    }
+    memcpy(b, r->str, r->len);
+    b[r->len] = '\0';
+    *len_out = r->len;
+    *b64_out = b;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts, int *skip,
+                    int *attempts)
+{
+    if (!worker_id_valid(worker) || max_attempts < 1)
+        return fail(q, QUEUE_ERR_INVALID, "bad start arguments");
+    char kjob[KEY_MAX], kres[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], now[24], max[16],
+        ttl[16];
+    key(kjob, "job:", id);
+    key(kres, "result:", id);
+    key(kproc, "processing:", worker);
+    key(kdone, "done:", id);
+    snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
+    snprintf(max, sizeof max, "%d", max_attempts);
+    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
+    const char *args[11] = {kjob, kres, kproc, "queue:dead", "metrics:workers", kdone,
+                            id,   worker, now,  max,          ttl};
+    redisReply *r = NULL;
+    int rc = script(q, S_START, 6, 11, args, NULL, &r);
+    if (rc) return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
+        freeReplyObject(r);
+        return fail(q, QUEUE_ERR_REPLY, "redis: unexpected start reply");
+    }
+    *skip = r->element[0]->integer != 0;
+    *attempts = (int)r->element[1]->integer;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_job_done(queue *q, const char *id, const char *worker, const queue_result *res)
+{
+    if (!worker_id_valid(worker) || !res || !res->label)
+        return fail(q, QUEUE_ERR_INVALID, "bad done arguments");
+    char kjob[KEY_MAX], kres[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], ms[32], now[24],
+        ttl[16], bucket[32];
+    key(kjob, "job:", id);
+    key(kres, "result:", id);
+    key(kproc, "processing:", worker);
+    key(kdone, "done:", id);
+    snprintf(ms, sizeof ms, "%.3f", res->inference_ms);
+    snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
+    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
+    int b = 0;
+    while (b < QUEUE_HIST_BUCKETS - 1 && res->inference_ms > queue_hist_bounds[b]) b++;
+    bucket_field(bucket, sizeof bucket, b);
+    const char *args[13] = {kjob, kres, kproc, "metrics:workers", kdone,
+                            id,   res->label, res->top5 ? res->top5 : "",
+                            res->model ? res->model : "", ms, now, ttl, bucket};
+    redisReply *r = NULL;
+    int rc = script(q, S_DONE, 5, 13, args, NULL, &r);
+    if (rc) return rc;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_job_fail(queue *q, const char *id, const char *worker, const char *reason,
+                   int max_attempts, int *final)
+{
+    if (!worker_id_valid(worker) || !reason || max_attempts < 1)
+        return fail(q, QUEUE_ERR_INVALID, "bad fail arguments");
+    char kjob[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], max[16], now[24], ttl[16];
+    key(kjob, "job:", id);
+    key(kproc, "processing:", worker);
+    key(kdone, "done:", id);
+    snprintf(max, sizeof max, "%d", max_attempts);
+    snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
+    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
+    const char *args[11] = {kjob, kproc,  q->qname, "queue:dead", "metrics:workers", kdone,
+                            id,   reason, max,      now,          ttl};
+    redisReply *r = NULL;
+    long long v = 0;
+    int rc = script(q, S_FAIL, 6, 11, args, NULL, &r);
+    if (rc) return rc;
+    rc = reply_int(q, r, &v);
+    freeReplyObject(r);
+    if (rc) return rc;
+    *final = v == 1;
+    return 0;
+}
+
+int queue_job_expired(queue *q, const char *id, const char *worker)
+{
+    if (!worker_id_valid(worker)) return fail(q, QUEUE_ERR_INVALID, "bad worker id");
+    char kjob[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], now[24], ttl[16];
+    key(kjob, "job:", id);
+    key(kproc, "processing:", worker);
+    key(kdone, "done:", id);
+    snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
+    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
+    const char *args[7] = {kjob, kproc, "metrics:workers", kdone, id, now, ttl};
+    redisReply *r = NULL;
+    int rc = script(q, S_EXPIRED, 4, 7, args, NULL, &r);
+    if (rc) return rc;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_heartbeat(queue *q, const char *worker, const char *info, int ttl_s)
+{
+    if (!worker_id_valid(worker) || ttl_s < 1)
+        return fail(q, QUEUE_ERR_INVALID, "bad heartbeat arguments");
+    char kw[KEY_MAX], ttl[16];
+    key(kw, "worker:", worker);
+    snprintf(ttl, sizeof ttl, "%d", ttl_s);
+    const char *args[5] = {kw, "workers", worker, info ? info : "alive", ttl};
+    redisReply *r = NULL;
+    int rc = script(q, S_HEARTBEAT, 2, 5, args, NULL, &r);
+    if (rc) return rc;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_worker_gone(queue *q, const char *worker)
+{
+    if (!worker_id_valid(worker)) return fail(q, QUEUE_ERR_INVALID, "bad worker id");
+    char kw[KEY_MAX];
+    key(kw, "worker:", worker);
+    const char *del[2] = {"DEL", kw};
+    const char *srem[3] = {"SREM", "workers", worker};
+    redisReply *r = NULL;
+    int rc = command(q, 2, del, NULL, &r);
+    if (rc) return rc;
+    freeReplyObject(r);
+    rc = command(q, 3, srem, NULL, &r);
+    if (rc) return rc;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_requeue_worker(queue *q, const char *worker, long long *moved)
+{
+    if (!worker_id_valid(worker)) return fail(q, QUEUE_ERR_INVALID, "bad worker id");
+    char kproc[KEY_MAX];
+    key(kproc, "processing:", worker);
+    const char *args[2] = {kproc, q->qname};
+    redisReply *r = NULL;
+    long long v = 0;
+    int rc = script(q, S_REQUEUE, 2, 2, args, NULL, &r);
+    if (rc) return rc;
+    rc = reply_int(q, r, &v);
+    freeReplyObject(r);
+    if (rc) return rc;
+    *moved = v;
+    return 0;
+}
+
+int queue_reap_dead_workers(queue *q, long long *moved)
+{
+    const char *argv[2] = {"SMEMBERS", "workers"};
+    redisReply *members = NULL;
+    long long total = 0;
+    int rc = command(q, 2, argv, NULL, &members);
+    if (rc) return rc;
+    if (members->type != REDIS_REPLY_ARRAY) {
+        rc = fail(q, QUEUE_ERR_REPLY, "redis: unexpected SMEMBERS reply");
+        goto out;
+    }
+    for (size_t i = 0; i < members->elements; i++) {
+        const redisReply *m = members->element[i];
+        if (m->type != REDIS_REPLY_STRING || m->len >= QUEUE_WORKER_ID_MAX) continue;
+        char w[QUEUE_WORKER_ID_MAX + 1], kproc[KEY_MAX], kw[KEY_MAX];
+        memcpy(w, m->str, m->len);
+        w[m->len] = '\0';
+        if (!worker_id_valid(w)) continue;
+        key(kproc, "processing:", w);
+        key(kw, "worker:", w);
+        const char *args[5] = {kproc, q->qname, kw, "workers", w};
+        redisReply *r = NULL;
+        long long v = 0;
+        rc = script(q, S_REAP_ONE, 4, 5, args, NULL, &r);
+        if (rc) goto out;
+        rc = reply_int(q, r, &v);
+        freeReplyObject(r);
+        if (rc) goto out;
+        if (v > 0) total += v;
+    }
+    *moved = total;
+out:
+    freeReplyObject(members);
+    return rc;
+}

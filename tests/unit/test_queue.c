@@ -1,0 +1,506 @@
+/*
+ * queue against a real redis-server: this test starts Debian's
+ * /usr/bin/redis-server itself on a free port in a temporary directory (no
+ * persistence) and stops it when done; the child dies with us (PDEATHSIG).
+ */
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "queue.h"
+#include "test.h"
+
+static pid_t redis_pid;
+static int redis_port;
+static char redis_dir[64];
+
+__attribute__((destructor)) static void stop_redis(void)
+{
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = 0;
+    }
+    if (redis_dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", redis_dir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", redis_dir);
+        redis_dir[0] = '\0';
+    }
+}
+
+static redisContext *raw_connect(int port)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Starts redis once; returns a raw connection (FLUSHALLed) for checks. */
+static redisContext *redis(void)
+{
+    if (!redis_pid) {
+        snprintf(redis_dir, sizeof redis_dir, "/tmp/tandem-test-queue-XXXXXX");
+        if (!mkdtemp(redis_dir)) return NULL;
+        for (int tries = 0; tries < 20 && !redis_pid; tries++) {
+            int port = 20000 + (int)((getpid() * 7 + tries * 131) % 30000);
+            redisContext *probe = raw_connect(port);
+            if (probe) { /* taken */
+                redisFree(probe);
+                continue;
+            }
+            char ports[16];
+            snprintf(ports, sizeof ports, "%d", port);
+            pid_t pid = fork();
+            if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (!freopen("/dev/null", "w", stdout)) _exit(127);
+                execl("/usr/bin/redis-server", "redis-server", "--port", ports, "--bind",
+                      "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", redis_dir,
+                      (char *)NULL);
+                _exit(127);
+            }
+            for (int i = 0; i < 100; i++) {
+                redisContext *c = raw_connect(port);
+                if (c) {
+                    redisFree(c);
+                    redis_pid = pid;
+                    redis_port = port;
+                    break;
+                }
+                int st;
+                if (waitpid(pid, &st, WNOHANG) == pid) break; /* port race: try another */
+                usleep(20000);
+            }
+        }
+        if (!redis_pid) return NULL;
+    }
+    redisContext *c = raw_connect(redis_port);
+    if (!c) return NULL;
+    redisReply *r = redisCommand(c, "FLUSHALL");
+    freeReplyObject(r);
+    return c;
+}
+
+static queue *open_queue(int port)
+{
+    queue_options o = {.host = "127.0.0.1", .port = port, .timeout_ms = 1000,
+                       .queue_name = "queue:jobs", .job_ttl = 3600};
+    queue *q = NULL;
+    return queue_open(&o, &q) == 0 ? q : NULL;
+}
+
+static long long raw_int(redisContext *c, const char *fmt, const char *arg)
+{
+    redisReply *r = redisCommand(c, fmt, arg);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -999;
+    freeReplyObject(r);
+    return v;
+}
+
+static char *raw_str(redisContext *c, const char *fmt, const char *arg)
+{
+    redisReply *r = redisCommand(c, fmt, arg);
+    char *s = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    freeReplyObject(r);
+    return s;
+}
+
+static int create(queue *q, char *id)
+{
+    queue_new_job j = {.image_b64 = "aGVsbG8=", .image_b64_len = 8, .sync_label = "tabby",
+                       .sync_model = "fast.onnx", .id_len = 6};
+    return queue_create_job(q, &j, id, QUEUE_ID_MAX + 1);
+}
+
+TEST(id_validation)
+{
+    ASSERT(queue_id_valid("a1b2c3"));
+    ASSERT(queue_id_valid("abcd"));
+    ASSERT(!queue_id_valid("abc"));
+    ASSERT(!queue_id_valid("ABCDEF"));
+    ASSERT(!queue_id_valid("a1b2c*"));
+    ASSERT(!queue_id_valid("../../x"));
+    ASSERT(!queue_id_valid(""));
+    ASSERT(!queue_id_valid(NULL));
+    ASSERT(!queue_id_valid("0123456789012345678901234567890123"));
+}
+
+TEST(open_refuses_bad_options)
+{
+    queue_options o = {.host = "127.0.0.1", .port = 0, .timeout_ms = 100,
+                       .queue_name = "queue:jobs", .job_ttl = 10};
+    queue *q = NULL;
+    ASSERT_EQ(queue_open(&o, &q), QUEUE_ERR_INVALID);
+    ASSERT(q == NULL);
+}
+
+TEST(create_writes_seed_keys_atomically)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(strlen(id), 6);
+    ASSERT(queue_id_valid(id));
+    char k[64];
+    snprintf(k, sizeof k, "image:%s", id);
+    char *img = raw_str(c, "GET %s", k);
+    ASSERT_STR_EQ(img, "aGVsbG8=");
+    free(img);
+    long long ttl = raw_int(c, "TTL %s", k);
+    ASSERT(ttl > 3590 && ttl <= 3600);
+    snprintf(k, sizeof k, "job:%s", id);
+    ASSERT(raw_int(c, "TTL %s", k) > 3590);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 1);
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "queued");
+    ASSERT_STR_EQ(j.sync_label, "tabby");
+    ASSERT(j.label == NULL);
+    ASSERT(j.created_ms > 0);
+    queue_job_clear(&j);
+    ASSERT_EQ(queue_get_job(q, "zzzzzz", &j), QUEUE_ERR_NOTFOUND);
+    ASSERT_EQ(queue_get_job(q, "bad*id", &j), QUEUE_ERR_INVALID);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(ids_are_unique_and_backlog_is_bounded)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    /* Length 4 over 36 symbols: 1.7M ids; 300 jobs must never collide. */
+    queue_new_job j = {.image_b64 = "eA==", .image_b64_len = 4, .id_len = 4};
+    for (int i = 0; i < 300; i++) {
+        char id[QUEUE_ID_MAX + 1];
+        ASSERT_EQ(queue_create_job(q, &j, id, sizeof id), 0);
+    }
+    long long n = 0;
+    ASSERT_EQ(queue_length(q, &n), 0);
+    ASSERT_EQ(n, 300);
+    j.max_backlog = 300;
+    char id[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(queue_create_job(q, &j, id, sizeof id), QUEUE_ERR_FULL);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 300);
+    j.max_backlog = 301;
+    ASSERT_EQ(queue_create_job(q, &j, id, sizeof id), 0);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(take_run_done_is_idempotent)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(queue_heartbeat(q, "w1", "test", 10), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_STR_EQ(got, id);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 1);
+    char *b64 = NULL;
+    size_t len = 0;
+    ASSERT_EQ(queue_load_image(q, id, &b64, &len), 0);
+    ASSERT_EQ(len, 8);
+    ASSERT_STR_EQ(b64, "aGVsbG8=");
+    free(b64);
+    int skip = -1, attempts = 0;
+    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &skip, &attempts), 0);
+    ASSERT_EQ(skip, 0);
+    ASSERT_EQ(attempts, 1);
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "running");
+    ASSERT_STR_EQ(j.worker, "w1");
+    queue_job_clear(&j);
+    queue_result res = {.label = "tiger cat", .top5 = "[]", .model = "slow.onnx",
+                        .inference_ms = 42.5};
+    ASSERT_EQ(queue_job_done(q, id, "w1", &res), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
+    char k[64];
+    snprintf(k, sizeof k, "result:%s", id);
+    char *label = raw_str(c, "GET %s", k);
+    ASSERT_STR_EQ(label, "tiger cat");
+    free(label);
+    ASSERT(raw_int(c, "TTL %s", k) > 3590);
+    /* A second completion (e.g. a duplicate after a requeue) keeps the first. */
+    queue_result other = {.label = "dog", .inference_ms = 1};
+    ASSERT_EQ(queue_job_done(q, id, "w1", &other), 0);
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "done");
+    ASSERT_STR_EQ(j.label, "tiger cat");
+    ASSERT_STR_EQ(j.model, "slow.onnx");
+    ASSERT_NEAR(j.inference_ms, 42.5, 1e-6);
+    ASSERT_EQ(j.attempts, 1);
+    queue_job_clear(&j);
+    /* Taken again: start says skip and the processing list is cleaned. */
+    redisReply *r = redisCommand(c, "RPUSH queue:jobs %s", id);
+    freeReplyObject(r);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &skip, &attempts), 0);
+    ASSERT_EQ(skip, 1);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
+    queue_stats s;
+    ASSERT_EQ(queue_get_stats(q, &s), 0);
+    ASSERT_EQ(s.processed, 1);
+    ASSERT_EQ(s.inference_count, 1);
+    ASSERT_NEAR(s.inference_ms_sum, 42.5, 1e-6);
+    ASSERT_EQ(s.hist[2], 0);  /* <= 25 ms */
+    ASSERT_EQ(s.hist[3], 1);  /* <= 50 ms */
+    ASSERT_EQ(s.hist[QUEUE_HIST_BUCKETS - 1], 1);
+    ASSERT_EQ(s.workers_alive, 1);
+    ASSERT_EQ(queue_take(q, "w1", 0.05, got, sizeof got), QUEUE_ERR_EMPTY);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(failures_retry_then_dead_letter)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1], other[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(create(q, other), 0);
+    int skip, attempts, final = -1;
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_STR_EQ(got, id); /* oldest first, as the seed's RPOP */
+    ASSERT_EQ(queue_job_start(q, id, "w1", 2, &skip, &attempts), 0);
+    ASSERT_EQ(queue_job_fail(q, id, "w1", "not an image", 2, &final), 0);
+    ASSERT_EQ(final, 0);
+    /* Requeued behind the other job: a poison job does not block the queue. */
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_STR_EQ(got, other);
+    ASSERT_EQ(queue_take(q, "w2", 1, got, sizeof got), 0);
+    ASSERT_STR_EQ(got, id);
+    ASSERT_EQ(queue_job_start(q, id, "w2", 2, &skip, &attempts), 0);
+    ASSERT_EQ(attempts, 2);
+    ASSERT_EQ(queue_job_fail(q, id, "w2", "not an image", 2, &final), 0);
+    ASSERT_EQ(final, 1);
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "failed");
+    ASSERT_STR_EQ(j.error, "not an image");
+    ASSERT_EQ(j.attempts, 2);
+    queue_job_clear(&j);
+    char *dead = raw_str(c, "LINDEX %s 0", "queue:dead");
+    ASSERT_STR_EQ(dead, id);
+    free(dead);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w2"), 0);
+    queue_stats s;
+    ASSERT_EQ(queue_get_stats(q, &s), 0);
+    ASSERT_EQ(s.failed, 1);
+    ASSERT_EQ(s.retried, 1);
+    ASSERT_EQ(s.dead_length, 1);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(a_job_whose_worker_keeps_dying_is_given_up)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    int skip = 0, attempts = 0;
+    long long moved = 0;
+    for (int i = 1; i <= 2; i++) {
+        ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+        ASSERT_EQ(queue_job_start(q, id, "w1", 2, &skip, &attempts), 0);
+        ASSERT_EQ(skip, 0);
+        ASSERT_EQ(queue_requeue_worker(q, "w1", &moved), 0); /* as after a crash */
+        ASSERT_EQ(moved, 1);
+    }
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, id, "w1", 2, &skip, &attempts), 0);
+    ASSERT_EQ(skip, 1);
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "failed");
+    ASSERT(j.error && strstr(j.error, "gave up after 2 attempts"));
+    queue_job_clear(&j);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 1);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(expired_image)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1], k[64];
+    ASSERT_EQ(create(q, id), 0);
+    snprintf(k, sizeof k, "image:%s", id);
+    ASSERT_EQ(raw_int(c, "DEL %s", k), 1);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    char *b64 = NULL;
+    size_t len = 0;
+    ASSERT_EQ(queue_load_image(q, id, &b64, &len), QUEUE_ERR_NOTFOUND);
+    ASSERT_EQ(queue_job_expired(q, id, "w1"), 0);
+    queue_job j;
+    ASSERT_EQ(queue_wait_job(q, id, 5, &j), 0); /* final: returns at once */
+    ASSERT_STR_EQ(j.status, "expired");
+    ASSERT(j.error != NULL);
+    queue_job_clear(&j);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
+    queue_stats s;
+    ASSERT_EQ(queue_get_stats(q, &s), 0);
+    ASSERT_EQ(s.expired, 1);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(seed_style_job_without_status_record)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    redisReply *r = redisCommand(c, "SET result:abc123 %s", "Persian cat");
+    freeReplyObject(r);
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, "abc123", &j), 0);
+    ASSERT_STR_EQ(j.status, "done");
+    ASSERT_STR_EQ(j.label, "Persian cat");
+    queue_job_clear(&j);
+    queue_close(q);
+    redisFree(c);
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+TEST(wait_times_out_then_wakes_on_completion)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    queue_job j;
+    double t0 = mono_s();
+    ASSERT_EQ(queue_wait_job(q, id, 0.3, &j), 0);
+    double waited = mono_s() - t0;
+    ASSERT(waited >= 0.25 && waited < 2);
+    ASSERT_STR_EQ(j.status, "queued");
+    queue_job_clear(&j);
+    pid_t pid = fork();
+    if (pid == 0) {
+        queue *cq = open_queue(redis_port);
+        usleep(200000);
+        queue_result res = {.label = "lynx", .inference_ms = 3};
+        int rc = cq && !queue_take(cq, "w9", 1, got, sizeof got) &&
+                         !queue_job_done(cq, got, "w9", &res);
+        queue_close(cq);
+        _exit(rc ? 0 : 1);
+    }
+    t0 = mono_s();
+    ASSERT_EQ(queue_wait_job(q, id, 10, &j), 0);
+    waited = mono_s() - t0;
+    int st = 0;
+    waitpid(pid, &st, 0);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ASSERT_STR_EQ(j.status, "done");
+    ASSERT_STR_EQ(j.label, "lynx");
+    ASSERT(waited < 5);
+    queue_job_clear(&j);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(reap_requeues_only_workers_without_heartbeat)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char a[QUEUE_ID_MAX + 1], b[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, a), 0);
+    ASSERT_EQ(create(q, b), 0);
+    ASSERT_EQ(queue_heartbeat(q, "host1-1-x", NULL, 30), 0);
+    ASSERT_EQ(queue_heartbeat(q, "host2-2-y", NULL, 30), 0);
+    int skip, attempts;
+    ASSERT_EQ(queue_take(q, "host1-1-x", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, got, "host1-1-x", 3, &skip, &attempts), 0);
+    ASSERT_EQ(queue_take(q, "host2-2-y", 1, got, sizeof got), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 0);
+    long long moved = -1;
+    ASSERT_EQ(queue_reap_dead_workers(q, &moved), 0);
+    ASSERT_EQ(moved, 0);
+    ASSERT_EQ(raw_int(c, "DEL %s", "worker:host1-1-x"), 1); /* its heartbeat ran out */
+    ASSERT_EQ(queue_reap_dead_workers(q, &moved), 0);
+    ASSERT_EQ(moved, 1);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 1);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:host1-1-x"), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:host2-2-y"), 1);
+    ASSERT_EQ(raw_int(c, "SISMEMBER workers %s", "host1-1-x"), 0);
+    char *back = raw_str(c, "LINDEX %s 0", "queue:jobs");
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, back, &j), 0);
+    ASSERT_STR_EQ(j.status, "queued");
+    queue_job_clear(&j);
+    free(back);
+    ASSERT_EQ(queue_worker_gone(q, "host2-2-y"), 0);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", "worker:host2-2-y"), 0);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(redis_down_fails_fast_and_recovers)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    redisFree(c);
+    /* A port where nothing listens: calls fail with IO, quickly. */
+    queue *q = open_queue(redis_port == 65000 ? 65001 : 65000);
+    ASSERT(q);
+    double t0 = mono_s();
+    char id[QUEUE_ID_MAX + 1];
+    for (int i = 0; i < 50; i++) ASSERT_EQ(create(q, id), QUEUE_ERR_IO);
+    ASSERT(mono_s() - t0 < 1.0);
+    ASSERT(strstr(queue_errstr(q), "redis") != NULL);
+    queue_close(q);
+    /* A connection that broke (server side kill) comes back on the next call. */
+    q = open_queue(redis_port);
+    ASSERT(q);
+    ASSERT_EQ(queue_ping(q), 0);
+    c = raw_connect(redis_port);
+    ASSERT(c);
+    redisReply *r = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+    freeReplyObject(r);
+    r = redisCommand(c, "SCRIPT FLUSH");
+    freeReplyObject(r);
+    int rc = create(q, id);
+    if (rc) rc = create(q, id);
+    ASSERT_EQ(rc, 0);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST_MAIN()
