@@ -57,6 +57,14 @@ $(BUILD)/obj/%.o: src/%.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
+# The built-in ImageNet labels as one C string literal, included by labels.c
+# (quotes, backslashes and '?' escaped: no trigraphs, no broken literals).
+$(BUILD)/gen/imagenet_labels.inc: data/imagenet_labels.txt
+	@mkdir -p $(dir $@)
+	sed -e 's/\r$$//' -e 's/[\\"?]/\\&/g' -e 's/.*/"&\\n"/' $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/labels.o: $(BUILD)/gen/imagenet_labels.inc
+
 $(BUILD)/libtandem.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
