@@ -1,0 +1,300 @@
+/*
+ * supervisor: `tandem worker`, a parent that pre-forks NUM_WORKERS worker
+ * processes and keeps them running.
+ *
+ * Why the model is loaded in each child, after the fork, and never in the
+ * parent: oneDNN computes on an OpenMP thread pool, and a pool created
+ * before fork() does not exist in the child (only the forking thread is
+ * copied) while libgomp still believes it does; the child then deadlocks or
+ * runs single-threaded on the first parallel region. So the parent stays
+ * free of any engine, OpenMP or Redis state a child could inherit: it only
+ * forks, reaps, requeues and restarts. The price is one model load per child
+ * (tens of ms for our models) and no copy-on-write sharing of weights, which
+ * matters little next to the safety and the isolation: a child that crashes
+ * takes nothing else down.
+ *
+ * The parent's own Redis connection (for requeueing) is opened before the
+ * forks, so each child closes its inherited copy without using it and opens
+ * its own. Signal handlers only set flags. The parent reaps with
+ * waitpid(-1, WNOHANG) every tick (SIGCHLD only cuts the sleep short), logs
+ * why a child died, moves the jobs left in that child's processing list back
+ * to the head of the queue at once, and restarts the slot with exponential
+ * back-off (reset once a child has lived long enough). Every few seconds it
+ * also requeues the lists of workers anywhere whose heartbeat expired (a host
+ * that vanished). On SIGTERM/SIGINT each child finishes or requeues the job
+ * in hand and exits; the parent waits (bounded), kills stragglers, requeues
+ * what they held and exits 0.
+ *
+ * Worker ids are hostname-pid-random, unique across hosts and restarts.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+#include "queue.h"
+#include "worker.h"
+
+#define TICK_MS 100
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define HEALTHY_AFTER_MS 30000 /* a child that lived this long resets its back-off */
+#define STOP_GRACE_MS 20000
+#define HOST_PART_MAX 40
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void on_child(int sig) { (void)sig; }
+
+struct slot {
+    pid_t pid; /* 0: not running */
+    char id[QUEUE_WORKER_ID_MAX + 1];
+    int64_t started_ms;
+    int64_t restart_at_ms;
+    int backoff_ms;
+    int requeue_pending; /* the dead child's list could not be requeued yet */
+    char dead_id[QUEUE_WORKER_ID_MAX + 1];
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* a signal cuts it short: fine, the loop re-checks */
+}
+
+/* hostname with anything outside the worker-id alphabet replaced. */
+static void host_part(char *out, size_t cap)
+{
+    char host[256] = "host";
+    if (gethostname(host, sizeof host - 1)) snprintf(host, sizeof host, "host");
+    host[sizeof host - 1] = '\0';
+    size_t n = 0;
+    for (; host[n] && n < cap - 1 && n < HOST_PART_MAX; n++) {
+        char ch = host[n];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '.' || ch == '_';
+        out[n] = ok ? ch : '-';
+    }
+    out[n] = '\0';
+}
+
+static void install(int sig, void (*fn)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+}
+
+static void describe_exit(int st, char *buf, size_t cap)
+{
+    if (WIFEXITED(st))
+        snprintf(buf, cap, "exited with status %d%s", WEXITSTATUS(st),
+                 WEXITSTATUS(st) == WORKER_EXIT_MODEL ? " (model could not be loaded)" : "");
+    else if (WIFSIGNALED(st))
+        snprintf(buf, cap, "killed by signal %d (SIG%s)%s", WTERMSIG(st),
+                 sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?",
+                 WCOREDUMP(st) ? ", core dumped" : "");
+    else
+        snprintf(buf, cap, "stopped with wait status %d", st);
+}
+
+/* In the child: fresh handlers, no parent state, run, leave with _exit. */
+static void child_main(const struct config *cfg, queue *parent_q, const char *id)
+{
+    /* The parent's connection is its own: drop our copy unused. */
+    queue_close(parent_q);
+    install(SIGTERM, on_stop);
+    install(SIGINT, on_stop);
+    install(SIGCHLD, SIG_DFL);
+    /* An orphaned worker stops too (finishing its job) when the supervisor dies. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) _exit(WORKER_EXIT_OK);
+    log_init("worker", cfg->log_level);
+    _exit(worker_run(cfg, id, &stop_requested));
+}
+
+static int spawn(struct slot *s, const struct config *cfg, queue *q, const char *host)
+{
+    unsigned int rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = (unsigned int)mono_ms();
+    pid_t pid = fork();
+    if (pid < 0) {
+        LOG(ERROR, "fork failed: %s", strerror(errno));
+        return -1;
+    }
+    /* Both sides build the same id from the child's pid. */
+    pid_t child = pid ? pid : getpid();
+    snprintf(s->id, sizeof s->id, "%s-%d-%06x", host, (int)child, rnd & 0xffffff);
+    if (pid == 0) child_main(cfg, q, s->id);
+    s->pid = pid;
+    s->started_ms = mono_ms();
+    LOG(INFO, "started worker %s (pid %d)", s->id, (int)pid);
+    return 0;
+}
+
+/* Puts back what a dead child held; on a Redis failure it is retried next tick
+ * (and the heartbeat expiry is the last resort). */
+static void requeue_dead(struct slot *s, queue *q)
+{
+    long long moved = 0;
+    int rc = queue_requeue_worker(q, s->dead_id, &moved);
+    if (rc) {
+        if (!s->requeue_pending)
+            LOG(WARN, "cannot requeue the jobs of %s yet: %s", s->dead_id, queue_errstr(q));
+        s->requeue_pending = 1;
+        return;
+    }
+    s->requeue_pending = 0;
+    if (moved) LOG(WARN, "requeued %lld job(s) left by %s", moved, s->dead_id);
+    if (queue_worker_gone(q, s->dead_id))
+        LOG(WARN, "could not forget %s: %s", s->dead_id, queue_errstr(q));
+}
+
+static struct slot *find_slot(struct slot *slots, int n, pid_t pid)
+{
+    for (int i = 0; i < n; i++)
+        if (slots[i].pid == pid) return &slots[i];
+    return NULL;
+}
+
+/* Reaps every child that has exited. Returns how many model-load failures were seen. */
+static int reap(struct slot *slots, int n, queue *q)
+{
+    int model_failures = 0, st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        struct slot *s = find_slot(slots, n, pid);
+        if (!s) continue;
+        char why[128];
+        describe_exit(st, why, sizeof why);
+        int64_t lived = mono_ms() - s->started_ms;
+        if (stop_requested && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+            LOG(INFO, "worker %s (pid %d) stopped", s->id, (int)pid);
+        else
+            LOG(WARN, "worker %s (pid %d) %s after %.1f s", s->id, (int)pid, why, lived / 1000.0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == WORKER_EXIT_MODEL) model_failures++;
+        s->pid = 0;
+        memcpy(s->dead_id, s->id, sizeof s->dead_id);
+        requeue_dead(s, q);
+        if (lived >= HEALTHY_AFTER_MS) s->backoff_ms = 0;
+        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (s->backoff_ms > BACKOFF_MAX_MS) s->backoff_ms = BACKOFF_MAX_MS;
+        s->restart_at_ms = mono_ms() + s->backoff_ms;
+    }
+    return model_failures;
+}
+
+static int running(const struct slot *slots, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) k += slots[i].pid > 0;
+    return k;
+}
+
+static void signal_all(const struct slot *slots, int n, int sig)
+{
+    for (int i = 0; i < n; i++)
+        if (slots[i].pid > 0) kill(slots[i].pid, sig);
+}
+
+int cli_worker(int argc, char **argv)
+{
+    struct config cfg;
+    int rc = config_cli(argc, argv, CONFIG_ROLE_WORKER,
+                        "supervise NUM_WORKERS processes running the slow model", &cfg);
+    if (rc >= 0) return rc;
+    log_init("supervisor", cfg.log_level);
+    if (access(cfg.async_model_path, R_OK)) {
+        LOG(ERROR, "ASYNC_MODEL_PATH=%s: %s (see `tandem models`)", cfg.async_model_path,
+            strerror(errno));
+        return 1;
+    }
+    int n = cfg.num_workers, status = 0;
+    struct slot *slots = calloc((size_t)n, sizeof *slots);
+    queue *q = NULL;
+    char host[HOST_PART_MAX + 1];
+    queue_options qo = {.host = cfg.redis_host, .port = cfg.redis_port,
+                        .timeout_ms = cfg.redis_timeout_ms, .queue_name = cfg.queue_name,
+                        .job_ttl = cfg.job_ttl};
+    if (!slots || queue_open(&qo, &q)) {
+        LOG(ERROR, "out of memory");
+        status = 1;
+        goto out;
+    }
+    host_part(host, sizeof host);
+    install(SIGTERM, on_stop);
+    install(SIGINT, on_stop);
+    install(SIGCHLD, on_child);
+    install(SIGPIPE, SIG_IGN);
+    LOG(INFO, "supervisor: %d workers, model %s, redis %s:%d", n, cfg.async_model_path,
+        cfg.redis_host, cfg.redis_port);
+    for (int i = 0; i < n; i++) spawn(&slots[i], &cfg, q, host);
+
+    int64_t reap_every = cfg.heartbeat_ttl * 1000LL / 2, next_reap = mono_ms() + reap_every;
+    while (!stop_requested) {
+        sleep_ms(TICK_MS);
+        if (reap(slots, n, q) && !stop_requested) {
+            LOG(ERROR, "a worker cannot load %s: not restarting; stopping", cfg.async_model_path);
+            status = 1;
+            break;
+        }
+        int64_t now = mono_ms();
+        for (int i = 0; i < n && !stop_requested; i++) {
+            if (slots[i].requeue_pending) requeue_dead(&slots[i], q);
+            if (!slots[i].pid && now >= slots[i].restart_at_ms) spawn(&slots[i], &cfg, q, host);
+        }
+        if (now >= next_reap) {
+            long long moved = 0;
+            if (!queue_reap_dead_workers(q, &moved) && moved)
+                LOG(WARN, "requeued %lld job(s) of workers whose heartbeat expired", moved);
+            next_reap = now + reap_every;
+        }
+    }
+
+    LOG(INFO, "stopping %d worker(s)", running(slots, n));
+    signal_all(slots, n, SIGTERM);
+    int64_t deadline = mono_ms() + STOP_GRACE_MS;
+    while (running(slots, n) && mono_ms() < deadline) {
+        sleep_ms(TICK_MS);
+        reap(slots, n, q);
+    }
+    if (running(slots, n)) {
+        LOG(WARN, "%d worker(s) did not stop in %d s: killing them", running(slots, n),
+            STOP_GRACE_MS / 1000);
+        signal_all(slots, n, SIGKILL);
+        deadline = mono_ms() + STOP_GRACE_MS;
+        while (running(slots, n) && mono_ms() < deadline) {
+            sleep_ms(TICK_MS);
+            reap(slots, n, q);
+        }
+    }
+    LOG(INFO, "supervisor stopped");
+out:
+    queue_close(q);
+    free(slots);
+    return status;
+}
