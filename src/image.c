@@ -282,7 +282,9 @@ static int decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, imag
     r = spng_decode_image(ctx, px, size, SPNG_FMT_RGB8, 0);
     if (r) {
         image_err(err, errlen, "bad PNG: %s%s", spng_strerror(r),
-                  r == SPNG_EOF || r == SPNG_EIDAT_TOO_SHORT ? " (truncated data)" : "");
+                  r == SPNG_IO_EOF || r == SPNG_EOF || r == SPNG_EIDAT_TOO_SHORT
+                      ? " (truncated data)"
+                      : "");
         rc = TDM_ERR_IMAGE;
         goto out;
     }

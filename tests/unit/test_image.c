@@ -1,0 +1,746 @@
+/*
+ * image: decoding the real test images against PIL's reading of them, the
+ * refusals (not an image, truncated, decompression bombs), every PNG colour
+ * type and greyscale/CMYK JPEGs made in the test, resizing and both tensor
+ * layouts on synthetic images, labels files and top-k.
+ *
+ * Reference numbers: printed once, when this test was written, by Debian's
+ * /usr/bin/python3 with PIL 9.4 (python3-pil, linked to the same
+ * libjpeg-turbo 2.1.5), e.g.
+ *     im = Image.open("dog.jpg").convert("RGB"); im.getpixel((300, 200))
+ *     im = Image.open("dog.jpg"); im.draft("RGB", (224, 224))    # DCT scaling
+ *     Image.open("chelsea.png").convert("RGB").resize((224, 224), Image.BILINEAR)
+ * Decoded pixels must match exactly; resized ones within 1 (PIL rounds to
+ * 8 bits between its two passes, we do not). Images are read from
+ * $SHARED/images (default ../shared/images).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jpeglib.h> /* after stdio.h: it needs FILE and size_t */
+#include <spng.h>
+
+#include "image_internal.h"
+#include "tandem/image.h"
+#include "test.h"
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static uint8_t *read_file(const char *name, size_t *len)
+{
+    const char *shared = getenv("SHARED");
+    char path[512];
+    snprintf(path, sizeof path, "%s/images/%s", shared && *shared ? shared : "../shared", name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "  cannot open %s (set SHARED to the shared/ folder)\n", path);
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n);
+    *len = fread(b, 1, (size_t)n, f);
+    fclose(f);
+    return b;
+}
+
+static void pp_init(tdm_preprocess *pp, tdm_layout layout, int w, int h)
+{
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    memset(pp, 0, sizeof *pp);
+    pp->layout = layout;
+    pp->width = w;
+    pp->height = h;
+    memcpy(pp->mean, mean, sizeof mean);
+    memcpy(pp->std, std, sizeof std);
+}
+
+/* Encodes a PNG with libspng; px holds rows in the PNG's own sample format. */
+static void *png_encode(int w, int h, int depth, int color, const void *px, size_t px_len,
+                        const struct spng_plte *plte, size_t *len)
+{
+    spng_ctx *enc = spng_ctx_new(SPNG_CTX_ENCODER);
+    struct spng_ihdr ihdr = {(uint32_t)w, (uint32_t)h, (uint8_t)depth, (uint8_t)color, 0, 0, 0};
+    int e = 0;
+    spng_set_option(enc, SPNG_ENCODE_TO_BUFFER, 1);
+    spng_set_ihdr(enc, &ihdr);
+    if (plte) spng_set_plte(enc, (struct spng_plte *)plte);
+    void *png = NULL;
+    if (!spng_encode_image(enc, px, px_len, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE))
+        png = spng_get_png_buffer(enc, len, &e);
+    spng_ctx_free(enc);
+    return png;
+}
+
+/* Encodes a JPEG with libjpeg from rows of `comps` samples in color space cs;
+ * adobe says whether to write the Adobe marker (which CMYK readers take to
+ * mean inverted samples). */
+static uint8_t *jpeg_encode(int w, int h, int comps, J_COLOR_SPACE cs, const uint8_t *px,
+                            int adobe, size_t *len)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr jerr;
+    unsigned char *out = NULL;
+    unsigned long n = 0;
+    c.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &out, &n);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = comps;
+    c.in_color_space = cs;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 100, TRUE);
+    c.write_Adobe_marker = adobe ? TRUE : FALSE;
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = (JSAMPROW)(px + (size_t)c.next_scanline * (size_t)w * (size_t)comps);
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    *len = n;
+    return out;
+}
+
+static uint32_t crc32_of(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+    }
+    return c ^ 0xffffffffu;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* ---- real images ---------------------------------------------------------- */
+
+struct px_ref {
+    int x, y;
+    uint8_t rgb[3];
+};
+
+static int check_pixels(const image_rgb *img, const struct px_ref *ref, int n, int tol)
+{
+    for (int i = 0; i < n; i++) {
+        const uint8_t *p = img->px + ((size_t)ref[i].y * (size_t)img->w + (size_t)ref[i].x) * 3;
+        for (int c = 0; c < 3; c++)
+            if (abs((int)p[c] - (int)ref[i].rgb[c]) > tol) {
+                fprintf(stderr, "  pixel (%d,%d) channel %d: %d, reference %d\n", ref[i].x,
+                        ref[i].y, c, p[c], ref[i].rgb[c]);
+                return 0;
+            }
+    }
+    return 1;
+}
+
+TEST(decode_png_matches_pil)
+{
+    static const struct px_ref ref[] = {{0, 0, {143, 120, 104}},
+                                        {450, 299, {162, 138, 128}},
+                                        {200, 150, {125, 64, 35}},
+                                        {123, 45, {141, 98, 66}}};
+    size_t len;
+    uint8_t *b = read_file("chelsea.png", &len);
+    ASSERT(b);
+    image_rgb img;
+    char err[256];
+    int rc = image_decode(b, len, 0, 0, 0, &img, err, sizeof err);
+    free(b);
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(img.w, 451);
+    ASSERT_EQ(img.h, 300);
+    int ok = check_pixels(&img, ref, 4, 0);
+    image_rgb_free(&img);
+    ASSERT(ok);
+}
+
+TEST(decode_jpeg_full_and_dct_scaled_match_pil)
+{
+    static const struct px_ref full[] = {{0, 0, {57, 58, 50}},
+                                         {767, 575, {50, 39, 35}},
+                                         {300, 200, {141, 141, 149}},
+                                         {511, 77, {255, 253, 255}}};
+    static const struct px_ref half[] = {{0, 0, {58, 59, 51}},
+                                         {383, 287, {54, 43, 39}},
+                                         {150, 100, {142, 144, 139}},
+                                         {255, 38, {246, 240, 240}}};
+    size_t len;
+    uint8_t *b = read_file("dog.jpg", &len);
+    ASSERT(b);
+    image_rgb img;
+    char err[256];
+    int rc = image_decode(b, len, 0, 0, 0, &img, err, sizeof err);
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(img.w, 768);
+    ASSERT_EQ(img.h, 576);
+    int ok = check_pixels(&img, full, 4, 0);
+    image_rgb_free(&img);
+    ASSERT(ok);
+
+    /* 224x224 is covered by 1/2 (384x288) but not by 1/4 (192x144). */
+    rc = image_decode(b, len, 224, 224, 0, &img, err, sizeof err);
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(img.w, 384);
+    ASSERT_EQ(img.h, 288);
+    ok = check_pixels(&img, half, 4, 0);
+    image_rgb_free(&img);
+    ASSERT(ok);
+
+    /* A small target takes the smallest scale, 1/8. */
+    rc = image_decode(b, len, 32, 32, 0, &img, err, sizeof err);
+    free(b);
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(img.w, 96);
+    ASSERT_EQ(img.h, 72);
+    image_rgb_free(&img);
+}
+
+TEST(decode_every_shared_image)
+{
+    static const struct {
+        const char *name;
+        int w, h;
+    } imgs[] = {{"astronaut.png", 512, 512}, {"chelsea.png", 451, 300}, {"coffee.png", 600, 400},
+                {"dog.jpg", 768, 576},       {"eagle.jpg", 773, 512},   {"giraffe.jpg", 500, 500},
+                {"rocket.jpg", 640, 427}};
+    for (size_t i = 0; i < sizeof imgs / sizeof imgs[0]; i++) {
+        size_t len;
+        uint8_t *b = read_file(imgs[i].name, &len);
+        ASSERT(b);
+        image_rgb img;
+        char err[256];
+        int rc = image_decode(b, len, 0, 0, 0, &img, err, sizeof err);
+        free(b);
+        if (rc) TEST_FAIL_("%s: %s", imgs[i].name, err);
+        int w = img.w, h = img.h;
+        image_rgb_free(&img);
+        ASSERT_EQ(w, imgs[i].w);
+        ASSERT_EQ(h, imgs[i].h);
+    }
+}
+
+TEST(resize_matches_pil_bilinear)
+{
+    static const struct px_ref chelsea[] = {{0, 0, {144, 121, 105}},
+                                            {223, 223, {163, 139, 129}},
+                                            {100, 100, {64, 41, 41}},
+                                            {37, 180, {175, 140, 122}},
+                                            {200, 13, {92, 64, 48}}};
+    /* dog.jpg: PIL's draft (1/2 DCT scale) then resize, as we do. */
+    static const struct px_ref dog[] = {{0, 0, {59, 60, 52}},
+                                        {223, 223, {76, 64, 61}},
+                                        {100, 100, {117, 110, 55}},
+                                        {37, 180, {145, 151, 163}},
+                                        {200, 13, {140, 179, 100}}};
+    const struct {
+        const char *name;
+        const struct px_ref *ref;
+    } cases[] = {{"chelsea.png", chelsea}, {"dog.jpg", dog}};
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        uint8_t *b = read_file(cases[i].name, &len);
+        ASSERT(b);
+        tdm_preprocess pp;
+        pp_init(&pp, TDM_LAYOUT_NHWC_UINT8, 224, 224);
+        image_rgb out = {malloc(224 * 224 * 3), 224, 224};
+        char err[256];
+        int rc = tdm_image_to_input(b, len, &pp, out.px, 224 * 224 * 3, err, sizeof err);
+        free(b);
+        int ok = !rc && check_pixels(&out, cases[i].ref, 5, 1);
+        image_rgb_free(&out);
+        if (rc) TEST_FAIL_("%s: %s", cases[i].name, err);
+        ASSERT(ok);
+    }
+}
+
+/* ---- refusals ------------------------------------------------------------- */
+
+static int to_input_status(const void *data, size_t len, uint64_t max_pixels, char *err,
+                           size_t errlen)
+{
+    tdm_preprocess pp;
+    pp_init(&pp, TDM_LAYOUT_NCHW_FLOAT, 8, 8);
+    pp.max_pixels = max_pixels;
+    float dst[3 * 8 * 8];
+    err[0] = '\0';
+    return tdm_image_to_input(data, len, &pp, dst, sizeof dst, err, errlen);
+}
+
+TEST(not_an_image)
+{
+    char err[256];
+    ASSERT_EQ(to_input_status("hello, world", 12, 0, err, sizeof err), TDM_ERR_IMAGE);
+    ASSERT(strstr(err, "not a JPEG or PNG"));
+    ASSERT_EQ(to_input_status("GIF89a\x01\x00\x01\x00", 10, 0, err, sizeof err), TDM_ERR_IMAGE);
+    ASSERT_EQ(to_input_status("", 0, 0, err, sizeof err), TDM_ERR_IMAGE);
+    ASSERT(strstr(err, "empty"));
+    /* Magic bytes and nothing else. */
+    ASSERT_EQ(to_input_status("\xff\xd8\xff", 3, 0, err, sizeof err), TDM_ERR_IMAGE);
+    ASSERT(err[0]);
+    ASSERT_EQ(to_input_status("\x89PNG\r\n\x1a\n", 8, 0, err, sizeof err), TDM_ERR_IMAGE);
+    ASSERT(err[0]);
+}
+
+TEST(truncated_jpeg_and_png)
+{
+    const char *names[] = {"dog.jpg", "chelsea.png", "rocket.jpg", "coffee.png"};
+    for (int i = 0; i < 4; i++) {
+        size_t len;
+        uint8_t *b = read_file(names[i], &len);
+        ASSERT(b);
+        const size_t cuts[] = {len / 2, len * 9 / 10, 40, len - 20};
+        for (int k = 0; k < 4; k++) {
+            char err[256];
+            int rc = to_input_status(b, cuts[k], 0, err, sizeof err);
+            if (rc != TDM_ERR_IMAGE) {
+                free(b);
+                TEST_FAIL_("%s cut to %zu bytes: status %d (%s)", names[i], cuts[k], rc, err);
+            }
+        }
+        char err[256];
+        int rc = to_input_status(b, len / 2, 0, err, sizeof err);
+        free(b);
+        ASSERT_EQ(rc, TDM_ERR_IMAGE);
+        ASSERT(strstr(err, "truncated"));
+    }
+}
+
+TEST(png_bomb_refused_from_header)
+{
+    /* Signature + IHDR claiming 50000x50000 RGB + an empty IDAT and IEND:
+     * 7.5 GB if anyone believed it. */
+    uint8_t png[8 + 25 + 12 + 12] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    uint8_t *p = png + 8;
+    put_be32(p, 13);
+    memcpy(p + 4, "IHDR", 4);
+    put_be32(p + 8, 50000);
+    put_be32(p + 12, 50000);
+    p[16] = 8; /* depth */
+    p[17] = 2; /* truecolour */
+    put_be32(p + 21, crc32_of(p + 4, 17));
+    p += 25;
+    put_be32(p, 0);
+    memcpy(p + 4, "IDAT", 4);
+    put_be32(p + 8, crc32_of(p + 4, 4));
+    p += 12;
+    put_be32(p, 0);
+    memcpy(p + 4, "IEND", 4);
+    put_be32(p + 8, crc32_of(p + 4, 4));
+
+    char err[256];
+    ASSERT_EQ(to_input_status(png, sizeof png, 0, err, sizeof err), TDM_ERR_LIMIT);
+    ASSERT(strstr(err, "50000x50000"));
+    ASSERT(strstr(err, "67108864"));
+}
+
+TEST(jpeg_bomb_refused_from_header)
+{
+    size_t len;
+    uint8_t *b = read_file("dog.jpg", &len);
+    ASSERT(b);
+    /* Rewrite the frame header (SOF0..SOF2) to claim 50000x50000. */
+    size_t i;
+    for (i = 2; i + 9 < len; i++)
+        if (b[i] == 0xff && b[i + 1] >= 0xc0 && b[i + 1] <= 0xc2) break;
+    if (i + 9 >= len) {
+        free(b);
+        TEST_FAIL_("no SOF marker in dog.jpg");
+    }
+    b[i + 5] = 50000 >> 8;
+    b[i + 6] = 50000 & 0xff;
+    b[i + 7] = 50000 >> 8;
+    b[i + 8] = 50000 & 0xff;
+    char err[256];
+    int rc = to_input_status(b, len, 0, err, sizeof err);
+    free(b);
+    ASSERT_EQ(rc, TDM_ERR_LIMIT);
+    ASSERT(strstr(err, "50000x50000"));
+}
+
+TEST(pixel_cap_is_configurable)
+{
+    size_t len;
+    uint8_t *b = read_file("chelsea.png", &len);
+    ASSERT(b);
+    char err[256];
+    int over = to_input_status(b, len, 451 * 300 - 1, err, sizeof err);
+    int exact = to_input_status(b, len, 451 * 300, err, sizeof err);
+    free(b);
+    ASSERT_EQ(over, TDM_ERR_LIMIT);
+    ASSERT_EQ(exact, 0);
+}
+
+TEST(bad_arguments)
+{
+    size_t len;
+    uint8_t *b = read_file("chelsea.png", &len);
+    ASSERT(b);
+    tdm_preprocess pp;
+    float dst[3 * 8 * 8];
+    char err[256];
+    pp_init(&pp, TDM_LAYOUT_NCHW_FLOAT, 8, 8);
+    int wrong_len = tdm_image_to_input(b, len, &pp, dst, sizeof dst - 1, err, sizeof err);
+    pp.width = 0;
+    int no_width = tdm_image_to_input(b, len, &pp, dst, 0, err, sizeof err);
+    pp_init(&pp, TDM_LAYOUT_NCHW_FLOAT, 8, 8);
+    pp.std[1] = 0;
+    int zero_std = tdm_image_to_input(b, len, &pp, dst, sizeof dst, err, sizeof err);
+    pp_init(&pp, (tdm_layout)7, 8, 8);
+    int bad_layout = tdm_image_to_input(b, len, &pp, dst, sizeof dst, err, sizeof err);
+    pp_init(&pp, TDM_LAYOUT_NHWC_UINT8, 8, 8);
+    int u8_len = tdm_image_to_input(b, len, &pp, dst, 3 * 8 * 8, NULL, 0);
+    free(b);
+    ASSERT_EQ(wrong_len, TDM_ERR_INVALID);
+    ASSERT_EQ(no_width, TDM_ERR_INVALID);
+    ASSERT_EQ(zero_std, TDM_ERR_INVALID);
+    ASSERT_EQ(bad_layout, TDM_ERR_INVALID);
+    ASSERT_EQ(u8_len, 0);
+    ASSERT_EQ(tdm_image_to_input(NULL, 0, &pp, dst, 3 * 8 * 8, err, sizeof err),
+              TDM_ERR_INVALID);
+}
+
+/* ---- colour types --------------------------------------------------------- */
+
+TEST(png_colour_types_become_rgb)
+{
+    char err[256];
+    image_rgb img;
+    size_t len;
+
+    const uint8_t grey[6] = {0, 50, 100, 150, 200, 255};
+    void *png = png_encode(3, 2, 8, SPNG_COLOR_TYPE_GRAYSCALE, grey, sizeof grey, NULL, &len);
+    ASSERT(png);
+    int rc = image_decode(png, len, 0, 0, 0, &img, err, sizeof err);
+    free(png);
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(img.w, 3);
+    ASSERT_EQ(img.h, 2);
+    int ok = 1;
+    for (int i = 0; i < 6; i++)
+        ok &= img.px[3 * i] == grey[i] && img.px[3 * i + 1] == grey[i] && img.px[3 * i + 2] == grey[i];
+    image_rgb_free(&img);
+    ASSERT(ok);
+
+    /* 16-bit RGB, host-endian samples: 8-bit output keeps the high byte. */
+    const uint16_t rgb16[3 * 2] = {0xffff, 0x8000, 0x0000, 0x1234, 0xabcd, 0x00ff};
+    png = png_encode(2, 1, 16, SPNG_COLOR_TYPE_TRUECOLOR, rgb16, sizeof rgb16, NULL, &len);
+    ASSERT(png);
+    rc = image_decode(png, len, 0, 0, 0, &img, err, sizeof err);
+    free(png);
+    ASSERT_EQ(rc, 0);
+    ok = img.px[0] == 0xff && img.px[1] == 0x80 && img.px[2] == 0 && img.px[3] == 0x12 &&
+         img.px[4] == 0xab && img.px[5] == 0;
+    image_rgb_free(&img);
+    ASSERT(ok);
+
+    /* Palette. */
+    struct spng_plte plte = {0};
+    plte.n_entries = 2;
+    plte.entries[0] = (struct spng_plte_entry){10, 20, 30, 255};
+    plte.entries[1] = (struct spng_plte_entry){200, 100, 50, 255};
+    const uint8_t idx[2] = {1, 0};
+    png = png_encode(2, 1, 8, SPNG_COLOR_TYPE_INDEXED, idx, sizeof idx, &plte, &len);
+    ASSERT(png);
+    rc = image_decode(png, len, 0, 0, 0, &img, err, sizeof err);
+    free(png);
+    ASSERT_EQ(rc, 0);
+    ok = img.px[0] == 200 && img.px[1] == 100 && img.px[2] == 50 && img.px[3] == 10 &&
+         img.px[4] == 20 && img.px[5] == 30;
+    image_rgb_free(&img);
+    ASSERT(ok);
+
+    /* RGBA: alpha dropped, colour kept (as PIL's convert("RGB")). */
+    const uint8_t rgba[4] = {90, 80, 70, 0};
+    png = png_encode(1, 1, 8, SPNG_COLOR_TYPE_TRUECOLOR_ALPHA, rgba, sizeof rgba, NULL, &len);
+    ASSERT(png);
+    rc = image_decode(png, len, 0, 0, 0, &img, err, sizeof err);
+    free(png);
+    ASSERT_EQ(rc, 0);
+    ok = img.px[0] == 90 && img.px[1] == 80 && img.px[2] == 70;
+    image_rgb_free(&img);
+    ASSERT(ok);
+}
+
+TEST(jpeg_greyscale_and_cmyk)
+{
+    char err[256];
+    image_rgb img;
+    size_t len;
+    uint8_t grey[16 * 16], cmyk[16 * 16 * 4];
+    memset(grey, 120, sizeof grey);
+    uint8_t *jpg = jpeg_encode(16, 16, 1, JCS_GRAYSCALE, grey, 0, &len);
+    ASSERT(jpg);
+    int rc = image_decode(jpg, len, 0, 0, 0, &img, err, sizeof err);
+    free(jpg);
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(img.w, 16);
+    int ok = 1;
+    for (int i = 0; i < 16 * 16 * 3; i++) ok &= abs(img.px[i] - 120) <= 1;
+    image_rgb_free(&img);
+    ASSERT(ok);
+
+    /* 50% cyan, no black -> R about 127, G = B = 255: written plain without
+     * the Adobe marker, and inverted (255 - ink) with it. */
+    for (int adobe = 0; adobe < 2; adobe++) {
+        for (int i = 0; i < 16 * 16; i++) {
+            cmyk[4 * i] = adobe ? 127 : 128;
+            cmyk[4 * i + 1] = cmyk[4 * i + 2] = cmyk[4 * i + 3] = adobe ? 255 : 0;
+        }
+        jpg = jpeg_encode(16, 16, 4, JCS_CMYK, cmyk, adobe, &len);
+        ASSERT(jpg);
+        rc = image_decode(jpg, len, 0, 0, 0, &img, err, sizeof err);
+        free(jpg);
+        if (rc) TEST_FAIL_("%s", err);
+        ok = abs(img.px[0] - 127) <= 2 && img.px[1] >= 253 && img.px[2] >= 253;
+        if (!ok)
+            fprintf(stderr, "  adobe %d: %d %d %d\n", adobe, img.px[0], img.px[1], img.px[2]);
+        image_rgb_free(&img);
+        ASSERT(ok);
+    }
+}
+
+/* ---- resizing and layouts -------------------------------------------------- */
+
+TEST(layouts_and_normalisation)
+{
+    /* 2x2 RGB: identity size, so values pass through unresampled. */
+    const uint8_t px[12] = {0, 128, 255, 10, 20, 30, 255, 0, 0, 1, 2, 3};
+    size_t len;
+    void *png = png_encode(2, 2, 8, SPNG_COLOR_TYPE_TRUECOLOR, px, sizeof px, NULL, &len);
+    ASSERT(png);
+    tdm_preprocess pp;
+    char err[256];
+
+    pp_init(&pp, TDM_LAYOUT_NHWC_UINT8, 2, 2);
+    uint8_t u8[12];
+    int rc = tdm_image_to_input(png, len, &pp, u8, sizeof u8, err, sizeof err);
+    int same = !memcmp(u8, px, sizeof px);
+
+    pp_init(&pp, TDM_LAYOUT_NCHW_FLOAT, 2, 2);
+    pp.mean[2] = 0.25f;
+    pp.std[2] = 0.5f;
+    float f[12];
+    int rc2 = tdm_image_to_input(png, len, &pp, f, sizeof f, err, sizeof err);
+    free(png);
+    ASSERT_EQ(rc, 0);
+    ASSERT(same);
+    ASSERT_EQ(rc2, 0);
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 4; i++)
+            ASSERT_NEAR(f[c * 4 + i], (px[3 * i + c] / 255.0 - pp.mean[c]) / pp.std[c], 1e-5);
+    ASSERT_NEAR(f[0], (0 - 0.485) / 0.229, 1e-5);
+    ASSERT_NEAR(f[8], (255 / 255.0 - 0.25) / 0.5, 1e-5);
+}
+
+TEST(resize_bilinear_values)
+{
+    /* 2x1 [0, 255] to 4x1: sample centres 0.25, 0.75, 1.25, 1.75 in source
+     * pixels -> 0, 0.25*255, 0.75*255, 255. */
+    const uint8_t px[6] = {0, 0, 0, 255, 255, 255};
+    image_rgb src = {(uint8_t *)px, 2, 1};
+    tdm_preprocess pp;
+    pp_init(&pp, TDM_LAYOUT_NHWC_UINT8, 4, 1);
+    uint8_t out[12];
+    ASSERT_EQ(image_resize_to_layout(&src, &pp, out, NULL, 0), 0);
+    ASSERT_EQ(out[0], 0);
+    ASSERT_EQ(out[3], 64);
+    ASSERT_EQ(out[6], 191);
+    ASSERT_EQ(out[9], 255);
+
+    /* Shrinking 4x1 [0, 100, 200, 255] to 2x1: a triangle of radius 2 around
+     * centres 1.0 and 3.0 weighs pixels 0..2 by 3/4, 3/4, 1/4 and pixels 1..3
+     * by 1/4, 3/4, 3/4 (the window ends at the edge) -> (75 + 50) / 1.75 and
+     * (25 + 150 + 191.25) / 1.75. */
+    const uint8_t px4[12] = {0, 0, 0, 100, 100, 100, 200, 200, 200, 255, 255, 255};
+    image_rgb src4 = {(uint8_t *)px4, 4, 1};
+    pp_init(&pp, TDM_LAYOUT_NHWC_UINT8, 2, 1);
+    uint8_t out2[6];
+    ASSERT_EQ(image_resize_to_layout(&src4, &pp, out2, NULL, 0), 0);
+    ASSERT_EQ(out2[0], 71);  /* 71.4 */
+    ASSERT_EQ(out2[3], 209); /* 209.3 */
+
+    /* A flat image stays flat at any size, up or down, odd or even. */
+    static uint8_t flat[37 * 23 * 3];
+    memset(flat, 77, sizeof flat);
+    image_rgb fsrc = {flat, 37, 23};
+    const int sizes[][2] = {{5, 3}, {224, 224}, {37, 23}, {1, 1}, {100, 7}};
+    for (int s = 0; s < 5; s++) {
+        pp_init(&pp, TDM_LAYOUT_NHWC_UINT8, sizes[s][0], sizes[s][1]);
+        size_t n = (size_t)sizes[s][0] * (size_t)sizes[s][1] * 3;
+        uint8_t *o = malloc(n);
+        ASSERT_EQ(image_resize_to_layout(&fsrc, &pp, o, NULL, 0), 0);
+        int ok = 1;
+        for (size_t i = 0; i < n; i++) ok &= o[i] == 77;
+        free(o);
+        ASSERT(ok);
+    }
+}
+
+TEST(resize_extreme_aspect)
+{
+    /* 1 x 20000 column down to 4x4: bounded memory, every output row filled. */
+    const int h = 20000;
+    uint8_t *col = malloc((size_t)h * 3);
+    for (int y = 0; y < h; y++) col[3 * y] = col[3 * y + 1] = col[3 * y + 2] = y < h / 2 ? 0 : 200;
+    image_rgb src = {col, 1, h};
+    tdm_preprocess pp;
+    pp_init(&pp, TDM_LAYOUT_NHWC_UINT8, 4, 4);
+    uint8_t out[48];
+    int rc = image_resize_to_layout(&src, &pp, out, NULL, 0);
+    free(col);
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(out[0], 0);
+    ASSERT_EQ(out[3 * 4 * 3], 200);
+}
+
+/* ---- labels ----------------------------------------------------------------- */
+
+TEST(labels_builtin)
+{
+    tdm_labels *l;
+    ASSERT_EQ(tdm_labels_builtin(&l), 0);
+    int n = tdm_labels_count(l);
+    const char *first = tdm_labels_get(l, 0), *cat = tdm_labels_get(l, 283);
+    const char *espresso = tdm_labels_get(l, 967), *last = tdm_labels_get(l, 999);
+    const char *past = tdm_labels_get(l, 1000), *neg = tdm_labels_get(l, -1);
+    int ok = first && !strcmp(first, "tench") && cat && !strcmp(cat, "Persian cat") &&
+             espresso && !strcmp(espresso, "espresso") && last && !strcmp(last, "toilet tissue");
+    tdm_labels_free(l);
+    ASSERT_EQ(n, 1000);
+    ASSERT(ok);
+    ASSERT(!past);
+    ASSERT(!neg);
+}
+
+TEST(labels_file_parsing)
+{
+    char path[] = "/tmp/tandem_labels_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    const char text[] = "zero\r\none\n\nthree caf\xc3\xa9\nfour";
+    ssize_t w = write(fd, text, sizeof text - 1);
+    close(fd);
+    ASSERT_EQ(w, (ssize_t)(sizeof text - 1));
+    tdm_labels *l;
+    char err[256];
+    int rc = tdm_labels_load(path, &l, err, sizeof err);
+    unlink(path);
+    ASSERT_EQ(rc, 0);
+    int n = tdm_labels_count(l);
+    char got[5][32];
+    for (int i = 0; i < 5; i++) snprintf(got[i], sizeof got[i], "%s", tdm_labels_get(l, i));
+    tdm_labels_free(l);
+    ASSERT_EQ(n, 5);
+    ASSERT_STR_EQ(got[0], "zero");
+    ASSERT_STR_EQ(got[1], "one");
+    ASSERT_STR_EQ(got[2], "");
+    ASSERT_STR_EQ(got[3], "three caf\xc3\xa9");
+    ASSERT_STR_EQ(got[4], "four");
+
+    /* A final newline does not add a label. */
+    ASSERT_EQ(labels_parse("a\nb\n", 4, &l, err, sizeof err), 0);
+    n = tdm_labels_count(l);
+    tdm_labels_free(l);
+    ASSERT_EQ(n, 2);
+
+    ASSERT_EQ(labels_parse("", 0, &l, err, sizeof err), TDM_ERR_INVALID);
+    ASSERT_EQ(labels_parse("ok\nbad\xff\n", 8, &l, err, sizeof err), TDM_ERR_INVALID);
+    ASSERT(strstr(err, "line 2"));
+    ASSERT_EQ(labels_parse("nul\0x", 5, &l, err, sizeof err), TDM_ERR_INVALID);
+    ASSERT(strstr(err, "NUL"));
+    ASSERT_EQ(labels_parse("\xc0\x80", 2, &l, err, sizeof err), TDM_ERR_INVALID); /* overlong */
+    ASSERT_EQ(tdm_labels_load("/nonexistent/labels.txt", &l, err, sizeof err), TDM_ERR_IO);
+    ASSERT(strstr(err, "/nonexistent/labels.txt"));
+
+    static char longline[5000];
+    memset(longline, 'x', sizeof longline);
+    ASSERT_EQ(labels_parse(longline, sizeof longline, &l, err, sizeof err), TDM_ERR_LIMIT);
+}
+
+/* ---- top-k ----------------------------------------------------------------- */
+
+TEST(topk_order_ties_and_nan)
+{
+    const float s[6] = {0.1f, 0.5f, NAN, 0.5f, 0.9f, -1.0f};
+    tdm_preprocess pp;
+    pp_init(&pp, TDM_LAYOUT_NCHW_FLOAT, 1, 1);
+    ASSERT_EQ(labels_parse("a\nb\nc\nd\ne\nf\n", 12, &pp.labels, NULL, 0), 0);
+    tdm_label_score top[8];
+    int n = tdm_topk(&pp, s, TDM_DTYPE_FLOAT, 6, 4, top);
+    ASSERT_EQ(n, 4);
+    ASSERT_EQ(top[0].index, 4);
+    ASSERT_EQ(top[1].index, 1); /* tie with 3: lower index first */
+    ASSERT_EQ(top[2].index, 3);
+    ASSERT_EQ(top[3].index, 0);
+    ASSERT_STR_EQ(top[0].label, "e");
+    ASSERT_NEAR(top[0].score, 0.9, 1e-7);
+
+    /* k beyond the classes: all of them, NaN last. */
+    n = tdm_topk(&pp, s, TDM_DTYPE_FLOAT, 6, 8, top);
+    ASSERT_EQ(n, 6);
+    ASSERT_EQ(top[4].index, 5);
+    ASSERT_EQ(top[5].index, 2);
+
+    ASSERT_EQ(tdm_topk(&pp, s, TDM_DTYPE_FLOAT, 6, 0, top), 0);
+    ASSERT_EQ(tdm_topk(&pp, s, TDM_DTYPE_INT64, 6, 3, top), TDM_ERR_INVALID);
+    tdm_preprocess_clear(&pp);
+    ASSERT(!pp.labels);
+}
+
+TEST(topk_uint8_with_background_offset)
+{
+    /* A 1001-class output: index 0 is "background", index i is ImageNet i-1. */
+    uint8_t s[1001] = {0};
+    s[0] = 40;
+    s[284] = 200; /* ImageNet 283, Persian cat */
+    s[1000] = 40;
+    tdm_preprocess pp;
+    pp_init(&pp, TDM_LAYOUT_NHWC_UINT8, 1, 1);
+    ASSERT_EQ(tdm_labels_builtin(&pp.labels), 0);
+    pp.label_offset = 1;
+    tdm_label_score top[3];
+    int n = tdm_topk(&pp, s, TDM_DTYPE_UINT8, 1001, 3, top);
+    char l0[32], l1[32], l2[32];
+    snprintf(l0, sizeof l0, "%s", top[0].label);
+    snprintf(l1, sizeof l1, "%s", top[1].label);
+    snprintf(l2, sizeof l2, "%s", top[2].label);
+    tdm_preprocess_clear(&pp);
+    ASSERT_EQ(n, 3);
+    ASSERT_EQ(top[0].index, 284);
+    ASSERT_NEAR(top[0].score, 200, 0);
+    ASSERT_STR_EQ(l0, "Persian cat");
+    ASSERT_STR_EQ(l1, "background");
+    ASSERT_STR_EQ(l2, "toilet tissue");
+
+    /* Without labels, a label is still a string. */
+    n = tdm_topk(NULL, s, TDM_DTYPE_UINT8, 1001, 1, top);
+    ASSERT_EQ(n, 1);
+    ASSERT_STR_EQ(top[0].label, "unknown");
+}
+
+TEST(numbered_labels)
+{
+    tdm_labels *l;
+    ASSERT_EQ(labels_numbered(12, &l), 0);
+    char last[32];
+    snprintf(last, sizeof last, "%s", tdm_labels_get(l, 11));
+    int n = tdm_labels_count(l);
+    tdm_labels_free(l);
+    ASSERT_EQ(n, 12);
+    ASSERT_STR_EQ(last, "class 11");
+}
+
+TEST_MAIN()
