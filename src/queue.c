@@ -34,7 +34,7 @@
 #define CREATE_TRIES 64
 #define SCRIPT_ARGS_MAX 16
 
-const double queue_hist_bounds[QUEUE_HIST_BUCKETS] = {5,   10,   25,   50,   100,  250,
+const double queue_hist_bounds[QUEUE_HIST_BUCKETS] = {5,   10,   25,   50,   100,   250,
                                                       500, 1000, 2500, 5000, 10000, 0};
 
 struct queue {
@@ -69,29 +69,29 @@ enum {
 
 /* Moves all of a processing list (KEYS[1]) back to the consuming (right)
  * end of the queue (KEYS[2]); jobs marked running go back to queued. */
-#define LUA_REQUEUE_LOOP                                                                 \
-    "local n = 0\n"                                                                      \
-    "while true do\n"                                                                    \
-    "  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'RIGHT')\n"             \
-    "  if not id then break end\n"                                                       \
-    "  local jk = 'job:' .. id\n"                                                        \
-    "  if redis.call('HGET', jk, 'status') == 'running' then\n"                          \
-    "    redis.call('HSET', jk, 'status', 'queued')\n"                                   \
-    "  end\n"                                                                            \
-    "  n = n + 1\n"                                                                      \
+#define LUA_REQUEUE_LOOP                                                                           \
+    "local n = 0\n"                                                                                \
+    "while true do\n"                                                                              \
+    "  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'RIGHT')\n"                       \
+    "  if not id then break end\n"                                                                 \
+    "  local jk = 'job:' .. id\n"                                                                  \
+    "  if redis.call('HGET', jk, 'status') == 'running' then\n"                                    \
+    "    redis.call('HSET', jk, 'status', 'queued')\n"                                             \
+    "  end\n"                                                                                      \
+    "  n = n + 1\n"                                                                                \
     "end\n"
 
-#define LUA_NOTIFY                                                                       \
-    "local function notify(k)\n"                                                         \
-    "  redis.call('LPUSH', k, '1')\n"                                                    \
-    "  redis.call('LTRIM', k, 0, 0)\n"                                                   \
-    "  redis.call('EXPIRE', k, " DONE_TTL_STR ")\n"                                      \
+#define LUA_NOTIFY                                                                                 \
+    "local function notify(k)\n"                                                                   \
+    "  redis.call('LPUSH', k, '1')\n"                                                              \
+    "  redis.call('LTRIM', k, 0, 0)\n"                                                             \
+    "  redis.call('EXPIRE', k, " DONE_TTL_STR ")\n"                                                \
     "end\n"
 #define DONE_TTL_STR "60"
 
-#define LUA_KEEP_TTL                                                                     \
-    "local function keep_ttl(k, ttl)\n"                                                  \
-    "  if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, ttl) end\n"              \
+#define LUA_KEEP_TTL                                                                               \
+    "local function keep_ttl(k, ttl)\n"                                                            \
+    "  if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, ttl) end\n"                        \
     "end\n"
 
 static const char *const scripts[S_COUNT] = {
@@ -112,74 +112,70 @@ static const char *const scripts[S_COUNT] = {
               "        redis.call('EXISTS', KEYS[3])}\n",
     /* START: KEYS job result processing dead metrics done; ARGV id worker now
      * max ttl -> {0 run | 1 has a result | 2 given up, attempt} */
-    [S_START] =
-        LUA_NOTIFY LUA_KEEP_TTL
-        "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
-        "  redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
-        "  return {1, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}\n"
-        "end\n"
-        "local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
-        "keep_ttl(KEYS[1], ARGV[5])\n"
-        "if a > tonumber(ARGV[4]) then\n"
-        "  local why = redis.call('HGET', KEYS[1], 'error')\n"
-        "  if not why or why == '' then why = 'a worker died while running it' end\n"
-        "  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', ARGV[3], 'attempts', a - 1,\n"
-        "    'error', 'gave up after ' .. (a - 1) .. ' attempts: ' .. why)\n"
-        "  redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
-        "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
-        "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
-        "  notify(KEYS[6])\n"
-        "  return {2, a - 1}\n"
-        "end\n"
-        "redis.call('HSET', KEYS[1], 'status', 'running', 'started', ARGV[3], 'worker', ARGV[2])\n"
-        "return {0, a}\n",
+    [S_START] = LUA_NOTIFY LUA_KEEP_TTL
+    "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+    "  redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
+    "  return {1, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}\n"
+    "end\n"
+    "local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
+    "keep_ttl(KEYS[1], ARGV[5])\n"
+    "if a > tonumber(ARGV[4]) then\n"
+    "  local why = redis.call('HGET', KEYS[1], 'error')\n"
+    "  if not why or why == '' then why = 'a worker died while running it' end\n"
+    "  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', ARGV[3], 'attempts', a - 1,\n"
+    "    'error', 'gave up after ' .. (a - 1) .. ' attempts: ' .. why)\n"
+    "  redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
+    "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
+    "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
+    "  notify(KEYS[6])\n"
+    "  return {2, a - 1}\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'status', 'running', 'started', ARGV[3], 'worker', ARGV[2])\n"
+    "return {0, a}\n",
     /* DONE: KEYS job result processing metrics done; ARGV id label top5 model
      * ms now ttl bucket -> 1 stored, 0 a result existed already */
-    [S_DONE] =
-        LUA_NOTIFY LUA_KEEP_TTL
-        "local fresh = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[7])\n"
-        "redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
-        "if not fresh then return 0 end\n"
-        "redis.call('HSET', KEYS[1], 'status', 'done', 'label', ARGV[2], 'top5', ARGV[3],\n"
-        "  'model', ARGV[4], 'inference_ms', ARGV[5], 'finished', ARGV[6])\n"
-        "redis.call('HDEL', KEYS[1], 'error')\n"
-        "keep_ttl(KEYS[1], ARGV[7])\n"
-        "redis.call('HINCRBY', KEYS[4], 'processed', 1)\n"
-        "redis.call('HINCRBYFLOAT', KEYS[4], 'inference_ms_sum', ARGV[5])\n"
-        "redis.call('HINCRBY', KEYS[4], 'inference_count', 1)\n"
-        "redis.call('HINCRBY', KEYS[4], ARGV[8], 1)\n"
-        "notify(KEYS[5])\n"
-        "return 1\n",
+    [S_DONE] = LUA_NOTIFY LUA_KEEP_TTL
+    "local fresh = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[7])\n"
+    "redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
+    "if not fresh then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'status', 'done', 'label', ARGV[2], 'top5', ARGV[3],\n"
+    "  'model', ARGV[4], 'inference_ms', ARGV[5], 'finished', ARGV[6])\n"
+    "redis.call('HDEL', KEYS[1], 'error')\n"
+    "keep_ttl(KEYS[1], ARGV[7])\n"
+    "redis.call('HINCRBY', KEYS[4], 'processed', 1)\n"
+    "redis.call('HINCRBYFLOAT', KEYS[4], 'inference_ms_sum', ARGV[5])\n"
+    "redis.call('HINCRBY', KEYS[4], 'inference_count', 1)\n"
+    "redis.call('HINCRBY', KEYS[4], ARGV[8], 1)\n"
+    "notify(KEYS[5])\n"
+    "return 1\n",
     /* FAIL: KEYS job processing queue dead metrics done; ARGV id reason max now
      * ttl -> 1 failed for good, 0 requeued, 2 not ours any more (left alone) */
-    [S_FAIL] =
-        LUA_NOTIFY LUA_KEEP_TTL
-        "local held = redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
-        "local a = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')\n"
-        "redis.call('HSET', KEYS[1], 'error', ARGV[2])\n"
-        "keep_ttl(KEYS[1], ARGV[5])\n"
-        "if a >= tonumber(ARGV[3]) then\n"
-        "  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', ARGV[4])\n"
-        "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
-        "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
-        "  notify(KEYS[6])\n"
-        "  return 1\n"
-        "end\n"
-        "if held == 0 then return 2 end\n"
-        "redis.call('HSET', KEYS[1], 'status', 'queued')\n"
-        "redis.call('LPUSH', KEYS[3], ARGV[1])\n"
-        "redis.call('HINCRBY', KEYS[5], 'retried', 1)\n"
-        "return 0\n",
+    [S_FAIL] = LUA_NOTIFY LUA_KEEP_TTL
+    "local held = redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
+    "local a = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')\n"
+    "redis.call('HSET', KEYS[1], 'error', ARGV[2])\n"
+    "keep_ttl(KEYS[1], ARGV[5])\n"
+    "if a >= tonumber(ARGV[3]) then\n"
+    "  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', ARGV[4])\n"
+    "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
+    "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
+    "  notify(KEYS[6])\n"
+    "  return 1\n"
+    "end\n"
+    "if held == 0 then return 2 end\n"
+    "redis.call('HSET', KEYS[1], 'status', 'queued')\n"
+    "redis.call('LPUSH', KEYS[3], ARGV[1])\n"
+    "redis.call('HINCRBY', KEYS[5], 'retried', 1)\n"
+    "return 0\n",
     /* EXPIRED: KEYS job processing metrics done; ARGV id now ttl */
-    [S_EXPIRED] =
-        LUA_NOTIFY LUA_KEEP_TTL
-        "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
-        "redis.call('HSET', KEYS[1], 'status', 'expired', 'finished', ARGV[2],\n"
-        "  'error', 'the image expired before a worker took the job')\n"
-        "keep_ttl(KEYS[1], ARGV[3])\n"
-        "redis.call('HINCRBY', KEYS[3], 'expired', 1)\n"
-        "notify(KEYS[4])\n"
-        "return 1\n",
+    [S_EXPIRED] = LUA_NOTIFY LUA_KEEP_TTL
+    "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
+    "redis.call('HSET', KEYS[1], 'status', 'expired', 'finished', ARGV[2],\n"
+    "  'error', 'the image expired before a worker took the job')\n"
+    "keep_ttl(KEYS[1], ARGV[3])\n"
+    "redis.call('HINCRBY', KEYS[3], 'expired', 1)\n"
+    "notify(KEYS[4])\n"
+    "return 1\n",
     /* HEARTBEAT: KEYS worker:{w} workers; ARGV w info ttl */
     [S_HEARTBEAT] = "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
                     "redis.call('SADD', KEYS[2], ARGV[1])\n"
@@ -187,8 +183,7 @@ static const char *const scripts[S_COUNT] = {
     /* REQUEUE: KEYS processing queue -> moved */
     [S_REQUEUE] = LUA_REQUEUE_LOOP "return n\n",
     /* REAP_ONE: KEYS processing queue worker:{w} workers; ARGV w -> -1 alive, else moved */
-    [S_REAP_ONE] = "if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end\n"
-                   LUA_REQUEUE_LOOP
+    [S_REAP_ONE] = "if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end\n" LUA_REQUEUE_LOOP
                    "redis.call('SREM', KEYS[4], ARGV[1])\n"
                    "return n\n",
     /* STATS: KEYS queue dead metrics workers -> {llen, dead, metrics, alive, processing} */
@@ -208,16 +203,26 @@ static const char *const scripts[S_COUNT] = {
 const char *queue_strerror(int status)
 {
     switch (status) {
-    case QUEUE_OK: return "ok";
-    case QUEUE_ERR_IO: return "redis unavailable";
-    case QUEUE_ERR_REPLY: return "redis error";
-    case QUEUE_ERR_NOTFOUND: return "not found";
-    case QUEUE_ERR_INVALID: return "invalid argument";
-    case QUEUE_ERR_FULL: return "queue full";
-    case QUEUE_ERR_EMPTY: return "no job";
-    case QUEUE_ERR_NOMEM: return "out of memory";
-    case QUEUE_ERR_BUSY: return "no free job id";
-    default: return "unknown error";
+    case QUEUE_OK:
+        return "ok";
+    case QUEUE_ERR_IO:
+        return "redis unavailable";
+    case QUEUE_ERR_REPLY:
+        return "redis error";
+    case QUEUE_ERR_NOTFOUND:
+        return "not found";
+    case QUEUE_ERR_INVALID:
+        return "invalid argument";
+    case QUEUE_ERR_FULL:
+        return "queue full";
+    case QUEUE_ERR_EMPTY:
+        return "no job";
+    case QUEUE_ERR_NOMEM:
+        return "out of memory";
+    case QUEUE_ERR_BUSY:
+        return "no free job id";
+    default:
+        return "unknown error";
     }
 }
 
@@ -228,8 +233,7 @@ static int64_t now_ms(int clock)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int fail(queue *q, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int fail(queue *q, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int fail(queue *q, int status, const char *fmt, ...)
 {
@@ -323,8 +327,8 @@ static int load_script(queue *q, int which)
 }
 
 /* EVALSHA scripts[which] with nkeys keys followed by the other args. */
-static int script(queue *q, int which, int nkeys, int nargs, const char **args,
-                  const size_t *lens, redisReply **out)
+static int script(queue *q, int which, int nkeys, int nargs, const char **args, const size_t *lens,
+                  redisReply **out)
 {
     const char *argv[SCRIPT_ARGS_MAX + 3];
     size_t alen[SCRIPT_ARGS_MAX + 3];
@@ -395,7 +399,10 @@ void queue_close(queue *q)
     free(q);
 }
 
-const char *queue_errstr(const queue *q) { return q ? q->err : ""; }
+const char *queue_errstr(const queue *q)
+{
+    return q ? q->err : "";
+}
 
 int queue_ping(queue *q)
 {
@@ -476,12 +483,22 @@ int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id
         key(kres, "result:", id);
         key(kdone, "done:", id);
         snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
-        const char *args[13] = {kjob, kimg, kres, q->qname, kdone, id, job->image_b64, ttl, max,
-                                now, job->sync_label ? job->sync_label : "",
+        const char *args[13] = {kjob,
+                                kimg,
+                                kres,
+                                q->qname,
+                                kdone,
+                                id,
+                                job->image_b64,
+                                ttl,
+                                max,
+                                now,
+                                job->sync_label ? job->sync_label : "",
                                 job->sync_model ? job->sync_model : "",
                                 job->sync_top5 ? job->sync_top5 : ""};
         size_t lens[13];
-        for (int i = 0; i < 13; i++) lens[i] = strlen(args[i]);
+        for (int i = 0; i < 13; i++)
+            lens[i] = strlen(args[i]);
         lens[6] = job->image_b64_len;
         redisReply *r = NULL;
         long long v = 0;
@@ -545,8 +562,7 @@ static double str_double(const redisReply *r)
 
 static int field_is(const redisReply *r, const char *name)
 {
-    return r->type == REDIS_REPLY_STRING && r->len == strlen(name) &&
-           !memcmp(r->str, name, r->len);
+    return r->type == REDIS_REPLY_STRING && r->len == strlen(name) && !memcmp(r->str, name, r->len);
 }
 
 static int parse_job(queue *q, const redisReply *r, queue_job *out)
@@ -595,8 +611,10 @@ static int parse_job(queue *q, const redisReply *r, queue_job *out)
     /* result:{id} is the truth for the label (a seed worker writes only it). */
     if (!rc && has_result) {
         job.label = strndup(res->str, res->len);
-        if (!job.label) rc = QUEUE_ERR_NOMEM;
-        else snprintf(job.status, sizeof job.status, "done");
+        if (!job.label)
+            rc = QUEUE_ERR_NOMEM;
+        else
+            snprintf(job.status, sizeof job.status, "done");
     }
     if (rc) {
         queue_job_clear(&job);
@@ -687,8 +705,10 @@ int queue_length(queue *q, long long *out)
 
 static void bucket_field(char *buf, size_t cap, int i)
 {
-    if (queue_hist_bounds[i] > 0) snprintf(buf, cap, "bucket_%g", queue_hist_bounds[i]);
-    else snprintf(buf, cap, "bucket_inf");
+    if (queue_hist_bounds[i] > 0)
+        snprintf(buf, cap, "bucket_%g", queue_hist_bounds[i]);
+    else
+        snprintf(buf, cap, "bucket_inf");
 }
 
 int queue_get_stats(queue *q, queue_stats *out)
@@ -803,8 +823,7 @@ int queue_job_start(queue *q, const char *id, const char *worker, int max_attemp
 {
     if (!worker_id_valid(worker) || max_attempts < 1)
         return fail(q, QUEUE_ERR_INVALID, "bad start arguments");
-    char kjob[KEY_MAX], kres[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], now[24], max[16],
-        ttl[16];
+    char kjob[KEY_MAX], kres[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], now[24], max[16], ttl[16];
     key(kjob, "job:", id);
     key(kres, "result:", id);
     key(kproc, "processing:", worker);
@@ -812,8 +831,8 @@ int queue_job_start(queue *q, const char *id, const char *worker, int max_attemp
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(max, sizeof max, "%d", max_attempts);
     snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[11] = {kjob, kres, kproc, "queue:dead", "metrics:workers", kdone,
-                            id,   worker, now,  max,          ttl};
+    const char *args[11] = {kjob,   kres, kproc, "queue:dead", "metrics:workers", kdone, id,
+                            worker, now,  max,   ttl};
     redisReply *r = NULL;
     int rc = script(q, S_START, 6, 11, args, NULL, &r);
     if (rc) return rc;
@@ -832,8 +851,8 @@ int queue_job_done(queue *q, const char *id, const char *worker, const queue_res
 {
     if (!worker_id_valid(worker) || !res || !res->label)
         return fail(q, QUEUE_ERR_INVALID, "bad done arguments");
-    char kjob[KEY_MAX], kres[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], ms[32], now[24],
-        ttl[16], bucket[32];
+    char kjob[KEY_MAX], kres[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], ms[32], now[24], ttl[16],
+        bucket[32];
     key(kjob, "job:", id);
     key(kres, "result:", id);
     key(kproc, "processing:", worker);
@@ -842,11 +861,22 @@ int queue_job_done(queue *q, const char *id, const char *worker, const queue_res
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
     int b = 0;
-    while (b < QUEUE_HIST_BUCKETS - 1 && res->inference_ms > queue_hist_bounds[b]) b++;
+    while (b < QUEUE_HIST_BUCKETS - 1 && res->inference_ms > queue_hist_bounds[b])
+        b++;
     bucket_field(bucket, sizeof bucket, b);
-    const char *args[13] = {kjob, kres, kproc, "metrics:workers", kdone,
-                            id,   res->label, res->top5 ? res->top5 : "",
-                            res->model ? res->model : "", ms, now, ttl, bucket};
+    const char *args[13] = {kjob,
+                            kres,
+                            kproc,
+                            "metrics:workers",
+                            kdone,
+                            id,
+                            res->label,
+                            res->top5 ? res->top5 : "",
+                            res->model ? res->model : "",
+                            ms,
+                            now,
+                            ttl,
+                            bucket};
     redisReply *r = NULL;
     int rc = script(q, S_DONE, 5, 13, args, NULL, &r);
     if (rc) return rc;
@@ -866,8 +896,8 @@ int queue_job_fail(queue *q, const char *id, const char *worker, const char *rea
     snprintf(max, sizeof max, "%d", max_attempts);
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[11] = {kjob, kproc,  q->qname, "queue:dead", "metrics:workers", kdone,
-                            id,   reason, max,      now,          ttl};
+    const char *args[11] = {kjob,   kproc, q->qname, "queue:dead", "metrics:workers", kdone, id,
+                            reason, max,   now,      ttl};
     redisReply *r = NULL;
     long long v = 0;
     int rc = script(q, S_FAIL, 6, 11, args, NULL, &r);

@@ -101,14 +101,14 @@ typedef struct queue_job {
     char status[16]; /* queued|running|done|failed|expired; "done" for a seed-style
                         job with only result:{id}, "queued" with only image:{id} */
     int attempts;
-    char *label;      /* result:{id}, NULL while there is none */
-    char *error;      /* last failure's reason, or NULL */
-    char *top5;       /* JSON array text [{"label":..,"score":..},..], or NULL */
-    char *model;      /* async model name, or NULL */
-    char *sync_label; /* or NULL */
-    char *sync_model; /* or NULL */
-    char *sync_top5;  /* or NULL */
-    char *worker;     /* the worker that ran it last, or NULL */
+    char *label;         /* result:{id}, NULL while there is none */
+    char *error;         /* last failure's reason, or NULL */
+    char *top5;          /* JSON array text [{"label":..,"score":..},..], or NULL */
+    char *model;         /* async model name, or NULL */
+    char *sync_label;    /* or NULL */
+    char *sync_model;    /* or NULL */
+    char *sync_top5;     /* or NULL */
+    char *worker;        /* the worker that ran it last, or NULL */
     double inference_ms; /* async inference time, 0 if not done */
     int64_t created_ms, started_ms, finished_ms; /* 0 if unknown */
 } queue_job;
@@ -149,8 +149,8 @@ int queue_load_image(queue *q, const char *id, char **b64_out, size_t *len_out);
  * job needs no work: it already has a result (it is then taken off the
  * processing list) or it was given up after max_attempts (failed, dead-lettered).
  * *attempts receives the attempt number. */
-int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
-                    int *skip, int *attempts);
+int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts, int *skip,
+                    int *attempts);
 
 typedef struct queue_result {
     const char *label;

@@ -59,7 +59,10 @@ static void on_stop(int sig)
     stop_requested = 1;
 }
 
-static void on_child(int sig) { (void)sig; }
+static void on_child(int sig)
+{
+    (void)sig;
+}
 
 struct slot {
     pid_t pid; /* 0: not running */
@@ -211,7 +214,8 @@ static int reap(struct slot *slots, int n, queue *q)
 static int running(const struct slot *slots, int n)
 {
     int k = 0;
-    for (int i = 0; i < n; i++) k += slots[i].pid > 0;
+    for (int i = 0; i < n; i++)
+        k += slots[i].pid > 0;
     return k;
 }
 
@@ -237,8 +241,10 @@ int cli_worker(int argc, char **argv)
     struct slot *slots = calloc((size_t)n, sizeof *slots);
     queue *q = NULL;
     char host[HOST_PART_MAX + 1];
-    queue_options qo = {.host = cfg.redis_host, .port = cfg.redis_port,
-                        .timeout_ms = cfg.redis_timeout_ms, .queue_name = cfg.queue_name,
+    queue_options qo = {.host = cfg.redis_host,
+                        .port = cfg.redis_port,
+                        .timeout_ms = cfg.redis_timeout_ms,
+                        .queue_name = cfg.queue_name,
                         .job_ttl = cfg.job_ttl};
     if (!slots || queue_open(&qo, &q)) {
         LOG(ERROR, "out of memory");
@@ -252,7 +258,8 @@ int cli_worker(int argc, char **argv)
     install(SIGPIPE, SIG_IGN);
     LOG(INFO, "supervisor: %d workers, model %s, redis %s:%d", n, cfg.async_model_path,
         cfg.redis_host, cfg.redis_port);
-    for (int i = 0; i < n; i++) spawn(&slots[i], &cfg, q, host);
+    for (int i = 0; i < n; i++)
+        spawn(&slots[i], &cfg, q, host);
 
     int64_t reap_every = cfg.heartbeat_ttl * 1000LL / 2, next_reap = mono_ms() + reap_every;
     while (!stop_requested) {

@@ -66,7 +66,8 @@ static double mono_s(void)
 /* Sleeps up to ms, in short steps so that a stop request is seen quickly. */
 static void nap(const struct worker *w, int ms)
 {
-    for (int slept = 0; slept < ms && !*w->stop; slept += 50) usleep(50 * 1000);
+    for (int slept = 0; slept < ms && !*w->stop; slept += 50)
+        usleep(50 * 1000);
 }
 
 static void note_redis(struct worker *w, int rc)
@@ -190,8 +191,8 @@ static int decode_b64(const char *b64, size_t len, unsigned char **bin, size_t *
 }
 
 /* Classifies one image. On failure, reason says why (for the job record). */
-static int classify(struct worker *w, const char *b64, size_t len, queue_result *res,
-                    char **top5, char *reason, size_t reason_len)
+static int classify(struct worker *w, const char *b64, size_t len, queue_result *res, char **top5,
+                    char *reason, size_t reason_len)
 {
     unsigned char *bin = NULL;
     size_t bin_len = 0;
@@ -298,8 +299,10 @@ int worker_run(const struct config *cfg, const char *id, volatile sig_atomic_t *
         status = WORKER_EXIT_MODEL;
         goto out;
     }
-    queue_options qo = {.host = cfg->redis_host, .port = cfg->redis_port,
-                        .timeout_ms = cfg->redis_timeout_ms, .queue_name = cfg->queue_name,
+    queue_options qo = {.host = cfg->redis_host,
+                        .port = cfg->redis_port,
+                        .timeout_ms = cfg->redis_timeout_ms,
+                        .queue_name = cfg->queue_name,
                         .job_ttl = cfg->job_ttl};
     if (queue_open(&qo, &w.q)) {
         LOG(ERROR, "cannot set up the redis client");
@@ -333,8 +336,7 @@ int worker_run(const struct config *cfg, const char *id, volatile sig_atomic_t *
     long long moved = 0;
     if (!queue_requeue_worker(w.q, id, &moved) && moved > 0)
         LOG(WARN, "requeued %lld job(s) this worker still held", moved);
-    if (queue_worker_gone(w.q, id))
-        LOG(WARN, "could not remove heartbeat: %s", queue_errstr(w.q));
+    if (queue_worker_gone(w.q, id)) LOG(WARN, "could not remove heartbeat: %s", queue_errstr(w.q));
     LOG(INFO, "worker %s stopped", id);
 out:
     queue_close(w.q);

@@ -92,8 +92,11 @@ static redisContext *redis(void)
 
 static queue *open_queue(int port)
 {
-    queue_options o = {.host = "127.0.0.1", .port = port, .timeout_ms = 1000,
-                       .queue_name = "queue:jobs", .job_ttl = 3600};
+    queue_options o = {.host = "127.0.0.1",
+                       .port = port,
+                       .timeout_ms = 1000,
+                       .queue_name = "queue:jobs",
+                       .job_ttl = 3600};
     queue *q = NULL;
     return queue_open(&o, &q) == 0 ? q : NULL;
 }
@@ -116,8 +119,11 @@ static char *raw_str(redisContext *c, const char *fmt, const char *arg)
 
 static int create(queue *q, char *id)
 {
-    queue_new_job j = {.image_b64 = "aGVsbG8=", .image_b64_len = 8, .sync_label = "tabby",
-                       .sync_model = "fast.onnx", .id_len = 6};
+    queue_new_job j = {.image_b64 = "aGVsbG8=",
+                       .image_b64_len = 8,
+                       .sync_label = "tabby",
+                       .sync_model = "fast.onnx",
+                       .id_len = 6};
     return queue_create_job(q, &j, id, QUEUE_ID_MAX + 1);
 }
 
@@ -136,8 +142,11 @@ TEST(id_validation)
 
 TEST(open_refuses_bad_options)
 {
-    queue_options o = {.host = "127.0.0.1", .port = 0, .timeout_ms = 100,
-                       .queue_name = "queue:jobs", .job_ttl = 10};
+    queue_options o = {.host = "127.0.0.1",
+                       .port = 0,
+                       .timeout_ms = 100,
+                       .queue_name = "queue:jobs",
+                       .job_ttl = 10};
     queue *q = NULL;
     ASSERT_EQ(queue_open(&o, &q), QUEUE_ERR_INVALID);
     ASSERT(q == NULL);
@@ -228,8 +237,8 @@ TEST(take_run_done_is_idempotent)
     ASSERT_STR_EQ(j.status, "running");
     ASSERT_STR_EQ(j.worker, "w1");
     queue_job_clear(&j);
-    queue_result res = {.label = "tiger cat", .top5 = "[]", .model = "slow.onnx",
-                        .inference_ms = 42.5};
+    queue_result res = {
+        .label = "tiger cat", .top5 = "[]", .model = "slow.onnx", .inference_ms = 42.5};
     ASSERT_EQ(queue_job_done(q, id, "w1", &res), 0);
     ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
     char k[64];
@@ -260,8 +269,8 @@ TEST(take_run_done_is_idempotent)
     ASSERT_EQ(s.processed, 1);
     ASSERT_EQ(s.inference_count, 1);
     ASSERT_NEAR(s.inference_ms_sum, 42.5, 1e-6);
-    ASSERT_EQ(s.hist[2], 0);  /* <= 25 ms */
-    ASSERT_EQ(s.hist[3], 1);  /* <= 50 ms */
+    ASSERT_EQ(s.hist[2], 0); /* <= 25 ms */
+    ASSERT_EQ(s.hist[3], 1); /* <= 50 ms */
     ASSERT_EQ(s.hist[QUEUE_HIST_BUCKETS - 1], 1);
     ASSERT_EQ(s.workers_alive, 1);
     ASSERT_EQ(queue_take(q, "w1", 0.05, got, sizeof got), QUEUE_ERR_EMPTY);
@@ -415,8 +424,8 @@ TEST(wait_times_out_then_wakes_on_completion)
         queue *cq = open_queue(redis_port);
         usleep(200000);
         queue_result res = {.label = "lynx", .inference_ms = 3};
-        int rc = cq && !queue_take(cq, "w9", 1, got, sizeof got) &&
-                         !queue_job_done(cq, got, "w9", &res);
+        int rc =
+            cq && !queue_take(cq, "w9", 1, got, sizeof got) && !queue_job_done(cq, got, "w9", &res);
         queue_close(cq);
         _exit(rc ? 0 : 1);
     }
@@ -482,7 +491,8 @@ TEST(redis_down_fails_fast_and_recovers)
     ASSERT(q);
     double t0 = mono_s();
     char id[QUEUE_ID_MAX + 1];
-    for (int i = 0; i < 50; i++) ASSERT_EQ(create(q, id), QUEUE_ERR_IO);
+    for (int i = 0; i < 50; i++)
+        ASSERT_EQ(create(q, id), QUEUE_ERR_IO);
     ASSERT(mono_s() - t0 < 1.0);
     ASSERT(strstr(queue_errstr(q), "redis") != NULL);
     queue_close(q);
