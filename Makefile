@@ -65,6 +65,9 @@ $(BUILD)/gen/imagenet_labels.inc: data/imagenet_labels.txt
 
 $(BUILD)/obj/labels.o: $(BUILD)/gen/imagenet_labels.inc
 
+# proxy.c embeds the sample image of GET /predict/test with .incbin.
+$(BUILD)/obj/proxy.o: data/sample.jpg
+
 $(BUILD)/libtandem.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^

@@ -1,0 +1,109 @@
+/*
+ * api: the pure parts of the HTTP API — routing, request-body parsing, job-id
+ * and query validation, and building every JSON answer. No I/O here: the
+ * proxy (proxy.c) does the inference and Redis calls around these, and the
+ * fuzzer (fuzz/fuzz_request.c) drives api_parse_predict() with arbitrary bytes.
+ *
+ * Functions that can fail return 0 or a negative api_status, write a human
+ * message into err, and set their out-parameters only on success;
+ * api_http_status() gives the HTTP code that goes with a status.
+ */
+#ifndef TANDEM_API_H
+#define TANDEM_API_H
+
+#include <stddef.h>
+
+#include "queue.h"
+#include "tandem/image.h"
+
+typedef enum {
+    API_OK = 0,
+    API_ERR_BAD_REQUEST = -1, /* 400 */
+    API_ERR_TOO_LARGE = -2,   /* 413 */
+    API_ERR_NOT_FOUND = -3,   /* 404 */
+    API_ERR_METHOD = -4,      /* 405 */
+    API_ERR_MEDIA_TYPE = -5,  /* 415: a Content-Type we do not take */
+    API_ERR_NOMEM = -6        /* 500 */
+} api_status;
+
+int api_http_status(int status);
+
+typedef enum {
+    API_EP_HEALTH = 0,
+    API_EP_METADATA,
+    API_EP_PREDICT,
+    API_EP_PREDICT_TEST,
+    API_EP_JOB,
+    API_EP_METRICS,
+    API_EP_OTHER, /* unknown paths and refused requests */
+    API_EP_COUNT
+} api_endpoint;
+
+const char *api_endpoint_name(api_endpoint ep);
+
+/* Maps a request to its endpoint. For /job/{id}, *job_id points into path.
+ * API_ERR_NOT_FOUND for an unknown path, API_ERR_METHOD (and *allow, the
+ * method to put in an Allow header) for a known path with the wrong method,
+ * API_ERR_BAD_REQUEST for a job id that is not QUEUE_ID_MIN..QUEUE_ID_MAX
+ * characters of [a-z0-9]. *ep is set on every outcome (API_EP_OTHER for 404). */
+int api_route(const char *method, const char *path, api_endpoint *ep, const char **job_id,
+              const char **allow, char *err, size_t errlen);
+
+/* The ?wait= value: a number of seconds, 0 < S <= 30. */
+#define API_WAIT_MAX_S 30.0
+int api_parse_wait(const char *text, double *out, char *err, size_t errlen);
+
+/* An image file taken out of a request body. */
+typedef struct api_image {
+    const unsigned char *data;
+    size_t len;
+    unsigned char *owned; /* the decoded copy when the body was JSON, else NULL */
+} api_image;
+
+void api_image_clear(api_image *img);
+
+/* The body of POST /predict: JSON {"image_data": "<base64>"} (whitespace and
+ * a "data:image/...;base64," prefix accepted), or the raw file for
+ * Content-Type image/jpeg, image/png or application/octet-stream. Without a
+ * Content-Type the body is recognised by its first byte. The image must
+ * start like a JPEG or a PNG; whether it decodes is the engine's business.
+ * For raw bodies out->data points into body, which must outlive out. */
+int api_parse_predict(const char *content_type, const void *body, size_t len, api_image *out,
+                      char *err, size_t errlen);
+
+/* Strict standard base64 (padding optional; spaces, tabs and newlines
+ * ignored; URL-safe alphabet accepted). *out is malloc'd, free() it. */
+int api_b64_decode(const char *text, size_t len, unsigned char **out, size_t *out_len, char *err,
+                   size_t errlen);
+/* Standard base64 with padding, NUL-terminated; NULL if out of memory. */
+char *api_b64_encode(const void *data, size_t len, size_t *out_len);
+
+/* ---- answers (each returns a malloc'd NUL-terminated JSON text, or NULL
+ * when out of memory) ---- */
+
+char *api_error_json(const char *message);
+char *api_health_json(void);
+char *api_metadata_json(void);
+
+/* The top classes as JSON text [{"label": .., "score": ..}, ..]. */
+char *api_top_json(const tdm_label_score *top, int n);
+
+typedef struct api_prediction {
+    const char *job_id; /* NULL: "job_id": null (not queued) */
+    const char *label;
+    const tdm_label_score *top;
+    int ntop;
+    const char *model;
+    double inference_ms;
+    const char *status; /* "queued", or NULL */
+    const char *reason; /* why no job was queued (backpressure), or NULL */
+    const char *error;  /* set for a 503 that still carries the fast answer, or NULL */
+} api_prediction;
+
+char *api_prediction_json(const api_prediction *p);
+
+/* {"<id>": {"prediction": label or "", "status", "attempts", "error" (when
+ * there is one), "top5", "model", "inference_ms", "sync": {...}}} */
+char *api_job_json(const char *id, const queue_job *job);
+
+#endif

@@ -1,0 +1,313 @@
+/*
+ * http: libmicrohttpd in "internal polling thread" mode with suspend/resume.
+ *
+ * Design. MHD's own thread(s) do all socket I/O with epoll and never block:
+ * the access callback accumulates the body (capped; a Content-Length over the
+ * cap is answered 413 before a byte of the body is read), then calls the
+ * handler. A handler that can answer at once (health, errors) does so; one
+ * that must compute or talk to Redis passes the request to a worker thread
+ * and returns. The callback then suspends the connection
+ * (MHD_suspend_connection), which takes it out of the poll set, so the I/O
+ * thread goes on serving every other connection. When the worker calls
+ * http_respond(), the answer is stored and the connection resumed
+ * (MHD_resume_connection wakes the I/O thread through its inter-thread
+ * channel); MHD calls the callback again and the stored answer is queued.
+ *
+ * The race between "handler returned without an answer" (suspend) and
+ * "worker answered" (resume) is closed by a per-request mutex: the callback
+ * suspends only if no answer is stored yet, under the lock, and the worker
+ * resumes only a connection that was suspended, under the same lock.
+ *
+ * Memory is bounded: each body is capped at max_body, the sum of bodies held
+ * at once at max_buffered (503 beyond), and connections at max_connections.
+ */
+#include "http.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    http_options opt;
+    atomic_size_t buffered;
+    atomic_uint in_flight;
+};
+
+struct http_request {
+    http_server *server;
+    struct MHD_Connection *conn;
+    const char *method, *path;
+    double t0;
+    char *body;
+    size_t len, cap;
+    size_t discarded;
+    int refused; /* 0, 413 or 503 */
+    const char *refused_msg;
+    int dispatched;
+    int queued; /* the stored answer has gone to MHD */
+    pthread_mutex_t lock;
+    int suspended;
+    struct MHD_Response *response;
+    int status;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+const char *http_method(const http_request *r)
+{
+    return r->method;
+}
+const char *http_path(const http_request *r)
+{
+    return r->path;
+}
+
+const char *http_header(const http_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(const http_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const void *http_body(const http_request *r, size_t *len)
+{
+    *len = r->len;
+    return r->body;
+}
+
+int http_refused(const http_request *r, const char **message)
+{
+    if (message) *message = r->refused_msg;
+    return r->refused;
+}
+
+double http_age_ms(const http_request *r)
+{
+    return now_ms() - r->t0;
+}
+
+static void release_body(http_request *r)
+{
+    if (r->cap) atomic_fetch_sub(&r->server->buffered, r->cap);
+    free(r->body);
+    r->body = NULL;
+    r->len = r->cap = 0;
+}
+
+void http_respond(http_request *r, int status, const char *content_type, char *body, size_t len,
+                  const char *hdr_name, const char *hdr_value)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(body);
+        LOG(ERROR, "out of memory building a %d answer", status);
+    } else {
+        if (content_type) MHD_add_response_header(resp, "Content-Type", content_type);
+        if (hdr_name && hdr_value) MHD_add_response_header(resp, hdr_name, hdr_value);
+    }
+    pthread_mutex_lock(&r->lock);
+    r->response = resp;
+    r->status = resp ? status : 500;
+    /* A request body is no longer needed once answered: give its budget back now. */
+    release_body(r);
+    if (r->suspended) {
+        r->suspended = 0;
+        MHD_resume_connection(r->conn);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Queues the stored answer, or suspends until there is one. */
+static enum MHD_Result answer_or_suspend(http_request *r)
+{
+    enum MHD_Result res = MHD_YES;
+    pthread_mutex_lock(&r->lock);
+    if (r->queued) {
+        /* Called again after the answer was queued (should not happen): nothing to do. */
+    } else if (r->response || r->status) {
+        r->queued = 1;
+        if (!r->response)
+            res = MHD_NO;
+        else
+            res = MHD_queue_response(r->conn, (unsigned)r->status, r->response);
+        if (r->response) MHD_destroy_response(r->response);
+        r->response = NULL;
+    } else {
+        r->suspended = 1;
+        MHD_suspend_connection(r->conn);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return res;
+}
+
+static void dispatch(http_request *r)
+{
+    r->dispatched = 1;
+    r->server->opt.handler(r->server->opt.ud, r);
+}
+
+static void refuse(http_request *r, int status, const char *msg)
+{
+    release_body(r);
+    r->refused = status;
+    r->refused_msg = msg;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    http_server *s = cls;
+    http_request *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        pthread_mutex_init(&r->lock, NULL);
+        r->server = s;
+        r->conn = conn;
+        r->method = method;
+        r->path = url;
+        r->t0 = now_ms();
+        *con_cls = r;
+        atomic_fetch_add(&s->in_flight, 1);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->opt.max_body) {
+            /* Answer now, before the body is read: MHD then closes the connection. */
+            refuse(r, 413, "request body too large");
+            dispatch(r);
+            return answer_or_suspend(r);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->refused) {
+            /* A chunked body past the cap: MHD cannot answer mid-upload, so the
+             * rest is read and dropped, up to a bound, then the line is cut. */
+            r->discarded += n;
+            return r->discarded > s->opt.max_body ? MHD_NO : MHD_YES;
+        }
+        if (r->len + n > s->opt.max_body) {
+            refuse(r, 413, "request body too large");
+            r->discarded = r->len + n;
+            return MHD_YES;
+        }
+        if (r->len + n > r->cap) {
+            size_t cap = r->cap ? r->cap * 2 : 64 * 1024;
+            while (cap < r->len + n)
+                cap *= 2;
+            if (cap > s->opt.max_body) cap = s->opt.max_body;
+            size_t total = atomic_fetch_add(&s->buffered, cap - r->cap) + (cap - r->cap);
+            if (total > s->opt.max_buffered) {
+                atomic_fetch_sub(&s->buffered, cap - r->cap);
+                refuse(r, 503, "server busy: too many request bodies in memory, retry later");
+                return MHD_YES;
+            }
+            char *b = realloc(r->body, cap);
+            if (!b) {
+                atomic_fetch_sub(&s->buffered, cap - r->cap);
+                refuse(r, 503, "server out of memory, retry later");
+                return MHD_YES;
+            }
+            r->body = b;
+            r->cap = cap;
+        }
+        memcpy(r->body + r->len, upload_data, n);
+        r->len += n;
+        return MHD_YES;
+    }
+    if (!r->dispatched) dispatch(r);
+    return answer_or_suspend(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_server *s = cls;
+    http_request *r = *con_cls;
+    if (!r) return;
+    *con_cls = NULL;
+    release_body(r);
+    if (r->response) MHD_destroy_response(r->response);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = 0;
+    LOG(DEBUG, "libmicrohttpd: %s", msg);
+}
+
+int http_start(const http_options *opt, http_server **out, char *err, size_t errlen)
+{
+    if (!opt->handler || opt->port < 1 || opt->port > 65535 || !opt->max_body) {
+        snprintf(err, errlen, "http: bad options");
+        return -1;
+    }
+    http_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "http: out of memory");
+        return -1;
+    }
+    s->opt = *opt;
+    if (!s->opt.max_buffered) s->opt.max_buffered = 8 * s->opt.max_body;
+    if (!s->opt.max_connections) s->opt.max_connections = 1024;
+    if (!s->opt.io_threads) s->opt.io_threads = 1;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)opt->port, NULL, NULL, on_access, s, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_CONNECTION_LIMIT, s->opt.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_THREAD_POOL_SIZE, s->opt.io_threads,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+    if (!s->daemon) {
+        snprintf(err, errlen, "http: cannot listen on port %d (in use, or no permission)",
+                 opt->port);
+        free(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+void http_quiesce(http_server *s)
+{
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+unsigned http_in_flight(const http_server *s)
+{
+    return atomic_load(&s->in_flight);
+}
+
+void http_stop(http_server *s)
+{
+    if (!s) return;
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}

@@ -1,0 +1,63 @@
+/*
+ * http: a small server on libmicrohttpd. One callback sees each request once
+ * its body is complete (or once it is refused for its size); it answers at
+ * once with http_respond(), or hands the request to another thread, which
+ * calls http_respond() later. Requests are independent: a slow answer never
+ * holds up the I/O of others.
+ *
+ *     static void handle(void *ud, http_request *r) {
+ *         http_respond(r, 200, "application/json", strdup("{}"), 2, NULL, NULL);
+ *     }
+ *     http_options o = {.port = 8000, .max_body = 1 << 20, .handler = handle};
+ *     http_server *s;
+ *     http_start(&o, &s, err, sizeof err);
+ */
+#ifndef TANDEM_HTTP_H
+#define TANDEM_HTTP_H
+
+#include <stddef.h>
+
+typedef struct http_server http_server;
+typedef struct http_request http_request;
+
+typedef void (*http_handler)(void *ud, http_request *req);
+
+typedef struct http_options {
+    int port;
+    size_t max_body;     /* larger bodies are refused with 413 */
+    size_t max_buffered; /* all bodies held at once; past it new ones get 503 (0: 8x max_body) */
+    unsigned max_connections; /* 0: 1024 */
+    unsigned io_threads;      /* 0: 1 */
+    http_handler handler;
+    void *ud;
+} http_options;
+
+int http_start(const http_options *opt, http_server **out, char *err, size_t errlen);
+/* Stops accepting connections; requests in flight go on. */
+void http_quiesce(http_server *s);
+/* Requests received and not yet completely answered. */
+unsigned http_in_flight(const http_server *s);
+/* Stops the server and closes idle connections; call once http_in_flight()
+ * is 0, since libmicrohttpd cannot stop with suspended requests. */
+void http_stop(http_server *s);
+
+/* During the handler call only: */
+const char *http_method(const http_request *r);
+const char *http_path(const http_request *r);
+const char *http_header(const http_request *r, const char *name);
+const char *http_query(const http_request *r, const char *name);
+
+/* Until the answer: the body, and why the server itself refused the request
+ * (0 if it did not; 413 body too large, 503 too much buffered) with a message. */
+const void *http_body(const http_request *r, size_t *len);
+int http_refused(const http_request *r, const char **message);
+/* Milliseconds since the request's headers arrived. */
+double http_age_ms(const http_request *r);
+
+/* Answers the request, exactly once, from any thread. Takes ownership of
+ * body (malloc'd, may be NULL when len is 0). hdr_name/hdr_value: one extra
+ * header, or NULL. */
+void http_respond(http_request *r, int status, const char *content_type, char *body, size_t len,
+                  const char *hdr_name, const char *hdr_value);
+
+#endif

@@ -1,0 +1,731 @@
+/*
+ * proxy: `tandem proxy`, the HTTP API of the service.
+ *
+ * Threads, and why:
+ *   - libmicrohttpd's I/O thread (http.c) reads requests and writes answers,
+ *     never blocking; it answers /health, /metadata and refusals itself;
+ *   - SYNC_THREADS inference threads, each with its own engine session and
+ *     Redis connection: POST /predict and GET /predict/test (decode, fast
+ *     model, register the job) — a request waits only for a free session;
+ *   - two Redis threads for GET /job/{id} and GET /metrics, so reading a job
+ *     never queues behind inferences;
+ *   - one waiter thread holding every GET /job/{id}?wait=S: it re-reads the
+ *     pending jobs every few milliseconds on one connection until each is
+ *     final or its time is up, so long waits tie up no other thread.
+ * Requests handed to a thread are suspended in http.c and resumed by the
+ * answer.
+ *
+ * Redis down: queue.c fails fast (bounded timeouts, back-off reconnect), so
+ * POST /predict still answers — 503 with the fast label, because the
+ * promise of the API (a job id that exists) cannot be kept; the client gets
+ * the label it can use now and knows to resubmit for the slow answer.
+ * Nothing here keeps state another process needs: jobs, results and the
+ * workers' metrics live in Redis.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "cli.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "queue.h"
+#include "tandem/engine.h"
+#include "tandem/image.h"
+
+/* The sample picture of GET /predict/test (data/sample.jpg, a landscape drawn
+ * for this project), built into the binary so the endpoint works wherever the
+ * binary is. */
+__asm__(".pushsection .rodata\n"
+        ".balign 16\n"
+        ".globl tandem_sample_jpg\n"
+        ".hidden tandem_sample_jpg\n"
+        "tandem_sample_jpg:\n"
+        ".incbin \"data/sample.jpg\"\n"
+        ".globl tandem_sample_jpg_end\n"
+        ".hidden tandem_sample_jpg_end\n"
+        "tandem_sample_jpg_end:\n"
+        ".popsection\n");
+extern const unsigned char tandem_sample_jpg[], tandem_sample_jpg_end[];
+
+#define TOPK 5
+#define MAX_PENDING 1024 /* tasks waiting for a thread; past it 503 */
+#define MAX_WAITERS 1024 /* GET /job?wait= held at once; past it answered at once */
+#define WAIT_TICK_MS 5   /* how often held jobs are re-read */
+#define IO_THREADS 2
+#define STOP_GRACE_S 40 /* longest wait for in-flight requests at shutdown */
+#define RETRY_AFTER_S "5"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    stop_requested = 1;
+    log_raw(sig == SIGINT ? "proxy: SIGINT, stopping" : "proxy: SIGTERM, stopping");
+}
+
+struct task {
+    struct task *next;
+    http_request *req;
+    api_endpoint ep;
+    char content_type[128];
+    char job_id[QUEUE_ID_MAX + 1];
+    double wait_s;
+    struct timespec deadline;
+};
+
+struct taskq {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct task *head, *tail;
+    int len, stop;
+};
+
+struct proxy;
+
+/* What one thread owns: a Redis connection and, for inference threads, a session. */
+struct worker {
+    struct proxy *p;
+    pthread_t thread;
+    int started;
+    queue *q;
+    tdm_session *session;
+    void *in, *out;
+    size_t in_len, out_len;
+    tdm_dtype out_dtype;
+    int nclasses;
+};
+
+struct proxy {
+    struct config cfg;
+    tdm_model *model;
+    tdm_preprocess pp;
+    const char *model_name;
+    queue_options qopt;
+    http_server *http;
+    struct taskq infer_q, io_q;
+    struct worker *infer;
+    int ninfer;
+    struct worker io[IO_THREADS];
+    struct worker waiter;
+    pthread_mutex_t wait_mu;
+    pthread_cond_t wait_cv;
+    struct task *waiting; /* handed to the waiter thread */
+    atomic_int nwaiting;
+    atomic_int stopping;
+};
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* ---- task queues --------------------------------------------------------- */
+
+static void taskq_init(struct taskq *q)
+{
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+}
+
+static int taskq_push(struct taskq *q, struct task *t)
+{
+    int rc = 0;
+    pthread_mutex_lock(&q->mu);
+    if (q->len >= MAX_PENDING) {
+        rc = -1;
+    } else {
+        t->next = NULL;
+        if (q->tail)
+            q->tail->next = t;
+        else
+            q->head = t;
+        q->tail = t;
+        q->len++;
+        pthread_cond_signal(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+/* Blocks for a task; NULL once the queue is stopped and empty. */
+static struct task *taskq_pop(struct taskq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    while (!q->head && !q->stop)
+        pthread_cond_wait(&q->cv, &q->mu);
+    struct task *t = q->head;
+    if (t) {
+        q->head = t->next;
+        if (!q->head) q->tail = NULL;
+        q->len--;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return t;
+}
+
+static void taskq_stop(struct taskq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->stop = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void taskq_destroy(struct taskq *q)
+{
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+}
+
+/* ---- answers --------------------------------------------------------------- */
+
+/* Every answer leaves through here: counted, logged at debug, JSON always. */
+static void reply(http_request *r, api_endpoint ep, int code, char *json, const char *hdr,
+                  const char *val)
+{
+    static const char oom[] = "{\"error\":\"out of memory\"}";
+    if (!json) {
+        code = 500;
+        json = strdup(oom);
+    }
+    double ms = http_age_ms(r);
+    metrics_request(ep, code, ms);
+    LOG(DEBUG, "%s %s -> %d in %.2f ms", http_method(r), http_path(r), code, ms);
+    http_respond(r, code, "application/json", json, json ? strlen(json) : 0, hdr, val);
+}
+
+static void reply_error(http_request *r, api_endpoint ep, int code, const char *msg)
+{
+    reply(r, ep, code, api_error_json(msg), NULL, NULL);
+}
+
+/* ---- POST /predict, GET /predict/test -------------------------------------- */
+
+static void do_predict(struct worker *w, struct task *t)
+{
+    struct proxy *p = w->p;
+    http_request *r = t->req;
+    char err[512] = "";
+    api_image img = {0};
+    char *b64 = NULL, *top_json = NULL;
+    tdm_label_score top[TOPK];
+    if (t->ep == API_EP_PREDICT_TEST) {
+        img.data = tandem_sample_jpg;
+        img.len = (size_t)(tandem_sample_jpg_end - tandem_sample_jpg);
+    } else {
+        size_t len;
+        const void *body = http_body(r, &len);
+        int rc = api_parse_predict(t->content_type, body, len, &img, err, sizeof err);
+        if (rc) {
+            reply_error(r, t->ep, api_http_status(rc), err);
+            goto out;
+        }
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = tdm_image_to_input(img.data, img.len, &p->pp, w->in, w->in_len, err, sizeof err);
+    if (rc) {
+        int code = rc == TDM_ERR_LIMIT ? 413 : rc == TDM_ERR_IMAGE ? 400 : 500;
+        char msg[600];
+        snprintf(msg, sizeof msg, "cannot use the image: %s", err);
+        reply_error(r, t->ep, code, msg);
+        goto out;
+    }
+    rc = tdm_session_run(w->session, w->in, w->in_len, w->out, w->out_len);
+    if (rc) {
+        LOG(ERROR, "inference failed: %s", tdm_session_error(w->session));
+        reply_error(r, t->ep, 500, "inference failed (see the proxy's log)");
+        goto out;
+    }
+    int ntop = tdm_topk(&p->pp, w->out, w->out_dtype, w->nclasses, TOPK, top);
+    double infer_ms = ms_since(&t0);
+    metrics_sync_inference(infer_ms);
+    const char *label = ntop > 0 && top[0].label ? top[0].label : "";
+
+    size_t b64_len = 0;
+    b64 = api_b64_encode(img.data, img.len, &b64_len);
+    top_json = api_top_json(top, ntop);
+    /* The raw body is no longer needed past this point, but it lives in the
+     * request until the answer: nothing to free early. */
+    api_prediction pred = {
+        .label = label, .top = top, .ntop = ntop, .model = p->model_name, .inference_ms = infer_ms};
+    if (!b64 || !top_json) {
+        reply_error(r, t->ep, 500, "out of memory");
+        goto out;
+    }
+    queue_new_job nj = {.image_b64 = b64,
+                        .image_b64_len = b64_len,
+                        .sync_label = label,
+                        .sync_model = p->model_name,
+                        .sync_top5 = top_json,
+                        .id_len = p->cfg.job_id_length,
+                        .max_backlog = p->cfg.max_queue};
+    char id[QUEUE_ID_MAX + 1];
+    rc = queue_create_job(w->q, &nj, id, sizeof id);
+    if (rc == 0) {
+        LOG(INFO, "POST /predict - job_id: %s", id);
+        LOG(INFO, "Sync prediction: %s", label);
+        pred.job_id = id;
+        pred.status = "queued";
+        reply(r, t->ep, 200, api_prediction_json(&pred), NULL, NULL);
+    } else if (rc == QUEUE_ERR_FULL) {
+        metrics_backpressure();
+        LOG(WARN, "backlog at MAX_QUEUE=%lld: job not queued; Sync prediction: %s",
+            p->cfg.max_queue, label);
+        snprintf(err, sizeof err,
+                 "the job queue is full (%lld waiting): no async job was created; retry later",
+                 p->cfg.max_queue);
+        pred.reason = err;
+        reply(r, t->ep, 200, api_prediction_json(&pred), "Retry-After", RETRY_AFTER_S);
+    } else {
+        metrics_redis_error();
+        LOG(WARN, "job not queued (%s: %s); Sync prediction: %s", queue_strerror(rc),
+            queue_errstr(w->q), label);
+        snprintf(err, sizeof err,
+                 "the job queue is unavailable (%s): no async job was created; the sync "
+                 "result is included, retry later for the async one",
+                 queue_strerror(rc));
+        pred.error = err;
+        reply(r, t->ep, 503, api_prediction_json(&pred), "Retry-After", RETRY_AFTER_S);
+    }
+out:
+    free(top_json);
+    free(b64);
+    api_image_clear(&img);
+}
+
+static void *infer_main(void *arg)
+{
+    struct worker *w = arg;
+    struct task *t;
+    while ((t = taskq_pop(&w->p->infer_q))) {
+        do_predict(w, t);
+        free(t);
+    }
+    return NULL;
+}
+
+/* ---- GET /job/{id}, GET /metrics --------------------------------------------- */
+
+static int is_final(const char *status)
+{
+    return !strcmp(status, "done") || !strcmp(status, "failed") || !strcmp(status, "expired");
+}
+
+/* Reads the job and answers, unless it must wait longer: returns 1 then. */
+static int job_answer(struct worker *w, struct task *t, int may_wait)
+{
+    queue_job job;
+    int rc = queue_get_job(w->q, t->job_id, &job);
+    if (rc == QUEUE_ERR_NOTFOUND) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "job %s not found (unknown id, or expired)", t->job_id);
+        reply_error(t->req, API_EP_JOB, 404, msg);
+        return 0;
+    }
+    if (rc) {
+        metrics_redis_error();
+        char msg[256];
+        snprintf(msg, sizeof msg, "the job store is unavailable (%s), retry later",
+                 queue_strerror(rc));
+        reply(t->req, API_EP_JOB, 503, api_error_json(msg), "Retry-After", RETRY_AFTER_S);
+        return 0;
+    }
+    int wait_more = may_wait && !is_final(job.status);
+    if (!wait_more) reply(t->req, API_EP_JOB, 200, api_job_json(t->job_id, &job), NULL, NULL);
+    queue_job_clear(&job);
+    return wait_more;
+}
+
+static void do_metrics(struct worker *w, struct task *t)
+{
+    queue_stats st;
+    int rc = queue_get_stats(w->q, &st);
+    if (rc) metrics_redis_error();
+    size_t len = 0;
+    char *text = metrics_render(rc ? NULL : &st, &len);
+    if (!text) {
+        reply_error(t->req, API_EP_METRICS, 500, "out of memory");
+        return;
+    }
+    metrics_request(API_EP_METRICS, 200, http_age_ms(t->req));
+    http_respond(t->req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL, NULL);
+}
+
+static void hand_to_waiter(struct proxy *p, struct task *t)
+{
+    pthread_mutex_lock(&p->wait_mu);
+    t->next = p->waiting;
+    p->waiting = t;
+    pthread_cond_signal(&p->wait_cv);
+    pthread_mutex_unlock(&p->wait_mu);
+}
+
+static void *io_main(void *arg)
+{
+    struct worker *w = arg;
+    struct proxy *p = w->p;
+    struct task *t;
+    while ((t = taskq_pop(&p->io_q))) {
+        if (t->ep == API_EP_METRICS) {
+            do_metrics(w, t);
+        } else if (t->wait_s > 0 && atomic_load(&p->nwaiting) < MAX_WAITERS &&
+                   !atomic_load(&p->stopping)) {
+            if (job_answer(w, t, 1)) {
+                atomic_fetch_add(&p->nwaiting, 1);
+                hand_to_waiter(p, t);
+                continue;
+            }
+        } else {
+            job_answer(w, t, 0);
+        }
+        free(t);
+    }
+    return NULL;
+}
+
+static int past(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec ||
+           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+static void *waiter_main(void *arg)
+{
+    struct worker *w = arg;
+    struct proxy *p = w->p;
+    struct task *held = NULL;
+    for (;;) {
+        pthread_mutex_lock(&p->wait_mu);
+        /* Idle: sleep until a request is handed over (or a shutdown check is due). */
+        if (!held && !p->waiting && !atomic_load(&p->stopping)) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 100000000L;
+            if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&p->wait_cv, &p->wait_mu, &until);
+        }
+        while (p->waiting) {
+            struct task *t = p->waiting;
+            p->waiting = t->next;
+            t->next = held;
+            held = t;
+        }
+        pthread_mutex_unlock(&p->wait_mu);
+        int stopping = atomic_load(&p->stopping);
+        if (!held && stopping == 2) break;
+        struct task *keep = NULL;
+        while (held) {
+            struct task *t = held;
+            held = t->next;
+            /* At shutdown every held request gets the job as it stands now. */
+            int final_read = stopping || past(&t->deadline);
+            if (job_answer(w, t, !final_read)) {
+                t->next = keep;
+                keep = t;
+            } else {
+                atomic_fetch_sub(&p->nwaiting, 1);
+                free(t);
+            }
+        }
+        held = keep;
+        if (held) nanosleep(&(struct timespec){0, WAIT_TICK_MS * 1000000L}, NULL);
+    }
+    return NULL;
+}
+
+/* ---- the request callback (libmicrohttpd's thread) -------------------------- */
+
+static void on_request(void *ud, http_request *r)
+{
+    struct proxy *p = ud;
+    const char *msg = NULL, *job_id = NULL, *allow = NULL;
+    char err[256];
+    api_endpoint ep = API_EP_OTHER;
+    int rc = api_route(http_method(r), http_path(r), &ep, &job_id, &allow, err, sizeof err);
+    int refused = http_refused(r, &msg);
+    if (refused) {
+        char text[160];
+        if (refused == 413)
+            snprintf(text, sizeof text, "%s: the limit is %lld bytes (MAX_BODY_BYTES)", msg,
+                     p->cfg.max_body_bytes);
+        else
+            snprintf(text, sizeof text, "%s", msg);
+        reply(r, ep, refused, api_error_json(text), refused == 503 ? "Retry-After" : NULL,
+              RETRY_AFTER_S);
+        return;
+    }
+    if (rc) {
+        reply(r, ep, api_http_status(rc), api_error_json(err), allow ? "Allow" : NULL, allow);
+        return;
+    }
+    if (ep == API_EP_HEALTH) {
+        reply(r, ep, 200, api_health_json(), NULL, NULL);
+        return;
+    }
+    if (ep == API_EP_METADATA) {
+        reply(r, ep, 200, api_metadata_json(), NULL, NULL);
+        return;
+    }
+    struct task *t = calloc(1, sizeof *t);
+    if (!t) {
+        reply_error(r, ep, 503, "server out of memory, retry later");
+        return;
+    }
+    t->req = r;
+    t->ep = ep;
+    if (ep == API_EP_JOB) {
+        snprintf(t->job_id, sizeof t->job_id, "%s", job_id);
+        const char *wait = http_query(r, "wait");
+        if (wait && api_parse_wait(wait, &t->wait_s, err, sizeof err)) {
+            free(t);
+            reply_error(r, ep, 400, err);
+            return;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t->deadline);
+        long long ns = (long long)(t->wait_s * 1e9) + t->deadline.tv_nsec;
+        t->deadline.tv_sec += (time_t)(ns / 1000000000);
+        t->deadline.tv_nsec = (long)(ns % 1000000000);
+    }
+    const char *ct = http_header(r, "Content-Type");
+    if (ct) snprintf(t->content_type, sizeof t->content_type, "%s", ct);
+    int is_infer = ep == API_EP_PREDICT || ep == API_EP_PREDICT_TEST;
+    if (taskq_push(is_infer ? &p->infer_q : &p->io_q, t)) {
+        free(t);
+        reply(r, ep, 503, api_error_json("server busy: too many requests waiting, retry later"),
+              "Retry-After", RETRY_AFTER_S);
+    }
+}
+
+/* ---- start and stop ------------------------------------------------------------ */
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static int load_model(struct proxy *p)
+{
+    char err[512];
+    tdm_options opt;
+    tdm_options_init(&opt);
+    opt.threads = p->cfg.engine_threads;
+    opt.precision = (tdm_precision)p->cfg.precision;
+    int rc = tdm_model_load(p->cfg.sync_model_path, &opt, &p->model, err, sizeof err);
+    if (rc) {
+        LOG(ERROR, "cannot load SYNC_MODEL_PATH %s: %s", p->cfg.sync_model_path, err);
+        return rc;
+    }
+    rc = tdm_preprocess_for_model(p->model, p->cfg.sync_model_path, &p->pp, err, sizeof err);
+    if (rc) {
+        LOG(ERROR, "%s: %s", p->cfg.sync_model_path, err);
+        return rc;
+    }
+    p->pp.max_pixels = (uint64_t)p->cfg.max_pixels;
+    if (p->cfg.labels_path[0]) {
+        tdm_labels *labels;
+        rc = tdm_labels_load(p->cfg.labels_path, &labels, err, sizeof err);
+        if (rc) {
+            LOG(ERROR, "LABELS_PATH %s: %s", p->cfg.labels_path, err);
+            return rc;
+        }
+        tdm_labels_free(p->pp.labels);
+        p->pp.labels = labels;
+    }
+    p->model_name = base_name(p->cfg.sync_model_path);
+    return 0;
+}
+
+static int worker_init(struct proxy *p, struct worker *w, int with_session)
+{
+    char err[512];
+    w->p = p;
+    int rc = queue_open(&p->qopt, &w->q);
+    if (rc) {
+        LOG(ERROR, "queue_open: %s", queue_strerror(rc));
+        return rc;
+    }
+    if (!with_session) return 0;
+    rc = tdm_session_create(p->model, 1, &w->session, err, sizeof err);
+    if (rc) {
+        LOG(ERROR, "cannot plan a session for %s: %s", p->model_name, err);
+        return rc;
+    }
+    tdm_tensor_info oi;
+    rc = tdm_session_output_info(w->session, &oi);
+    if (rc) return rc;
+    w->out_dtype = oi.dtype;
+    w->in_len = tdm_session_input_bytes(w->session);
+    w->out_len = tdm_session_output_bytes(w->session);
+    size_t esize = tdm_dtype_size(oi.dtype);
+    w->nclasses = esize ? (int)(w->out_len / esize) : 0;
+    w->in = malloc(w->in_len);
+    w->out = malloc(w->out_len);
+    if (!w->in || !w->out || w->nclasses < 1) {
+        LOG(ERROR, "cannot allocate session buffers for %s", p->model_name);
+        return TDM_ERR_NOMEM;
+    }
+    return 0;
+}
+
+static void worker_free(struct worker *w)
+{
+    free(w->in);
+    free(w->out);
+    tdm_session_free(w->session);
+    queue_close(w->q);
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+static int start_threads(struct proxy *p)
+{
+    for (int i = 0; i < p->ninfer; i++) {
+        if (pthread_create(&p->infer[i].thread, NULL, infer_main, &p->infer[i])) return -1;
+        p->infer[i].started = 1;
+    }
+    for (int i = 0; i < IO_THREADS; i++) {
+        if (pthread_create(&p->io[i].thread, NULL, io_main, &p->io[i])) return -1;
+        p->io[i].started = 1;
+    }
+    if (pthread_create(&p->waiter.thread, NULL, waiter_main, &p->waiter)) return -1;
+    p->waiter.started = 1;
+    return 0;
+}
+
+/* Stop accepting, let in-flight requests finish (held waits are answered
+ * early), then stop the threads. */
+static void shutdown_proxy(struct proxy *p)
+{
+    if (p->http) {
+        http_quiesce(p->http);
+        atomic_store(&p->stopping, 1);
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (http_in_flight(p->http) > 0 && ms_since(&t0) < STOP_GRACE_S * 1000.0)
+            nanosleep(&(struct timespec){0, 10000000L}, NULL);
+        if (http_in_flight(p->http) > 0)
+            LOG(WARN, "%u requests still in flight after %d s; stopping anyway",
+                http_in_flight(p->http), STOP_GRACE_S);
+    }
+    atomic_store(&p->stopping, 2);
+    taskq_stop(&p->infer_q);
+    taskq_stop(&p->io_q);
+    for (int i = 0; i < p->ninfer; i++)
+        if (p->infer[i].started) pthread_join(p->infer[i].thread, NULL);
+    for (int i = 0; i < IO_THREADS; i++)
+        if (p->io[i].started) pthread_join(p->io[i].thread, NULL);
+    if (p->waiter.started) pthread_join(p->waiter.thread, NULL);
+    if (p->http && http_in_flight(p->http) == 0) http_stop(p->http);
+}
+
+int cli_proxy(int argc, char **argv)
+{
+    struct proxy *p = calloc(1, sizeof *p);
+    if (!p) return 1;
+    int status = config_cli(argc, argv, CONFIG_ROLE_PROXY,
+                            "Serve the HTTP API: the fast model answers at once, the job goes "
+                            "to Redis for the workers' slow model.",
+                            &p->cfg);
+    if (status >= 0) {
+        free(p);
+        return status;
+    }
+    status = 1;
+    log_init("proxy", p->cfg.log_level);
+    install_signals();
+    taskq_init(&p->infer_q);
+    taskq_init(&p->io_q);
+    pthread_mutex_init(&p->wait_mu, NULL);
+    pthread_cond_init(&p->wait_cv, NULL);
+    if (sodium_init() < 0) {
+        LOG(ERROR, "libsodium failed to initialise");
+        goto out;
+    }
+    p->qopt = (queue_options){.host = p->cfg.redis_host,
+                              .port = p->cfg.redis_port,
+                              .timeout_ms = p->cfg.redis_timeout_ms,
+                              .queue_name = p->cfg.queue_name,
+                              .job_ttl = p->cfg.job_ttl};
+    if (load_model(p)) goto out;
+    p->ninfer = p->cfg.sync_threads;
+    p->infer = calloc((size_t)p->ninfer, sizeof *p->infer);
+    if (!p->infer) goto out;
+    for (int i = 0; i < p->ninfer; i++)
+        if (worker_init(p, &p->infer[i], 1)) goto out;
+    for (int i = 0; i < IO_THREADS; i++)
+        if (worker_init(p, &p->io[i], 0)) goto out;
+    if (worker_init(p, &p->waiter, 0)) goto out;
+    if (queue_ping(p->io[0].q))
+        LOG(WARN,
+            "Redis at %s:%d is not answering (%s); jobs will be refused with 503 until "
+            "it is",
+            p->cfg.redis_host, p->cfg.redis_port, queue_errstr(p->io[0].q));
+    if (start_threads(p)) {
+        LOG(ERROR, "cannot start threads: %s", strerror(errno));
+        goto out;
+    }
+    http_options ho = {.port = p->cfg.port,
+                       .max_body = (size_t)p->cfg.max_body_bytes,
+                       .handler = on_request,
+                       .ud = p};
+    char err[256];
+    if (http_start(&ho, &p->http, err, sizeof err)) {
+        LOG(ERROR, "%s", err);
+        goto out;
+    }
+    LOG(INFO,
+        "listening on port %d: model %s, %d inference threads x %d engine threads, Redis "
+        "%s:%d, queue %s",
+        p->cfg.port, p->model_name, p->ninfer, p->cfg.engine_threads, p->cfg.redis_host,
+        p->cfg.redis_port, p->cfg.queue_name);
+    while (!stop_requested)
+        nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    LOG(INFO, "stopping: no new connections, finishing %u requests in flight",
+        http_in_flight(p->http));
+    status = 0;
+out:
+    shutdown_proxy(p);
+    if (p->infer)
+        for (int i = 0; i < p->ninfer; i++)
+            worker_free(&p->infer[i]);
+    free(p->infer);
+    for (int i = 0; i < IO_THREADS; i++)
+        worker_free(&p->io[i]);
+    worker_free(&p->waiter);
+    tdm_preprocess_clear(&p->pp);
+    tdm_model_free(p->model);
+    taskq_destroy(&p->infer_q);
+    taskq_destroy(&p->io_q);
+    pthread_mutex_destroy(&p->wait_mu);
+    pthread_cond_destroy(&p->wait_cv);
+    if (status == 0) LOG(INFO, "stopped");
+    free(p);
+    return status;
+}
