@@ -296,7 +296,7 @@ int api_parse_predict(const char *content_type, const void *body, size_t len, ap
 static char *dump(json_t *root)
 {
     if (!root) return NULL;
-    char *s = json_dumps(root, JSON_COMPACT);
+    char *s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(root);
     return s;
 }

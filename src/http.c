@@ -279,11 +279,14 @@ int http_start(const http_options *opt, http_server **out, char *err, size_t err
     if (!s->opt.io_threads) s->opt.io_threads = 1;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
+    /* The logger goes first so that MHD's own option warnings reach it; a
+     * pool size of 1 is left out because MHD warns about it. */
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)opt->port, NULL, NULL, on_access, s, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_CONNECTION_LIMIT, s->opt.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_THREAD_POOL_SIZE, s->opt.io_threads,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+        flags, (uint16_t)opt->port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
+        s->opt.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+        s->opt.io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.io_threads,
+        MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "http: cannot listen on port %d (in use, or no permission)",
                  opt->port);

@@ -82,6 +82,7 @@ struct task {
     char job_id[QUEUE_ID_MAX + 1];
     double wait_s;
     struct timespec deadline;
+    int held; /* with the waiter thread */
 };
 
 struct taskq {
@@ -325,11 +326,14 @@ static int is_final(const char *status)
     return !strcmp(status, "done") || !strcmp(status, "failed") || !strcmp(status, "expired");
 }
 
-/* Reads the job and answers, unless it must wait longer: returns 1 then. */
+/* Reads the job and answers, unless it must wait longer: returns 1 then.
+ * A held request rides out a Redis error (its connection reconnects with
+ * back-off) until its time is up. */
 static int job_answer(struct worker *w, struct task *t, int may_wait)
 {
     queue_job job;
     int rc = queue_get_job(w->q, t->job_id, &job);
+    if (rc && rc != QUEUE_ERR_NOTFOUND && may_wait && t->held) return 1;
     if (rc == QUEUE_ERR_NOTFOUND) {
         char msg[128];
         snprintf(msg, sizeof msg, "job %s not found (unknown id, or expired)", t->job_id);
@@ -367,6 +371,7 @@ static void do_metrics(struct worker *w, struct task *t)
 
 static void hand_to_waiter(struct proxy *p, struct task *t)
 {
+    t->held = 1;
     pthread_mutex_lock(&p->wait_mu);
     t->next = p->waiting;
     p->waiting = t;
