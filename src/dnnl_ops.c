@@ -1,0 +1,881 @@
+/*
+ * dnnl_ops: one builder per op family, turning a graph node into a oneDNN
+ * primitive descriptor plus the layouts it reads and writes (dnnl_util.h).
+ *
+ * Layouts: convolutions choose their own (format_tag_any; on this CPU with
+ * AVX-512 oneDNN 2.6 picks channels-last for f32 and bf16 alike, which also
+ * keeps channel counts such as 24 or 144 free of block padding); pooling,
+ * binary and element-wise ops take their input as it comes, so a chain of
+ * convolutions, pools and additions never leaves that layout. Ops that need
+ * plain row-major data (softmax, transpose, matmul) ask for it and the
+ * planner converts.
+ *
+ * Post-ops: ReLU and Clip are oneDNN eltwise post-ops; a fake quantisation
+ * is four (linear(1/scale, zp), round, clip(qmin, qmax), linear(scale,
+ * -zp*scale)); a residual sum is oneDNN's sum post-op. A standalone chain of
+ * element-wise ops runs as a binary add of a zero scalar carrying the chain as
+ * post-ops: oneDNN 2.6 runs eltwise primitives with post-ops only in its
+ * reference code, binary ones in JIT code.
+ */
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "dnnl_util.h"
+#include "tandem/engine.h"
+
+/* ------------------------------------------------------------------------ */
+/* Engine, types, descriptors                                                */
+/* ------------------------------------------------------------------------ */
+
+static dnnl_engine_t engine;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+
+static void engine_init(void)
+{
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
+}
+
+dnnl_engine_t dn_engine(void)
+{
+    pthread_once(&engine_once, engine_init);
+    return engine;
+}
+
+int dn_status(dnnl_status_t s)
+{
+    switch (s) {
+    case dnnl_success:
+        return 0;
+    case dnnl_out_of_memory:
+        return TDM_ERR_NOMEM;
+    case dnnl_unimplemented:
+        return TDM_ERR_UNSUPPORTED;
+    default:
+        return TDM_ERR_BACKEND;
+    }
+}
+
+dnnl_data_type_t dn_type(tdm_dtype dt)
+{
+    switch (dt) {
+    case TDM_DTYPE_FLOAT:
+        return dnnl_f32;
+    case TDM_DTYPE_UINT8:
+        return dnnl_u8;
+    case TDM_DTYPE_INT8:
+        return dnnl_s8;
+    case TDM_DTYPE_INT32:
+        return dnnl_s32;
+    case TDM_DTYPE_BFLOAT16:
+        return dnnl_bf16;
+    default:
+        return dnnl_data_type_undef;
+    }
+}
+
+bool dn_plain_dims(int rank, const int64_t *dims, dnnl_data_type_t dt, dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t d, st;
+    int nd = rank > 0 ? rank : 1;
+    if (rank > DNNL_MAX_NDIMS || dt == dnnl_data_type_undef) return false;
+    if (rank <= 0) d[0] = 1;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] < 0) return false;
+        d[i] = dims[i];
+    }
+    dnnl_dim_t s = 1;
+    for (int i = nd - 1; i >= 0; i--) {
+        st[i] = s;
+        s *= d[i] > 0 ? d[i] : 1;
+    }
+    return dnnl_memory_desc_init_by_strides(md, nd, d, dt, st) == dnnl_success;
+}
+
+bool dn_plain_md(const graph_tensor *t, dnnl_data_type_t dt, dnnl_memory_desc_t *md)
+{
+    if (dt == dnnl_data_type_undef) dt = dn_type(t->dtype);
+    return dn_plain_dims(t->rank, t->dims, dt, md);
+}
+
+static bool any_md(int rank, const int64_t *dims, dnnl_data_type_t dt, dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t d;
+    for (int i = 0; i < rank; i++)
+        d[i] = dims[i];
+    return dnnl_memory_desc_init_by_tag(md, rank, d, dt, dnnl_format_tag_any) == dnnl_success;
+}
+
+static const dnnl_memory_desc_t *query_md(dnnl_primitive_desc_t pd, dnnl_query_t what)
+{
+    return dnnl_primitive_desc_query_md(pd, what, 0);
+}
+
+static bool is_float(const graph *g, int t)
+{
+    return t >= 0 && g->tensors[t].dtype == TDM_DTYPE_FLOAT && g->tensors[t].rank >= 0;
+}
+
+static bool same_dims(const graph_tensor *a, const graph_tensor *b)
+{
+    if (a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i]) return false;
+    return true;
+}
+
+/* The layout an op that follows its input should read x in: the layout x is
+ * in now when it is a float one, else plain f32. */
+static bool follow_md(const dn_ctx *c, const graph *g, int x, dnnl_memory_desc_t *md)
+{
+    const dnnl_memory_desc_t *cur = c->plain ? NULL : c->layout(c->planner, x);
+    if (cur && (cur->data_type == dnnl_f32 || cur->data_type == dnnl_bf16) &&
+        cur->ndims == (g->tensors[x].rank > 0 ? g->tensors[x].rank : 1)) {
+        *md = *cur;
+        return true;
+    }
+    return dn_plain_md(&g->tensors[x], dnnl_f32, md);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attributes and post-ops                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct dn_elt {
+    dnnl_alg_kind_t alg;
+    float a, b;
+} dn_elt;
+
+static float bounded(float v)
+{
+    if (v == INFINITY) return FLT_MAX;
+    if (v == -INFINITY) return -FLT_MAX;
+    return v;
+}
+
+static int fq_chain(float scale, float zp, float qmin, float qmax, dn_elt *e)
+{
+    e[0] = (dn_elt){dnnl_eltwise_linear, 1.0f / scale, zp};
+    e[1] = (dn_elt){dnnl_eltwise_round, 0, 0};
+    e[2] = (dn_elt){dnnl_eltwise_clip, qmin, qmax};
+    e[3] = (dn_elt){dnnl_eltwise_linear, scale, -zp * scale};
+    return 4;
+}
+
+int dn_post_cost(const graph_post *p)
+{
+    return p->kind == POST_FAKEQUANT ? 4 : 1;
+}
+
+/* Appends node n's post-ops; a POST_SUM only where allow_sum (its addend's
+ * tensor goes to *sum_tensor). */
+static bool append_posts(const graph *g, const graph_node *n, dnnl_post_ops_t po, int *count,
+                         bool allow_sum, int *sum_tensor)
+{
+    dn_elt e[4];
+    for (int i = 0; i < n->npost; i++) {
+        const graph_post *p = &n->post[i];
+        int k = 0;
+        switch (p->kind) {
+        case POST_RELU:
+            e[k++] = (dn_elt){dnnl_eltwise_relu, 0, 0};
+            break;
+        case POST_CLIP:
+            e[k++] = (dn_elt){dnnl_eltwise_clip, bounded(p->a), bounded(p->b)};
+            break;
+        case POST_FAKEQUANT:
+            if (!(p->a > 0.0f)) return false;
+            k = fq_chain(p->a, p->b, p->c, p->d, e);
+            break;
+        case POST_SUM:
+            if (!allow_sum || *sum_tensor >= 0 || p->input < 0 || p->input >= n->ninputs ||
+                !is_float(g, n->inputs[p->input]))
+                return false;
+            *sum_tensor = n->inputs[p->input];
+            if (*count + 1 > DN_MAX_POSTS) return false;
+            if (dnnl_post_ops_append_sum(po, 1.0f) != dnnl_success) return false;
+            (*count)++;
+            continue;
+        default:
+            return false;
+        }
+        if (*count + k > DN_MAX_POSTS) return false;
+        for (int j = 0; j < k; j++)
+            if (dnnl_post_ops_append_eltwise(po, 1.0f, e[j].alg, e[j].a, e[j].b) != dnnl_success)
+                return false;
+        *count += k;
+    }
+    return true;
+}
+
+/* A primitive attribute with a user-managed scratchpad (so sessions on
+ * different threads never share one) and, from pre then node n's posts, its
+ * post-ops. */
+static int make_attr(const graph *g, const graph_node *n, const dn_elt *pre, int npre,
+                     bool allow_sum, int *sum_tensor, dnnl_primitive_attr_t *out)
+{
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    int rc = TDM_ERR_UNSUPPORTED, count = 0;
+    *sum_tensor = -1;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success) return TDM_ERR_NOMEM;
+    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success)
+        goto out;
+    if (npre == 0 && (!n || n->npost == 0)) {
+        rc = 0;
+        goto out;
+    }
+    if (dnnl_post_ops_create(&po) != dnnl_success) goto out;
+    for (int j = 0; j < npre; j++)
+        if (dnnl_post_ops_append_eltwise(po, 1.0f, pre[j].alg, pre[j].a, pre[j].b) !=
+            dnnl_success)
+            goto out;
+    count = npre;
+    if (n && !append_posts(g, n, po, &count, allow_sum, sum_tensor)) goto out;
+    if (dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success) goto out;
+    rc = 0;
+out:
+    if (po) dnnl_post_ops_destroy(po);
+    if (rc) {
+        dnnl_primitive_attr_destroy(attr);
+        return rc;
+    }
+    *out = attr;
+    return 0;
+}
+
+/* Creates the primitive descriptor; refuses oneDNN's reference
+ * implementations unless the caller already fell back to plain layouts (then
+ * a parallel reference beats our serial one). */
+static int create_pd(const dn_ctx *c, const void *desc, dnnl_primitive_attr_t attr,
+                     dnnl_primitive_desc_t *pd)
+{
+    dnnl_status_t s = dnnl_primitive_desc_create(pd, desc, attr, c->eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (s != dnnl_success) return TDM_ERR_UNSUPPORTED;
+    const char *impl = NULL;
+    if (!c->plain && dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl) ==
+                         dnnl_success &&
+        impl && strncmp(impl, "ref", 3) == 0) {
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = NULL;
+        return TDM_ERR_UNSUPPORTED;
+    }
+    return 0;
+}
+
+static dn_input *add_input(dn_prim *p, int arg, int tensor)
+{
+    dn_input *in = &p->in[p->nin++];
+    memset(in, 0, sizeof *in);
+    in->arg = arg;
+    in->tensor = tensor;
+    return in;
+}
+
+/* A constant input: its payload as it is (user_md) and the layout wanted. */
+static void add_const(dn_prim *p, int arg, int tensor, const void *data,
+                      const dnnl_memory_desc_t *user_md, const dnnl_memory_desc_t *md)
+{
+    dn_input *in = add_input(p, arg, tensor);
+    in->cdata = data;
+    in->user_md = *user_md;
+    in->md = *md;
+}
+
+static int ints_attr(const graph_node *n, const char *name, int len, int64_t *v)
+{
+    const graph_attr *a = graph_attr_get(n, name);
+    if (!a) return 0;
+    if (a->type != ATTR_INTS || a->n != len) return TDM_ERR_UNSUPPORTED;
+    for (int i = 0; i < len; i++)
+        v[i] = a->ints[i];
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Convolution                                                               */
+/* ------------------------------------------------------------------------ */
+
+static int build_conv(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+{
+    int xi = n->inputs[0], wi = n->inputs[1], bi = n->ninputs > 2 ? n->inputs[2] : -1;
+    int yi = n->outputs[0];
+    if (!is_float(g, xi) || !is_float(g, wi) || !is_float(g, yi)) return TDM_ERR_UNSUPPORTED;
+    const graph_tensor *x = &g->tensors[xi], *w = &g->tensors[wi], *y = &g->tensors[yi];
+    const graph_tensor *b = bi >= 0 ? &g->tensors[bi] : NULL;
+    if (x->rank != 4 || w->rank != 4 || y->rank != 4 || !w->data || x->data)
+        return TDM_ERR_UNSUPPORTED;
+    int64_t G = graph_attr_int(n, "group", 1), OC = w->dims[0];
+    if (G < 1 || OC % G || x->dims[1] != w->dims[1] * G || y->dims[1] != OC)
+        return TDM_ERR_UNSUPPORTED;
+    if (b && (!b->data || b->dtype != TDM_DTYPE_FLOAT || graph_tensor_numel(b) != OC))
+        return TDM_ERR_UNSUPPORTED;
+    if (strcmp(graph_attr_string(n, "auto_pad", "NOTSET"), "NOTSET") != 0)
+        return TDM_ERR_UNSUPPORTED;
+    int64_t ks[2] = {w->dims[2], w->dims[3]}, st[2] = {1, 1}, dl[2] = {1, 1}, pads[4] = {0};
+    if (ints_attr(n, "kernel_shape", 2, ks) || ints_attr(n, "strides", 2, st) ||
+        ints_attr(n, "dilations", 2, dl) || ints_attr(n, "pads", 4, pads))
+        return TDM_ERR_UNSUPPORTED;
+    if (ks[0] != w->dims[2] || ks[1] != w->dims[3]) return TDM_ERR_UNSUPPORTED;
+    dnnl_dims_t strides, dil, pl, pr;
+    for (int i = 0; i < 2; i++) {
+        if (st[i] < 1 || dl[i] < 1 || pads[i] < 0 || pads[i + 2] < 0) return TDM_ERR_UNSUPPORTED;
+        int64_t span = (ks[i] - 1) * dl[i] + 1;
+        if ((x->dims[2 + i] + pads[i] + pads[i + 2] - span) / st[i] + 1 != y->dims[2 + i])
+            return TDM_ERR_UNSUPPORTED;
+        strides[i] = st[i];
+        dil[i] = dl[i] - 1;
+        pl[i] = pads[i];
+        pr[i] = pads[i + 2];
+    }
+    dnnl_data_type_t dt = c->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t src, wt, wt_user, bias, dst;
+    int64_t wd[5] = {G, OC / G, w->dims[1], w->dims[2], w->dims[3]};
+    const int64_t *wdims = G > 1 ? wd : w->dims;
+    int wrank = G > 1 ? 5 : 4;
+    bool ok = c->plain ? dn_plain_md(x, dt, &src) && dn_plain_md(y, dt, &dst)
+                       : any_md(4, x->dims, dt, &src) && any_md(4, y->dims, dt, &dst);
+    if (!ok || !any_md(wrank, wdims, dt, &wt) || !dn_plain_dims(wrank, wdims, dnnl_f32, &wt_user) ||
+        !dn_plain_dims(1, &OC, dnnl_f32, &bias))
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_convolution_desc_t cd;
+    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                   dnnl_convolution_direct, &src, &wt,
+                                                   b ? &bias : NULL, &dst, strides, dil, pl,
+                                                   pr) != dnnl_success)
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_primitive_attr_t attr;
+    int rc = make_attr(g, n, NULL, 0, true, &p->sum_tensor, &attr);
+    if (rc) return rc;
+    if ((rc = create_pd(c, &cd, attr, &p->pd))) return rc;
+    add_input(p, DNNL_ARG_SRC, xi)->md = *query_md(p->pd, dnnl_query_src_md);
+    add_const(p, DNNL_ARG_WEIGHTS, wi, w->data, &wt_user, query_md(p->pd, dnnl_query_weights_md));
+    if (b) add_const(p, DNNL_ARG_BIAS, bi, b->data, &bias, &bias);
+    p->dst_md = *query_md(p->pd, dnnl_query_dst_md);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pooling                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static int build_pool(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+{
+    int xi = n->inputs[0], yi = n->outputs[0];
+    if (!is_float(g, xi) || !is_float(g, yi)) return TDM_ERR_UNSUPPORTED;
+    const graph_tensor *x = &g->tensors[xi], *y = &g->tensors[yi];
+    if (x->rank != 4 || y->rank != 4 || x->data || n->npost) return TDM_ERR_UNSUPPORTED;
+    if (n->noutputs > 1 && n->outputs[1] >= 0) return TDM_ERR_UNSUPPORTED;
+    int64_t ks[2] = {x->dims[2], x->dims[3]}, st[2] = {1, 1}, dl[2] = {1, 1}, pads[4] = {0};
+    dnnl_alg_kind_t alg = dnnl_pooling_max;
+    bool global = n->op == OP_GLOBALAVGPOOL || n->op == OP_GLOBALMAXPOOL;
+    if (n->op == OP_GLOBALAVGPOOL || n->op == OP_AVGPOOL)
+        alg = graph_attr_int(n, "count_include_pad", 0) ? dnnl_pooling_avg_include_padding
+                                                         : dnnl_pooling_avg_exclude_padding;
+    if (!global) {
+        const graph_attr *k = graph_attr_get(n, "kernel_shape");
+        if (!k || k->type != ATTR_INTS || k->n != 2 || graph_attr_int(n, "storage_order", 0))
+            return TDM_ERR_UNSUPPORTED;
+        if (strcmp(graph_attr_string(n, "auto_pad", "NOTSET"), "NOTSET") != 0)
+            return TDM_ERR_UNSUPPORTED;
+        if (ints_attr(n, "kernel_shape", 2, ks) || ints_attr(n, "strides", 2, st) ||
+            ints_attr(n, "dilations", 2, dl) || ints_attr(n, "pads", 4, pads))
+            return TDM_ERR_UNSUPPORTED;
+    }
+    dnnl_dims_t kernel, strides, dil, pl, pr;
+    for (int i = 0; i < 2; i++) {
+        if (ks[i] < 1 || st[i] < 1 || dl[i] < 1 || pads[i] < 0 || pads[i + 2] < 0)
+            return TDM_ERR_UNSUPPORTED;
+        int64_t span = (ks[i] - 1) * dl[i] + 1, in = x->dims[2 + i], out = y->dims[2 + i];
+        int64_t floor_out = (in + pads[i] + pads[i + 2] - span) / st[i] + 1;
+        int64_t end = pads[i + 2];
+        if (out != floor_out) {
+            /* ceil_mode: the last window starts inside the input and is cut
+             * short; extend the end padding so oneDNN makes that window too.
+             * Only right where padding is never counted. */
+            if (out != floor_out + 1 || alg == dnnl_pooling_avg_include_padding)
+                return TDM_ERR_UNSUPPORTED;
+            end = (out - 1) * st[i] + span - in - pads[i];
+        }
+        kernel[i] = ks[i];
+        strides[i] = st[i];
+        dil[i] = dl[i] - 1;
+        pl[i] = pads[i];
+        pr[i] = end;
+    }
+    dnnl_memory_desc_t src, dst;
+    if (!follow_md(c, g, xi, &src) || !any_md(4, y->dims, src.data_type, &dst))
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_pooling_v2_desc_t pd;
+    if (dnnl_pooling_v2_forward_desc_init(&pd, dnnl_forward_inference, alg, &src, &dst, strides,
+                                          kernel, dil, pl, pr) != dnnl_success)
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_primitive_attr_t attr;
+    int rc = make_attr(g, n, NULL, 0, false, &p->sum_tensor, &attr);
+    if (rc) return rc;
+    if ((rc = create_pd(c, &pd, attr, &p->pd))) return rc;
+    add_input(p, DNNL_ARG_SRC, xi)->md = *query_md(p->pd, dnnl_query_src_md);
+    p->dst_md = *query_md(p->pd, dnnl_query_dst_md);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Gemm (inner product) and MatMul                                           */
+/* ------------------------------------------------------------------------ */
+
+static int build_gemm(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+{
+    int ai = n->inputs[0], bi = n->inputs[1], ci = n->ninputs > 2 ? n->inputs[2] : -1;
+    int yi = n->outputs[0];
+    if (!is_float(g, ai) || !is_float(g, bi) || !is_float(g, yi)) return TDM_ERR_UNSUPPORTED;
+    const graph_tensor *a = &g->tensors[ai], *b = &g->tensors[bi], *y = &g->tensors[yi];
+    const graph_tensor *cc = ci >= 0 ? &g->tensors[ci] : NULL;
+    if (a->rank != 2 || b->rank != 2 || y->rank != 2 || a->data || !b->data)
+        return TDM_ERR_UNSUPPORTED;
+    bool tb = graph_attr_int(n, "transB", 0) != 0;
+    if (graph_attr_int(n, "transA", 0) || graph_attr_float(n, "alpha", 1.0f) != 1.0f)
+        return TDM_ERR_UNSUPPORTED;
+    int64_t M = a->dims[0], K = a->dims[1], N = tb ? b->dims[0] : b->dims[1];
+    if ((tb ? b->dims[1] : b->dims[0]) != K || y->dims[0] != M || y->dims[1] != N)
+        return TDM_ERR_UNSUPPORTED;
+    if (cc && (!cc->data || cc->dtype != TDM_DTYPE_FLOAT || graph_tensor_numel(cc) != N ||
+               cc->dims[cc->rank - 1] != N || graph_attr_float(n, "beta", 1.0f) != 1.0f))
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_data_type_t dt = c->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t src, wt, wt_user, bias, dst;
+    dnnl_dims_t wdims = {N, K}, wstr = {tb ? K : 1, tb ? 1 : N};
+    int64_t adims[2] = {M, K};
+    if (!dn_plain_dims(2, adims, dt, &src) || !any_md(2, wdims, dt, &wt) ||
+        !dn_plain_dims(1, &N, dnnl_f32, &bias) || !dn_plain_md(y, dnnl_f32, &dst) ||
+        dnnl_memory_desc_init_by_strides(&wt_user, 2, wdims, dnnl_f32, wstr) != dnnl_success)
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_inner_product_desc_t ipd;
+    if (dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_inference, &src, &wt,
+                                             cc ? &bias : NULL, &dst) != dnnl_success)
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_primitive_attr_t attr;
+    int rc = make_attr(g, n, NULL, 0, false, &p->sum_tensor, &attr);
+    if (rc) return rc;
+    if ((rc = create_pd(c, &ipd, attr, &p->pd))) return rc;
+    add_input(p, DNNL_ARG_SRC, ai)->md = *query_md(p->pd, dnnl_query_src_md);
+    add_const(p, DNNL_ARG_WEIGHTS, bi, b->data, &wt_user, query_md(p->pd, dnnl_query_weights_md));
+    if (cc) add_const(p, DNNL_ARG_BIAS, ci, cc->data, &bias, &bias);
+    p->dst_md = *query_md(p->pd, dnnl_query_dst_md);
+    return 0;
+}
+
+/* Dims of t extended with leading ones to rank r. */
+static void extend(const graph_tensor *t, int r, int64_t *d)
+{
+    int off = r - t->rank;
+    for (int i = 0; i < r; i++)
+        d[i] = i < off ? 1 : t->dims[i - off];
+}
+
+static int build_matmul(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+{
+    int ai = n->inputs[0], bi = n->inputs[1], yi = n->outputs[0];
+    if (!is_float(g, ai) || !is_float(g, bi) || !is_float(g, yi)) return TDM_ERR_UNSUPPORTED;
+    const graph_tensor *a = &g->tensors[ai], *b = &g->tensors[bi], *y = &g->tensors[yi];
+    if (a->rank < 2 || b->rank < 2 || a->data || y->rank != (a->rank > b->rank ? a->rank : b->rank))
+        return TDM_ERR_UNSUPPORTED;
+    int r = y->rank;
+    int64_t ad[GRAPH_MAX_RANK], bd[GRAPH_MAX_RANK];
+    extend(a, r, ad);
+    extend(b, r, bd);
+    dnnl_memory_desc_t src, src_view, wt, wt_user, dst;
+    if (!dn_plain_md(a, dnnl_f32, &src) || !dn_plain_dims(r, ad, dnnl_f32, &src_view) ||
+        !dn_plain_dims(r, bd, dnnl_f32, &wt_user) || !dn_plain_dims(r, y->dims, dnnl_f32, &dst))
+        return TDM_ERR_UNSUPPORTED;
+    wt = wt_user;
+    if (b->data && !any_md(r, bd, dnnl_f32, &wt)) return TDM_ERR_UNSUPPORTED;
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &src_view, &wt, NULL, &dst) != dnnl_success)
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_primitive_attr_t attr;
+    int rc = make_attr(g, n, NULL, 0, false, &p->sum_tensor, &attr);
+    if (rc) return rc;
+    if ((rc = create_pd(c, &md, attr, &p->pd))) return rc;
+    dn_input *in = add_input(p, DNNL_ARG_SRC, ai);
+    in->md = src;
+    in->exec_md = src_view;
+    if (b->data) {
+        add_const(p, DNNL_ARG_WEIGHTS, bi, b->data, &wt_user,
+                  query_md(p->pd, dnnl_query_weights_md));
+    } else {
+        in = add_input(p, DNNL_ARG_WEIGHTS, bi);
+        if (!dn_plain_md(b, dnnl_f32, &in->md)) return TDM_ERR_UNSUPPORTED;
+        in->exec_md = wt_user;
+    }
+    if (!dn_plain_md(y, dnnl_f32, &p->dst_md)) return TDM_ERR_UNSUPPORTED;
+    p->dst_exec_md = dst;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Element-wise: binary, unary chains                                        */
+/* ------------------------------------------------------------------------ */
+
+/* A zero every unary chain adds to its input: the binary primitive that
+ * carries the chain as post-ops needs a second operand. Never written. */
+static const float zero_scalar[1];
+
+static int binary_alg(graph_op op, dnnl_alg_kind_t *alg, bool *commutes)
+{
+    *commutes = true;
+    switch (op) {
+    case OP_ADD:
+        *alg = dnnl_binary_add;
+        return 0;
+    case OP_MUL:
+        *alg = dnnl_binary_mul;
+        return 0;
+    case OP_MIN:
+        *alg = dnnl_binary_min;
+        return 0;
+    case OP_MAX:
+        *alg = dnnl_binary_max;
+        return 0;
+    case OP_SUB:
+        *commutes = false;
+        *alg = dnnl_binary_sub;
+        return 0;
+    case OP_DIV:
+        *commutes = false;
+        *alg = dnnl_binary_div;
+        return 0;
+    default:
+        return TDM_ERR_UNSUPPORTED;
+    }
+}
+
+/* The second operand of a binary op: the same layout as src0 when it has
+ * the full shape, else plain with its dims extended to the output's rank
+ * (oneDNN broadcasts the ones). */
+static int binary_src1(const graph *g, int ti, const graph_tensor *y,
+                       const dnnl_memory_desc_t *src0, dn_prim *p, dnnl_memory_desc_t *view)
+{
+    const graph_tensor *t = &g->tensors[ti];
+    int64_t d[GRAPH_MAX_RANK];
+    if (t->rank > y->rank) return TDM_ERR_UNSUPPORTED;
+    extend(t, y->rank, d);
+    for (int i = 0; i < y->rank; i++)
+        if (d[i] != y->dims[i] && d[i] != 1) return TDM_ERR_UNSUPPORTED;
+    dnnl_memory_desc_t own;
+    if (!dn_plain_md(t, dnnl_f32, &own)) return TDM_ERR_UNSUPPORTED;
+    if (same_dims(t, y)) {
+        *view = *src0;
+        if (t->data)
+            add_const(p, DNNL_ARG_SRC_1, ti, t->data, &own, src0);
+        else
+            add_input(p, DNNL_ARG_SRC_1, ti)->md = *src0;
+        return 0;
+    }
+    if (!dn_plain_dims(y->rank, d, dnnl_f32, view)) return TDM_ERR_UNSUPPORTED;
+    if (t->data) {
+        add_const(p, DNNL_ARG_SRC_1, ti, t->data, view, view);
+    } else {
+        dn_input *in = add_input(p, DNNL_ARG_SRC_1, ti);
+        in->md = own;
+        in->exec_md = *view;
+    }
+    return 0;
+}
+
+static int build_binary(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+{
+    dnnl_alg_kind_t alg;
+    bool commutes;
+    if (binary_alg(n->op, &alg, &commutes) || n->ninputs != 2) return TDM_ERR_UNSUPPORTED;
+    int ai = n->inputs[0], bi = n->inputs[1], yi = n->outputs[0];
+    if (!is_float(g, ai) || !is_float(g, bi) || !is_float(g, yi)) return TDM_ERR_UNSUPPORTED;
+    const graph_tensor *y = &g->tensors[yi];
+    if (y->rank < 1) return TDM_ERR_UNSUPPORTED;
+    /* oneDNN broadcasts only its second operand; prefer a computed tensor
+     * first so it keeps its layout. */
+    bool a_full = same_dims(&g->tensors[ai], y), b_full = same_dims(&g->tensors[bi], y);
+    if (commutes && b_full && (!a_full || (g->tensors[ai].data && !g->tensors[bi].data))) {
+        int t = ai;
+        ai = bi;
+        bi = t;
+        a_full = true;
+    }
+    if (!a_full) return TDM_ERR_UNSUPPORTED;
+    const graph_tensor *a = &g->tensors[ai];
+    dnnl_memory_desc_t src0, src1, dst;
+    if (a->data) {
+        if (!dn_plain_md(a, dnnl_f32, &src0)) return TDM_ERR_UNSUPPORTED;
+    } else if (!follow_md(c, g, ai, &src0)) {
+        return TDM_ERR_UNSUPPORTED;
+    }
+    if (a->data)
+        add_const(p, DNNL_ARG_SRC_0, ai, a->data, &src0, &src0);
+    else
+        add_input(p, DNNL_ARG_SRC_0, ai)->md = src0;
+    int rc = binary_src1(g, bi, y, &src0, p, &src1);
+    if (rc) return rc;
+    if (!any_md(y->rank, y->dims, src0.data_type, &dst)) return TDM_ERR_UNSUPPORTED;
+    dnnl_binary_desc_t bd;
+    if (dnnl_binary_desc_init(&bd, alg, &src0, &src1, &dst) != dnnl_success)
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_primitive_attr_t attr;
+    if ((rc = make_attr(g, n, NULL, 0, false, &p->sum_tensor, &attr))) return rc;
+    if ((rc = create_pd(c, &bd, attr, &p->pd))) return rc;
+    p->dst_md = *query_md(p->pd, dnnl_query_dst_md);
+    return 0;
+}
+
+/* Clip bounds from attributes (opset < 11) or constant scalar inputs. */
+static bool clip_bounds(const graph *g, const graph_node *n, float *lo, float *hi)
+{
+    *lo = graph_attr_float(n, "min", -INFINITY);
+    *hi = graph_attr_float(n, "max", INFINITY);
+    for (int k = 1; k < 3 && k < n->ninputs; k++) {
+        int t = n->inputs[k];
+        if (t < 0) continue;
+        const graph_tensor *b = &g->tensors[t];
+        if (!b->data || b->dtype != TDM_DTYPE_FLOAT || graph_tensor_numel(b) != 1 ||
+            b->nbytes < sizeof(float))
+            return false;
+        float v;
+        memcpy(&v, b->data, sizeof v);
+        *(k == 1 ? lo : hi) = v;
+    }
+    return true;
+}
+
+/* The oneDNN eltwise steps computing unary op n (post-ops not included). */
+static int unary_chain(const graph *g, const graph_node *n, dn_elt *e)
+{
+    float lo, hi;
+    switch (n->op) {
+    case OP_RELU:
+        e[0] = (dn_elt){dnnl_eltwise_relu, 0, 0};
+        return 1;
+    case OP_LEAKYRELU:
+        e[0] = (dn_elt){dnnl_eltwise_relu, graph_attr_float(n, "alpha", 0.01f), 0};
+        return 1;
+    case OP_CLIP:
+        if (!clip_bounds(g, n, &lo, &hi)) return 0;
+        e[0] = (dn_elt){dnnl_eltwise_clip, bounded(lo), bounded(hi)};
+        return 1;
+    case OP_SIGMOID:
+        e[0] = (dn_elt){dnnl_eltwise_logistic, 0, 0};
+        return 1;
+    case OP_TANH:
+        e[0] = (dn_elt){dnnl_eltwise_tanh, 0, 0};
+        return 1;
+    case OP_EXP:
+        e[0] = (dn_elt){dnnl_eltwise_exp, 0, 0};
+        return 1;
+    case OP_SQRT:
+        e[0] = (dn_elt){dnnl_eltwise_sqrt, 0, 0};
+        return 1;
+    case OP_ABS:
+        e[0] = (dn_elt){dnnl_eltwise_abs, 0, 0};
+        return 1;
+    case OP_NEG:
+        e[0] = (dn_elt){dnnl_eltwise_linear, -1.0f, 0};
+        return 1;
+    case OP_FAKEQUANT: {
+        float s = graph_attr_float(n, "scale", 0), zp = graph_attr_float(n, "zero_point", 0);
+        float qmin = graph_attr_float(n, "qmin", 0), qmax = graph_attr_float(n, "qmax", 0);
+        if (!(s > 0.0f) || !(qmin <= qmax) || !graph_attr_get(n, "scale")) return 0;
+        return fq_chain(s, zp, qmin, qmax, e);
+    }
+    default:
+        return 0;
+    }
+}
+
+static int build_unary(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+{
+    int xi = n->inputs[0], yi = n->outputs[0];
+    dn_elt e[4];
+    int ne = unary_chain(g, n, e);
+    if (!ne || !is_float(g, xi) || !is_float(g, yi) || g->tensors[xi].data)
+        return TDM_ERR_UNSUPPORTED;
+    const graph_tensor *x = &g->tensors[xi], *y = &g->tensors[yi];
+    if (!same_dims(x, y)) return TDM_ERR_UNSUPPORTED;
+    dnnl_memory_desc_t src, dst;
+    if (!follow_md(c, g, xi, &src)) return TDM_ERR_UNSUPPORTED;
+    add_input(p, DNNL_ARG_SRC, xi)->md = src;
+    dnnl_primitive_attr_t attr;
+    int rc;
+    if (ne == 1 && n->npost == 0) {
+        dnnl_eltwise_desc_t ed;
+        if (dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, e[0].alg, &src, e[0].a,
+                                           e[0].b) != dnnl_success)
+            return TDM_ERR_UNSUPPORTED;
+        if ((rc = make_attr(g, NULL, NULL, 0, false, &p->sum_tensor, &attr))) return rc;
+        if ((rc = create_pd(c, &ed, attr, &p->pd))) return rc;
+        p->dst_md = *query_md(p->pd, dnnl_query_dst_md);
+        return 0;
+    }
+    int64_t ones[GRAPH_MAX_RANK];
+    for (int i = 0; i < GRAPH_MAX_RANK; i++)
+        ones[i] = 1;
+    dnnl_memory_desc_t zero;
+    if (!dn_plain_dims(src.ndims, ones, dnnl_f32, &zero) ||
+        !any_md(src.ndims, src.dims, src.data_type, &dst))
+        return TDM_ERR_UNSUPPORTED;
+    add_const(p, DNNL_ARG_SRC_1, -1, zero_scalar, &zero, &zero);
+    dnnl_binary_desc_t bd;
+    if (dnnl_binary_desc_init(&bd, dnnl_binary_add, &src, &zero, &dst) != dnnl_success)
+        return TDM_ERR_UNSUPPORTED;
+    if ((rc = make_attr(g, n, e, ne, false, &p->sum_tensor, &attr))) return rc;
+    if ((rc = create_pd(c, &bd, attr, &p->pd))) return rc;
+    p->dst_md = *query_md(p->pd, dnnl_query_dst_md);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Softmax, Transpose                                                        */
+/* ------------------------------------------------------------------------ */
+
+static int build_softmax(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+{
+    int xi = n->inputs[0], yi = n->outputs[0];
+    if (!is_float(g, xi) || !is_float(g, yi) || n->npost) return TDM_ERR_UNSUPPORTED;
+    const graph_tensor *x = &g->tensors[xi], *y = &g->tensors[yi];
+    if (!same_dims(x, y) || x->rank < 1 || x->data) return TDM_ERR_UNSUPPORTED;
+    int64_t axis = graph_attr_int(n, "axis", -1);
+    if (axis < 0) axis += x->rank;
+    if (axis < 0 || axis >= x->rank) return TDM_ERR_UNSUPPORTED;
+    dnnl_memory_desc_t md, view;
+    if (!dn_plain_md(x, dnnl_f32, &md)) return TDM_ERR_UNSUPPORTED;
+    view = md;
+    if (graph_attr_int(n, "coerce_2d", 0) && axis != x->rank - 1) {
+        /* Before opset 13: softmax over everything from axis on, as rows. */
+        int64_t d[2] = {1, 1};
+        for (int i = 0; i < x->rank; i++)
+            d[i >= axis] *= x->dims[i];
+        if (!dn_plain_dims(2, d, dnnl_f32, &view)) return TDM_ERR_UNSUPPORTED;
+        axis = 1;
+    }
+    dnnl_softmax_desc_t sd;
+    if (dnnl_softmax_forward_desc_init(&sd, dnnl_forward_inference, &view, (int)axis) !=
+        dnnl_success)
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_primitive_attr_t attr;
+    int rc = make_attr(g, NULL, NULL, 0, false, &p->sum_tensor, &attr);
+    if (rc) return rc;
+    if ((rc = create_pd(c, &sd, attr, &p->pd))) return rc;
+    dn_input *in = add_input(p, DNNL_ARG_SRC, xi);
+    in->md = md;
+    in->exec_md = view;
+    p->dst_md = md;
+    p->dst_exec_md = view;
+    return 0;
+}
+
+/* A transpose is a reorder from the input viewed with permuted strides. */
+static int build_transpose(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+{
+    int xi = n->inputs[0], yi = n->outputs[0];
+    const graph_tensor *x = &g->tensors[xi], *y = &g->tensors[yi];
+    dnnl_data_type_t dt = dn_type(x->dtype);
+    if (dt == dnnl_data_type_undef || dt == dnnl_bf16 || x->dtype != y->dtype || x->data ||
+        n->npost || x->rank < 1 || y->rank != x->rank)
+        return TDM_ERR_UNSUPPORTED;
+    int r = x->rank;
+    int64_t perm[GRAPH_MAX_RANK];
+    for (int i = 0; i < r; i++)
+        perm[i] = r - 1 - i;
+    if (ints_attr(n, "perm", r, perm)) return TDM_ERR_UNSUPPORTED;
+    dnnl_dims_t in_str, vdims, vstr;
+    dnnl_dim_t s = 1;
+    for (int i = r - 1; i >= 0; i--) {
+        in_str[i] = s;
+        s *= x->dims[i];
+    }
+    for (int i = 0; i < r; i++) {
+        if (perm[i] < 0 || perm[i] >= r || x->dims[perm[i]] != y->dims[i])
+            return TDM_ERR_UNSUPPORTED;
+        vdims[i] = y->dims[i];
+        vstr[i] = in_str[perm[i]];
+    }
+    dnnl_memory_desc_t md, view, dst;
+    if (!dn_plain_md(x, dt, &md) || !dn_plain_md(y, dt, &dst) ||
+        dnnl_memory_desc_init_by_strides(&view, r, vdims, dt, vstr) != dnnl_success)
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_primitive_attr_t attr;
+    int rc = make_attr(g, NULL, NULL, 0, false, &p->sum_tensor, &attr);
+    if (rc) return rc;
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&p->pd, &view, c->eng, &dst, c->eng, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return TDM_ERR_UNSUPPORTED;
+    dn_input *in = add_input(p, DNNL_ARG_FROM, xi);
+    in->md = md;
+    in->exec_md = view;
+    p->dst_md = dst;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch                                                                  */
+/* ------------------------------------------------------------------------ */
+
+int dn_build(const dn_ctx *c, const graph *g, int node, dn_prim *p)
+{
+    const graph_node *n = &g->nodes[node];
+    memset(p, 0, sizeof *p);
+    p->sum_tensor = -1;
+    if (n->ninputs < 1 || n->noutputs < 1 || n->inputs[0] < 0 || n->outputs[0] < 0)
+        return TDM_ERR_UNSUPPORTED;
+    for (int k = 1; k < n->noutputs; k++)
+        if (n->outputs[k] >= 0) return TDM_ERR_UNSUPPORTED;
+    int rc;
+    switch (n->op) {
+    case OP_CONV:
+        rc = n->ninputs >= 2 ? build_conv(c, g, n, p) : TDM_ERR_UNSUPPORTED;
+        break;
+    case OP_MAXPOOL:
+    case OP_AVGPOOL:
+    case OP_GLOBALAVGPOOL:
+    case OP_GLOBALMAXPOOL:
+        rc = build_pool(c, g, n, p);
+        break;
+    case OP_GEMM:
+        rc = n->ninputs >= 2 ? build_gemm(c, g, n, p) : TDM_ERR_UNSUPPORTED;
+        break;
+    case OP_MATMUL:
+        rc = n->ninputs == 2 ? build_matmul(c, g, n, p) : TDM_ERR_UNSUPPORTED;
+        break;
+    case OP_ADD:
+    case OP_SUB:
+    case OP_MUL:
+    case OP_DIV:
+    case OP_MIN:
+    case OP_MAX:
+        rc = build_binary(c, g, n, p);
+        break;
+    case OP_RELU:
+    case OP_LEAKYRELU:
+    case OP_CLIP:
+    case OP_SIGMOID:
+    case OP_TANH:
+    case OP_EXP:
+    case OP_SQRT:
+    case OP_ABS:
+    case OP_NEG:
+    case OP_FAKEQUANT:
+        rc = build_unary(c, g, n, p);
+        break;
+    case OP_SOFTMAX:
+        rc = build_softmax(c, g, n, p);
+        break;
+    case OP_TRANSPOSE:
+        rc = build_transpose(c, g, n, p);
+        break;
+    default:
+        rc = TDM_ERR_UNSUPPORTED;
+    }
+    if (rc && p->pd) {
+        dnnl_primitive_desc_destroy(p->pd);
+        p->pd = NULL;
+    }
+    return rc;
+}

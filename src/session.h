@@ -1,0 +1,42 @@
+/*
+ * session: what engine.c (the public model API) and session.c (planning and
+ * execution of one session) share: the model object itself and the cache of
+ * weights already converted for oneDNN.
+ *
+ * A model is immutable after tdm_model_load() except for that cache, which
+ * sessions fill under the model's lock: two sessions of one model that want
+ * a weight in the same layout share one converted copy instead of each
+ * holding its own.
+ */
+#ifndef TANDEM_SESSION_H
+#define TANDEM_SESSION_H
+
+#include <dnnl.h>
+#include <pthread.h>
+
+#include "graph.h"
+#include "tandem/engine.h"
+
+/* One converted weight: the constant it came from (a payload of the model's
+ * own graph, so the address stays unique while the model lives), its layout
+ * there, the layout it was converted to, and the converted bytes. */
+typedef struct model_weight {
+    const void *src;
+    dnnl_memory_desc_t user_md, md;
+    void *data;
+    struct model_weight *next;
+} model_weight;
+
+struct tdm_model {
+    graph *g; /* optimised at load time; batch may still be -1 */
+    tdm_options opt;
+    double load_ms;
+    pthread_mutex_t lock; /* guards weights */
+    model_weight *weights;
+};
+
+/* Frees the converted weights of a model (engine.c calls it from
+ * tdm_model_free). */
+void session_model_weights_free(tdm_model *m);
+
+#endif
