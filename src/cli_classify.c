@@ -198,8 +198,12 @@ int cli_classify(int argc, char **argv)
     memset(&pp, 0, sizeof pp);
     tdm_options_init(&opt);
     opt.threads = threads;
-    if (tdm_model_load(model_path, &opt, &model, err, sizeof err) < 0 ||
-        tdm_preprocess_for_model(model, model_path, &pp, err, sizeof err) < 0 ||
+    if (tdm_model_load(model_path, &opt, &model, err, sizeof err) < 0) {
+        /* the engine's message already names the file */
+        fprintf(stderr, "tandem classify: %s\n", err);
+        goto out;
+    }
+    if (tdm_preprocess_for_model(model, model_path, &pp, err, sizeof err) < 0 ||
         tdm_session_create(model, 1, &s, err, sizeof err) < 0 ||
         tdm_session_output_info(s, &oi) < 0) {
         fprintf(stderr, "tandem classify: %s: %s\n", model_path, err);

@@ -311,7 +311,10 @@ int tdm_preprocess_for_model(const tdm_model *model, const char *model_path,
             rc = TDM_ERR_INVALID;
         }
     } else if (ncls > 0) {
-        rc = labels_numbered((int)(ncls < INT_MAX ? ncls : INT_MAX), &pp.labels);
+        /* No names: "class N", after a background class if the sidecar says so. */
+        pp.label_offset = sc.label_offset > 0 && ncls > 1 ? sc.label_offset : 0;
+        int64_t named = ncls - pp.label_offset;
+        rc = labels_numbered((int)(named < INT_MAX ? named : INT_MAX), &pp.labels);
         if (rc)
             image_err(err, errlen, "cannot make labels for %lld classes: %s", (long long)ncls,
                       tdm_strerror(rc));

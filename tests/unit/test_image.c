@@ -13,6 +13,11 @@
  * Decoded pixels must match exactly; resized ones within 1 (PIL rounds to
  * 8 bits between its two passes, we do not). Images are read from
  * $SHARED/images (default ../shared/images).
+ *
+ * tdm_preprocess_for_model is checked on tiny models built here with
+ * protobuf-c (input -> GlobalAveragePool -> Flatten, so the class count is
+ * the channel count), on the real int8 models in $SHARED/models, and with
+ * sidecar files written to a temporary folder.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +29,7 @@
 #include <spng.h>
 
 #include "image_internal.h"
+#include "onnx.pb-c.h"
 #include "tandem/image.h"
 #include "test.h"
 
@@ -741,6 +747,322 @@ TEST(numbered_labels)
     tdm_labels_free(l);
     ASSERT_EQ(n, 12);
     ASSERT_STR_EQ(last, "class 11");
+}
+
+/* ---- preprocessing from a model ------------------------------------------------ */
+
+/* A model x[dims] (dtype elem; dims < 0 symbolic) -> GlobalAveragePool ->
+ * Flatten -> y, or x -> Softmax -> y for rank 2. Returns the loaded model. */
+static tdm_model *tiny_model(int elem, int rank, const int64_t *dims, char *err, size_t errlen)
+{
+    Onnx__ModelProto m;
+    Onnx__OperatorSetIdProto opset;
+    Onnx__OperatorSetIdProto *opsets[1] = {&opset};
+    Onnx__GraphProto g;
+    Onnx__NodeProto nodes[2], *node_ptrs[2] = {&nodes[0], &nodes[1]};
+    Onnx__ValueInfoProto vin, vout, *ins[1] = {&vin}, *outs[1] = {&vout};
+    Onnx__TypeProto tin, tout;
+    Onnx__TypeProto__Tensor ttin, ttout;
+    Onnx__TensorShapeProto shape;
+    Onnx__TensorShapeProto__Dimension dim[4], *dim_ptrs[4];
+    char *names[6] = {(char *)"x", (char *)"pooled", (char *)"pooled",
+                      (char *)"y", (char *)"x",      (char *)"y"};
+    static const char *params[4] = {"n", "c", "h", "w"};
+
+    onnx__model_proto__init(&m);
+    onnx__operator_set_id_proto__init(&opset);
+    onnx__graph_proto__init(&g);
+    opset.domain = (char *)"";
+    opset.has_version = 1;
+    opset.version = 13;
+    m.n_opset_import = 1;
+    m.opset_import = opsets;
+    m.has_ir_version = 1;
+    m.ir_version = 7;
+    m.graph = &g;
+    g.name = (char *)"tiny";
+
+    onnx__value_info_proto__init(&vin);
+    onnx__value_info_proto__init(&vout);
+    onnx__type_proto__init(&tin);
+    onnx__type_proto__init(&tout);
+    onnx__type_proto__tensor__init(&ttin);
+    onnx__type_proto__tensor__init(&ttout);
+    onnx__tensor_shape_proto__init(&shape);
+    vin.name = (char *)"x";
+    vin.type = &tin;
+    tin.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    tin.tensor_type = &ttin;
+    ttin.has_elem_type = 1;
+    ttin.elem_type = elem;
+    ttin.shape = &shape;
+    shape.n_dim = (size_t)rank;
+    shape.dim = dim_ptrs;
+    for (int k = 0; k < rank; k++) {
+        onnx__tensor_shape_proto__dimension__init(&dim[k]);
+        if (dims[k] >= 0) {
+            dim[k].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            dim[k].dim_value = dims[k];
+        } else {
+            dim[k].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            dim[k].dim_param = (char *)params[k];
+        }
+        dim_ptrs[k] = &dim[k];
+    }
+    vout.name = (char *)"y";
+    vout.type = &tout;
+    tout.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    tout.tensor_type = &ttout;
+    ttout.has_elem_type = 1;
+    ttout.elem_type = elem;
+    g.n_input = 1;
+    g.input = ins;
+    g.n_output = 1;
+    g.output = outs;
+
+    for (int i = 0; i < 2; i++) onnx__node_proto__init(&nodes[i]);
+    if (rank == 4) {
+        nodes[0].op_type = (char *)"GlobalAveragePool";
+        nodes[0].n_input = nodes[0].n_output = 1;
+        nodes[0].input = &names[0];
+        nodes[0].output = &names[1];
+        nodes[1].op_type = (char *)"Flatten";
+        nodes[1].n_input = nodes[1].n_output = 1;
+        nodes[1].input = &names[2];
+        nodes[1].output = &names[3];
+        g.n_node = 2;
+    } else {
+        nodes[0].op_type = (char *)"Softmax";
+        nodes[0].n_input = nodes[0].n_output = 1;
+        nodes[0].input = &names[4];
+        nodes[0].output = &names[5];
+        g.n_node = 1;
+    }
+    g.node = node_ptrs;
+
+    size_t len = onnx__model_proto__get_packed_size(&m);
+    uint8_t *buf = malloc(len);
+    onnx__model_proto__pack(&m, buf);
+    tdm_options opt;
+    tdm_options_init(&opt);
+    opt.threads = 1;
+    tdm_model *model = NULL;
+    if (tdm_model_load_mem(buf, len, &opt, &model, err, errlen) != 0) model = NULL;
+    free(buf);
+    return model;
+}
+
+static tdm_model *shared_model(const char *name)
+{
+    const char *shared = getenv("SHARED");
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/models/st-int8/%s", shared && *shared ? shared : "../shared",
+             name);
+    tdm_options opt;
+    tdm_options_init(&opt);
+    tdm_model *m = NULL;
+    if (tdm_model_load(path, &opt, &m, err, sizeof err)) {
+        fprintf(stderr, "  %s: %s\n", path, err);
+        return NULL;
+    }
+    return m;
+}
+
+/* A temporary folder with model.onnx.json (and optional files) in it. */
+struct sidecar_dir {
+    char dir[64], model[96], json[112], labels[96];
+};
+
+static void sidecar_write(struct sidecar_dir *d, const char *json, const char *labels)
+{
+    FILE *f = fopen(d->json, "w");
+    fputs(json, f);
+    fclose(f);
+    if (labels) {
+        f = fopen(d->labels, "w");
+        fputs(labels, f);
+        fclose(f);
+    }
+}
+
+static int sidecar_init(struct sidecar_dir *d)
+{
+    snprintf(d->dir, sizeof d->dir, "/tmp/tandem_sidecar_XXXXXX");
+    if (!mkdtemp(d->dir)) return -1;
+    snprintf(d->model, sizeof d->model, "%s/model.onnx", d->dir);
+    snprintf(d->json, sizeof d->json, "%s.json", d->model);
+    snprintf(d->labels, sizeof d->labels, "%s/names.txt", d->dir);
+    return 0;
+}
+
+static void sidecar_cleanup(struct sidecar_dir *d)
+{
+    unlink(d->json);
+    unlink(d->labels);
+    rmdir(d->dir);
+}
+
+TEST(for_model_float_nchw)
+{
+    const int64_t dims[4] = {1, 3, 8, 6};
+    char err[256];
+    tdm_model *m = tiny_model(TDM_DTYPE_FLOAT, 4, dims, err, sizeof err);
+    if (!m) TEST_FAIL_("tiny model: %s", err);
+    tdm_preprocess pp;
+    int rc = tdm_preprocess_for_model(m, NULL, &pp, err, sizeof err);
+    tdm_model_free(m);
+    if (rc) TEST_FAIL_("%s", err);
+    tdm_layout layout = pp.layout;
+    int w = pp.width, h = pp.height, n = tdm_labels_count(pp.labels), off = pp.label_offset;
+    char last[32];
+    snprintf(last, sizeof last, "%s", tdm_labels_get(pp.labels, 2));
+    float mean0 = pp.mean[0], std2 = pp.std[2];
+    tdm_preprocess_clear(&pp);
+    ASSERT_EQ(layout, TDM_LAYOUT_NCHW_FLOAT);
+    ASSERT_EQ(w, 6);
+    ASSERT_EQ(h, 8);
+    ASSERT_EQ(n, 3); /* 3 channels pooled: 3 "classes" */
+    ASSERT_EQ(off, 0);
+    ASSERT_STR_EQ(last, "class 2");
+    ASSERT_NEAR(mean0, 0.485, 1e-7);
+    ASSERT_NEAR(std2, 0.225, 1e-7);
+}
+
+TEST(for_model_real_int8)
+{
+    static const struct {
+        const char *file;
+        int side, offset;
+    } cases[] = {{"mobilenet_v2_1.0_224_int8_per_tensor.onnx", 224, 0},
+                 {"mobilenet_v1_0.5_128_quant.onnx", 128, 1}};
+    for (int i = 0; i < 2; i++) {
+        tdm_model *m = shared_model(cases[i].file);
+        ASSERT(m);
+        tdm_preprocess pp;
+        char err[256];
+        int rc = tdm_preprocess_for_model(m, NULL, &pp, err, sizeof err);
+        tdm_model_free(m);
+        if (rc) TEST_FAIL_("%s: %s", cases[i].file, err);
+        int ok = pp.layout == TDM_LAYOUT_NHWC_UINT8 && pp.width == cases[i].side &&
+                 pp.height == cases[i].side && pp.label_offset == cases[i].offset &&
+                 tdm_labels_count(pp.labels) == 1000;
+        tdm_preprocess_clear(&pp);
+        if (!ok) TEST_FAIL_("%s: wrong layout, size or labels", cases[i].file);
+    }
+}
+
+TEST(for_model_refuses_non_images)
+{
+    const int64_t flat[2] = {1, 10}, four[4] = {1, 4, 8, 8};
+    char err[256];
+    const int64_t *shapes[2] = {flat, four};
+    const int ranks[2] = {2, 4};
+    for (int i = 0; i < 2; i++) {
+        tdm_model *m = tiny_model(TDM_DTYPE_FLOAT, ranks[i], shapes[i], err, sizeof err);
+        if (!m) TEST_FAIL_("tiny model: %s", err);
+        tdm_preprocess pp;
+        int rc = tdm_preprocess_for_model(m, NULL, &pp, err, sizeof err);
+        tdm_model_free(m);
+        ASSERT_EQ(rc, TDM_ERR_UNSUPPORTED);
+        ASSERT(strstr(err, "[N,3,H,W] float"));
+    }
+}
+
+TEST(sidecar_overrides)
+{
+    const int64_t dims[4] = {1, 3, 8, 8};
+    char err[256];
+    struct sidecar_dir d;
+    ASSERT_EQ(sidecar_init(&d), 0);
+    tdm_model *m = tiny_model(TDM_DTYPE_FLOAT, 4, dims, err, sizeof err);
+    if (!m) {
+        sidecar_cleanup(&d);
+        TEST_FAIL_("tiny model: %s", err);
+    }
+    tdm_preprocess pp;
+
+    sidecar_write(&d,
+                  "{\"labels\": \"names.txt\", \"mean\": [0.5, 0.5, 0.5], \"std\": [0.25, 1, 2],"
+                  " \"width\": 8, \"height\": 8, \"layout\": \"nchw_float\"}",
+                  "red\ngreen\nblue\n");
+    int rc = tdm_preprocess_for_model(m, d.model, &pp, err, sizeof err);
+    char l1[16] = "";
+    float mean = 0, std = 0;
+    if (!rc) {
+        snprintf(l1, sizeof l1, "%s", tdm_labels_get(pp.labels, 1));
+        mean = pp.mean[1];
+        std = pp.std[0];
+        tdm_preprocess_clear(&pp);
+    }
+
+    /* Background first: 2 names for 3 classes with label_offset 1. */
+    sidecar_write(&d, "{\"labels\": \"names.txt\", \"label_offset\": 1}", "cat\ndog\n");
+    int rc_off = tdm_preprocess_for_model(m, d.model, &pp, err, sizeof err);
+    int off = pp.label_offset;
+    float s[3] = {0.1f, 0.2f, 0.7f};
+    tdm_label_score top[3];
+    char best[16] = "", last[16] = "";
+    if (!rc_off) {
+        tdm_topk(&pp, s, TDM_DTYPE_FLOAT, 3, 3, top);
+        snprintf(best, sizeof best, "%s", top[0].label);
+        snprintf(last, sizeof last, "%s", top[2].label);
+        tdm_preprocess_clear(&pp);
+    }
+
+    /* No names, but a background class: "background", "class 0", "class 1". */
+    sidecar_write(&d, "{\"label_offset\": 1}", NULL);
+    int rc_num = tdm_preprocess_for_model(m, d.model, &pp, err, sizeof err);
+    char num0[16] = "", num2[16] = "";
+    if (!rc_num) {
+        tdm_topk(&pp, s, TDM_DTYPE_FLOAT, 3, 3, top);
+        snprintf(num0, sizeof num0, "%s", top[2].label);
+        snprintf(num2, sizeof num2, "%s", top[0].label);
+        tdm_preprocess_clear(&pp);
+    }
+
+    static const struct {
+        const char *json, *labels, *msg;
+        int status;
+    } bad[] = {
+        {"{\"width\": 9}", NULL, "the model's input width is 8", TDM_ERR_INVALID},
+        {"{\"layout\": \"nhwc_uint8\"}", NULL, "layout nhwc_uint8", TDM_ERR_INVALID},
+        {"{\"layout\": \"planar\"}", NULL, "\"layout\" must be", TDM_ERR_INVALID},
+        {"{\"meen\": [0, 0, 0]}", NULL, "unknown key \"meen\"", TDM_ERR_INVALID},
+        {"{\"std\": [1, 0, 1]}", NULL, "positive", TDM_ERR_INVALID},
+        {"{\"mean\": [1, 2]}", NULL, "3 numbers", TDM_ERR_INVALID},
+        {"{\"height\": 0}", NULL, "\"height\" must be", TDM_ERR_INVALID},
+        {"[1, 2]", NULL, "JSON object", TDM_ERR_INVALID},
+        {"{\"width\": 8,}", NULL, "line 1", TDM_ERR_INVALID},
+        {"{\"width\": 8, \"width\": 8}", NULL, "duplicate", TDM_ERR_INVALID},
+        {"{\"labels\": \"names.txt\"}", "a\nb\nc\nd\ne\n", "has 5 labels", TDM_ERR_INVALID},
+        {"{\"labels\": \"nowhere.txt\"}", NULL, "nowhere.txt", TDM_ERR_IO},
+    };
+    int fails = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sidecar_write(&d, bad[i].json, bad[i].labels);
+        err[0] = '\0';
+        int r = tdm_preprocess_for_model(m, d.model, &pp, err, sizeof err);
+        if (r == 0) tdm_preprocess_clear(&pp);
+        if (r != bad[i].status || !strstr(err, bad[i].msg) || !strstr(err, "sidecar")) {
+            fprintf(stderr, "  sidecar %s: status %d, message \"%s\"\n", bad[i].json, r, err);
+            fails++;
+        }
+    }
+    tdm_model_free(m);
+    sidecar_cleanup(&d);
+
+    if (rc) TEST_FAIL_("sidecar: %s", err);
+    ASSERT_STR_EQ(l1, "green");
+    ASSERT_NEAR(mean, 0.5, 1e-7);
+    ASSERT_NEAR(std, 0.25, 1e-7);
+    ASSERT_EQ(rc_off, 0);
+    ASSERT_EQ(off, 1);
+    ASSERT_STR_EQ(best, "dog");
+    ASSERT_STR_EQ(last, "background");
+    ASSERT_EQ(rc_num, 0);
+    ASSERT_STR_EQ(num0, "background");
+    ASSERT_STR_EQ(num2, "class 1");
+    ASSERT_EQ(fails, 0);
 }
 
 TEST_MAIN()
