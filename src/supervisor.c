@@ -126,7 +126,7 @@ static void describe_exit(int st, char *buf, size_t cap)
 }
 
 /* In the child: fresh handlers, no parent state, run, leave with _exit. */
-static void child_main(const struct config *cfg, queue *parent_q, const char *id)
+static void child_main(const struct config *cfg, queue *parent_q, const char *id, pid_t parent)
 {
     /* The parent's connection is its own: drop our copy unused. */
     queue_close(parent_q);
@@ -135,7 +135,9 @@ static void child_main(const struct config *cfg, queue *parent_q, const char *id
     install(SIGCHLD, SIG_DFL);
     /* An orphaned worker stops too (finishing its job) when the supervisor dies. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() == 1) _exit(WORKER_EXIT_OK);
+    /* The supervisor died before PDEATHSIG was armed (it may itself be pid 1
+     * in a container, so compare with its pid, not with 1). */
+    if (getppid() != parent) _exit(WORKER_EXIT_OK);
     log_init("worker", cfg->log_level);
     _exit(worker_run(cfg, id, &stop_requested));
 }
@@ -143,6 +145,7 @@ static void child_main(const struct config *cfg, queue *parent_q, const char *id
 static int spawn(struct slot *s, const struct config *cfg, queue *q, const char *host)
 {
     unsigned int rnd = 0;
+    pid_t parent = getpid();
     if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = (unsigned int)mono_ms();
     pid_t pid = fork();
     if (pid < 0) {
@@ -152,7 +155,7 @@ static int spawn(struct slot *s, const struct config *cfg, queue *q, const char 
     /* Both sides build the same id from the child's pid. */
     pid_t child = pid ? pid : getpid();
     snprintf(s->id, sizeof s->id, "%s-%d-%06x", host, (int)child, rnd & 0xffffff);
-    if (pid == 0) child_main(cfg, q, s->id);
+    if (pid == 0) child_main(cfg, q, s->id, parent);
     s->pid = pid;
     s->started_ms = mono_ms();
     LOG(INFO, "started worker %s (pid %d)", s->id, (int)pid);
