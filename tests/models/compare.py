@@ -249,6 +249,10 @@ def main():
         fail(f"{TANDEM} is missing (build it with `make`)")
     else:
         features = tandem_features()
+        if "--batch" not in features:
+            print("# run-model takes batch 1 only (no --batch): batch > 1 not checked", flush=True)
+        if "--backend" not in features:
+            print("# run-model has no --backend: the reference backend is not checked", flush=True)
         with tempfile.TemporaryDirectory(prefix="tandem-models-") as tmp:
             for f in files:
                 try:
