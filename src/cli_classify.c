@@ -26,7 +26,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: tandem classify --model FILE [--labels FILE] [--top K] [--threads N]\n"
-            "                       [--timing] IMAGE...\n"
+            "                       [--backend dnnl|ref] [--timing] IMAGE...\n"
             "\n"
             "Prints the K most likely classes of each JPEG or PNG image:\n"
             "\n"
@@ -45,6 +45,7 @@ static void usage(FILE *f)
             "                  fewer than the model has classes skips a leading background\n"
             "  --top K         labels per image, 1..%d (default 5)\n"
             "  --threads N     compute threads (default 0: all CPUs)\n"
+            "  --backend B     dnnl (default, oneDNN) or ref (plain C reference kernels)\n"
             "  --timing        print decode+preprocess and inference times on stderr\n"
             "\n"
             "Exit status: 0 if every image was classified, 1 if any failed (each failure\n"
@@ -141,12 +142,14 @@ int cli_classify(int argc, char **argv)
         {"model", required_argument, NULL, 'm'},   {"labels", required_argument, NULL, 'l'},
         {"top", required_argument, NULL, 'k'},     {"threads", required_argument, NULL, 't'},
         {"timing", no_argument, NULL, 'T'},        {"help", no_argument, NULL, 'h'},
+        {"backend", required_argument, NULL, 'b'},
         {NULL, 0, NULL, 0}};
     const char *model_path = NULL, *labels_path = NULL;
     int top = 5, threads = 0, timing = 0, c;
+    tdm_backend backend = TDM_BACKEND_DNNL;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:l:k:t:Th", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:l:k:t:b:Th", opts, NULL)) != -1) {
         switch (c) {
         case 'm':
             model_path = optarg;
@@ -169,6 +172,17 @@ int cli_classify(int argc, char **argv)
             break;
         case 'T':
             timing = 1;
+            break;
+        case 'b':
+            if (!strcmp(optarg, "dnnl")) {
+                backend = TDM_BACKEND_DNNL;
+            } else if (!strcmp(optarg, "ref")) {
+                backend = TDM_BACKEND_REF;
+            } else {
+                fprintf(stderr, "tandem classify: --backend wants dnnl or ref, not '%s'\n",
+                        optarg);
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -198,6 +212,7 @@ int cli_classify(int argc, char **argv)
     memset(&pp, 0, sizeof pp);
     tdm_options_init(&opt);
     opt.threads = threads;
+    opt.backend = backend;
     if (tdm_model_load(model_path, &opt, &model, err, sizeof err) < 0) {
         /* the engine's message already names the file */
         fprintf(stderr, "tandem classify: %s\n", err);

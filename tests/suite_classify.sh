@@ -19,7 +19,7 @@ cats='^(tabby|tiger cat|Egyptian cat|Persian cat|Siamese cat)$'
 
 pass=0 fail=0
 ok() { echo "ok - $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL - $1: $2"; fail=$((fail + 1)); }
+bad() { echo "FAIL - $1: ${2//$'\n'/ | }"; fail=$((fail + 1)); }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -71,6 +71,15 @@ if awk '/^  /{ if ($1 !~ /^[0-9]+$/ || $1 > 255) bad = 1; n++ } END { exit bad |
     ok "v1: uint8 scores printed as integers"
 else
     bad "v1: scores" "$(head -n 6 "$tmp/v1.out" | tr '\n' '|')"
+fi
+
+# The reference kernels must agree (slow, so one model and two images).
+run ref --model "$v2" --backend ref --top 1 "$images/chelsea.png" "$images/coffee.png"
+if [ "$rc" -eq 0 ] && [[ "$(best ref "$images/chelsea.png")" =~ $cats ]] &&
+    [ "$(best ref "$images/coffee.png")" = espresso ]; then
+    ok "v2 --backend ref: cat and espresso"
+else
+    bad "v2 --backend ref" "exit $rc: $(cat "$tmp/ref.out" "$tmp/ref.err" | head -c 300)"
 fi
 
 # Every shared image classifies with both models (JPEGs via DCT scaling).
@@ -131,7 +140,8 @@ run nomodel --model "$tmp/notes.txt" "$images/coffee.png"
 if [ "$rc" -eq 1 ] && [ -s "$tmp/nomodel.err" ]; then ok "a non-model file: exit 1 with a message"; else bad "non-model" "exit $rc"; fi
 
 for args in "" "--model $v2" "$images/coffee.png" "--model $v2 --top 0 $images/coffee.png" \
-    "--model $v2 --top x $images/coffee.png" "--model $v2 --bogus $images/coffee.png"; do
+    "--model $v2 --top x $images/coffee.png" "--model $v2 --bogus $images/coffee.png" \
+    "--model $v2 --backend gpu $images/coffee.png"; do
     # shellcheck disable=SC2086
     run usage $args
     if [ "$rc" -eq 2 ] && [ -s "$tmp/usage.err" ]; then ok "usage error exits 2: '${args//$SHARED/\$SHARED}'"; else bad "usage '$args'" "exit $rc"; fi
