@@ -142,8 +142,7 @@ int cli_classify(int argc, char **argv)
         {"model", required_argument, NULL, 'm'},   {"labels", required_argument, NULL, 'l'},
         {"top", required_argument, NULL, 'k'},     {"threads", required_argument, NULL, 't'},
         {"timing", no_argument, NULL, 'T'},        {"help", no_argument, NULL, 'h'},
-        {"backend", required_argument, NULL, 'b'},
-        {NULL, 0, NULL, 0}};
+        {"backend", required_argument, NULL, 'b'}, {NULL, 0, NULL, 0}};
     const char *model_path = NULL, *labels_path = NULL;
     int top = 5, threads = 0, timing = 0, c;
     tdm_backend backend = TDM_BACKEND_DNNL;
@@ -159,8 +158,8 @@ int cli_classify(int argc, char **argv)
             break;
         case 'k':
             if (parse_int(optarg, 1, CLASSIFY_MAX_TOP, &top)) {
-                fprintf(stderr, "tandem classify: --top wants 1..%d, not '%s'\n",
-                        CLASSIFY_MAX_TOP, optarg);
+                fprintf(stderr, "tandem classify: --top wants 1..%d, not '%s'\n", CLASSIFY_MAX_TOP,
+                        optarg);
                 return 2;
             }
             break;
@@ -179,8 +178,7 @@ int cli_classify(int argc, char **argv)
             } else if (!strcmp(optarg, "ref")) {
                 backend = TDM_BACKEND_REF;
             } else {
-                fprintf(stderr, "tandem classify: --backend wants dnnl or ref, not '%s'\n",
-                        optarg);
+                fprintf(stderr, "tandem classify: --backend wants dnnl or ref, not '%s'\n", optarg);
                 return 2;
             }
             break;
@@ -228,8 +226,8 @@ int cli_classify(int argc, char **argv)
     size_t esize = tdm_dtype_size(oi.dtype);
     if ((oi.dtype != TDM_DTYPE_FLOAT && oi.dtype != TDM_DTYPE_UINT8) || !esize ||
         out_bytes / esize > (size_t)1 << 24) {
-        fprintf(stderr, "tandem classify: %s: output '%s' is %s, not class scores\n",
-                model_path, oi.name ? oi.name : "?", tdm_dtype_name(oi.dtype));
+        fprintf(stderr, "tandem classify: %s: output '%s' is %s, not class scores\n", model_path,
+                oi.name ? oi.name : "?", tdm_dtype_name(oi.dtype));
         goto out;
     }
     int nclasses = (int)(out_bytes / esize);

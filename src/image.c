@@ -75,9 +75,8 @@ static int check_pixels(const char *fmt, uint64_t w, uint64_t h, uint64_t max_pi
         return TDM_ERR_IMAGE;
     }
     if (w * h > max_pixels) {
-        image_err(err, errlen,
-                  "%s image is %llux%llu = %llu pixels, over the limit of %llu pixels", fmt,
-                  (unsigned long long)w, (unsigned long long)h, (unsigned long long)(w * h),
+        image_err(err, errlen, "%s image is %llux%llu = %llu pixels, over the limit of %llu pixels",
+                  fmt, (unsigned long long)w, (unsigned long long)h, (unsigned long long)(w * h),
                   (unsigned long long)max_pixels);
         return TDM_ERR_LIMIT;
     }
@@ -125,8 +124,7 @@ static void jpeg_on_progress(j_common_ptr cinfo)
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
     struct jpeg_ctx *c = (struct jpeg_ctx *)cinfo->err;
     if (d->progressive_mode && d->input_scan_number > JPEG_MAX_SCANS) {
-        snprintf(c->msg, sizeof c->msg, "progressive JPEG has more than %d scans",
-                 JPEG_MAX_SCANS);
+        snprintf(c->msg, sizeof c->msg, "progressive JPEG has more than %d scans", JPEG_MAX_SCANS);
         longjmp(c->jmp, 1);
     }
 }
@@ -149,8 +147,8 @@ static void cmyk_to_rgb(const uint8_t *in, uint8_t *out, int w, int inverted)
     }
 }
 
-static int decode_jpeg(const uint8_t *data, size_t len, int min_w, int min_h,
-                       uint64_t max_pixels, image_rgb *out, char *err, size_t errlen)
+static int decode_jpeg(const uint8_t *data, size_t len, int min_w, int min_h, uint64_t max_pixels,
+                       image_rgb *out, char *err, size_t errlen)
 {
     struct jpeg_decompress_struct cinfo;
     struct jpeg_ctx c;
@@ -192,8 +190,7 @@ static int decode_jpeg(const uint8_t *data, size_t len, int min_w, int min_h,
         for (unsigned denom = 8; denom > 1; denom /= 2) {
             cinfo.scale_denom = denom;
             jpeg_calc_output_dimensions(&cinfo);
-            if (cinfo.output_width >= (JDIMENSION)min_w &&
-                cinfo.output_height >= (JDIMENSION)min_h)
+            if (cinfo.output_width >= (JDIMENSION)min_w && cinfo.output_height >= (JDIMENSION)min_h)
                 break;
             cinfo.scale_denom = 1;
         }
@@ -218,8 +215,7 @@ static int decode_jpeg(const uint8_t *data, size_t len, int min_w, int min_h,
         uint8_t *dst = c.px + (size_t)cinfo.output_scanline * w * 3;
         JSAMPROW row = c.cmyk ? c.row : dst;
         if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) {
-            image_err(err, errlen, "bad JPEG: decoding stopped at row %u",
-                      cinfo.output_scanline);
+            image_err(err, errlen, "bad JPEG: decoding stopped at row %u", cinfo.output_scanline);
             rc = TDM_ERR_IMAGE;
             goto out;
         }
@@ -328,8 +324,8 @@ int image_decode(const void *data, size_t len, int min_w, int min_h, uint64_t ma
             image_err(err, errlen, "empty image data");
         else
             image_err(err, errlen,
-                      "not a JPEG or PNG image (%zu bytes starting with %02x %02x %02x %02x)",
-                      len, b[0], len > 1 ? b[1] : 0, len > 2 ? b[2] : 0, len > 3 ? b[3] : 0);
+                      "not a JPEG or PNG image (%zu bytes starting with %02x %02x %02x %02x)", len,
+                      b[0], len > 1 ? b[1] : 0, len > 2 ? b[2] : 0, len > 3 ? b[3] : 0);
         return TDM_ERR_IMAGE;
     }
     if (rc) return rc;
@@ -377,8 +373,8 @@ int tdm_image_to_input(const void *data, size_t len, const tdm_preprocess *pp, v
     rc = check_preprocess(pp, err, errlen);
     if (rc) return rc;
     if (dst_len != layout_bytes(pp)) {
-        image_err(err, errlen, "input buffer is %zu bytes, the %dx%d %s input needs %zu",
-                  dst_len, pp->width, pp->height,
+        image_err(err, errlen, "input buffer is %zu bytes, the %dx%d %s input needs %zu", dst_len,
+                  pp->width, pp->height,
                   pp->layout == TDM_LAYOUT_NCHW_FLOAT ? "NCHW float" : "NHWC uint8",
                   layout_bytes(pp));
         return TDM_ERR_INVALID;

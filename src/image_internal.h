@@ -33,8 +33,8 @@ void image_rgb_free(image_rgb *img);
 /* Resamples src to dst_w x dst_h with a triangle (bilinear) filter whose
  * support widens with the downscale factor, and writes the result in the
  * layout pp asks for into dst (exactly dst_len bytes, checked by the caller). */
-int image_resize_to_layout(const image_rgb *src, const tdm_preprocess *pp, void *dst,
-                           char *err, size_t errlen);
+int image_resize_to_layout(const image_rgb *src, const tdm_preprocess *pp, void *dst, char *err,
+                           size_t errlen);
 
 /* snprintf into err when err is not NULL. */
 void image_err(char *err, size_t errlen, const char *fmt, ...)

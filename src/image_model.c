@@ -44,8 +44,8 @@ struct sidecar {
     int has_mean, has_std, has_layout;
     float mean[3], std[3];
     tdm_layout layout;
-    int width, height;  /* 0 when not given */
-    int label_offset;   /* -1 when not given */
+    int width, height; /* 0 when not given */
+    int label_offset;  /* -1 when not given */
 };
 
 static int read_triple(json_t *v, float *dst, int positive)
@@ -111,8 +111,7 @@ static int sidecar_apply_key(struct sidecar *sc, const char *key, json_t *v, cha
         sc->has_layout = 1;
     } else if (!strcmp(key, "label_offset")) {
         want = "0 or 1";
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1)
-            goto bad;
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1) goto bad;
         sc->label_offset = (int)json_integer_value(v);
     } else {
         image_err(err, errlen,
@@ -194,8 +193,8 @@ static void format_dims(const tdm_tensor_info *t, char *buf, size_t len)
 {
     size_t used = (size_t)snprintf(buf, len, "[");
     for (int i = 0; i < t->rank && i < TDM_MAX_RANK && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? "," : "",
-                                 (long long)t->dims[i]);
+        used +=
+            (size_t)snprintf(buf + used, len - used, "%s%lld", i ? "," : "", (long long)t->dims[i]);
     if (used < len) snprintf(buf + used, len - used, "]");
 }
 
@@ -211,8 +210,8 @@ static int pick_side(const char *what, int64_t model, int sidecar, const char *s
             return TDM_ERR_UNSUPPORTED;
         }
         if (sidecar && sidecar != model) {
-            image_err(err, errlen, "sidecar %s: %s %d, but the model's input %s is %lld",
-                      sc_path, what, sidecar, what, (long long)model);
+            image_err(err, errlen, "sidecar %s: %s %d, but the model's input %s is %lld", sc_path,
+                      what, sidecar, what, (long long)model);
             return TDM_ERR_INVALID;
         }
         *out = (int)model;
@@ -229,8 +228,8 @@ static int pick_side(const char *what, int64_t model, int sidecar, const char *s
     return 0;
 }
 
-int tdm_preprocess_for_model(const tdm_model *model, const char *model_path,
-                             tdm_preprocess *out, char *err, size_t errlen)
+int tdm_preprocess_for_model(const tdm_model *model, const char *model_path, tdm_preprocess *out,
+                             char *err, size_t errlen)
 {
     tdm_preprocess pp;
     tdm_tensor_info in, o;

@@ -108,8 +108,8 @@ static uint8_t to_u8(float v)
     return (uint8_t)(v + 0.5f);
 }
 
-int image_resize_to_layout(const image_rgb *src, const tdm_preprocess *pp, void *dst,
-                           char *err, size_t errlen)
+int image_resize_to_layout(const image_rgb *src, const tdm_preprocess *pp, void *dst, char *err,
+                           size_t errlen)
 {
     const int ow = pp->width, oh = pp->height;
     const size_t row_len = (size_t)ow * 3, plane = (size_t)ow * oh;
@@ -131,20 +131,23 @@ int image_resize_to_layout(const image_rgb *src, const tdm_preprocess *pp, void 
 
     int first = 0; /* the first output row whose window has not ended */
     for (int y = 0; y < src->h && first < oh; y++) {
-        while (first < oh && tv.start[first] + tv.count[first] <= y) first++;
+        while (first < oh && tv.start[first] + tv.count[first] <= y)
+            first++;
         if (first == oh || tv.start[first] > y) continue;
         resample_row(src->px + (size_t)y * src->w * 3, &th, ow, row);
         for (int o = first; o < oh && tv.start[o] <= y; o++) {
             if (y >= tv.start[o] + tv.count[o]) continue;
             float wt = tv.w[tv.off[o] + (size_t)(y - tv.start[o])];
             float *a = acc + (size_t)o * row_len;
-            for (size_t i = 0; i < row_len; i++) a[i] += wt * row[i];
+            for (size_t i = 0; i < row_len; i++)
+                a[i] += wt * row[i];
         }
     }
 
     if (pp->layout == TDM_LAYOUT_NHWC_UINT8) {
         uint8_t *d = dst;
-        for (size_t i = 0; i < plane * 3; i++) d[i] = to_u8(acc[i]);
+        for (size_t i = 0; i < plane * 3; i++)
+            d[i] = to_u8(acc[i]);
     } else {
         float *d = dst;
         float scale[3], bias[3];

@@ -47,10 +47,14 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     size_t len;
     unsigned cp;
     if (s[0] < 0x80) return 1;
-    if ((s[0] & 0xe0) == 0xc0) len = 2, cp = s[0] & 0x1f;
-    else if ((s[0] & 0xf0) == 0xe0) len = 3, cp = s[0] & 0x0f;
-    else if ((s[0] & 0xf8) == 0xf0) len = 4, cp = s[0] & 0x07;
-    else return 0;
+    if ((s[0] & 0xe0) == 0xc0)
+        len = 2, cp = s[0] & 0x1f;
+    else if ((s[0] & 0xf0) == 0xe0)
+        len = 3, cp = s[0] & 0x0f;
+    else if ((s[0] & 0xf8) == 0xf0)
+        len = 4, cp = s[0] & 0x07;
+    else
+        return 0;
     if (len > n) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xc0) != 0x80) return 0;
@@ -75,8 +79,7 @@ int labels_parse(const char *data, size_t len, tdm_labels **out, char *err, size
     int rc = 0;
 
     if (len > LABELS_MAX_BYTES) {
-        image_err(err, errlen, "labels are %zu bytes, over the limit of %u", len,
-                  LABELS_MAX_BYTES);
+        image_err(err, errlen, "labels are %zu bytes, over the limit of %u", len, LABELS_MAX_BYTES);
         return TDM_ERR_LIMIT;
     }
     size_t lines = 0, line_no = 1, line_start = 0;
@@ -189,7 +192,8 @@ int labels_numbered(int n, tdm_labels **out)
     size_t cap = (size_t)n * 15, len = 0;
     char *text = malloc(cap);
     if (!text) return TDM_ERR_NOMEM;
-    for (int i = 0; i < n; i++) len += (size_t)snprintf(text + len, cap - len, "class %d\n", i);
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, cap - len, "class %d\n", i);
     int rc = labels_parse(text, len, out, NULL, 0);
     free(text);
     return rc;
@@ -239,7 +243,8 @@ int tdm_topk(const tdm_preprocess *pp, const void *scores, tdm_dtype dtype, int 
         /* Insertion from the end: strictly better only, so ties keep the
          * lower index first. */
         int p = n;
-        while (p > 0 && ranks_above(v, top[p - 1].score)) p--;
+        while (p > 0 && ranks_above(v, top[p - 1].score))
+            p--;
         if (p >= k) continue;
         int last = n < k ? n : k - 1;
         memmove(top + p + 1, top + p, sizeof *top * (size_t)(last - p));
@@ -247,6 +252,7 @@ int tdm_topk(const tdm_preprocess *pp, const void *scores, tdm_dtype dtype, int 
         top[p].score = v;
         if (n < k) n++;
     }
-    for (int j = 0; j < n; j++) top[j].label = label_of(pp, top[j].index);
+    for (int j = 0; j < n; j++)
+        top[j].label = label_of(pp, top[j].index);
     return n;
 }

@@ -85,8 +85,8 @@ static void *png_encode(int w, int h, int depth, int color, const void *px, size
 /* Encodes a JPEG with libjpeg from rows of `comps` samples in color space cs;
  * adobe says whether to write the Adobe marker (which CMYK readers take to
  * mean inverted samples). */
-static uint8_t *jpeg_encode(int w, int h, int comps, J_COLOR_SPACE cs, const uint8_t *px,
-                            int adobe, size_t *len)
+static uint8_t *jpeg_encode(int w, int h, int comps, J_COLOR_SPACE cs, const uint8_t *px, int adobe,
+                            size_t *len)
 {
     struct jpeg_compress_struct c;
     struct jpeg_error_mgr jerr;
@@ -118,7 +118,8 @@ static uint32_t crc32_of(const uint8_t *p, size_t n)
     uint32_t c = 0xffffffffu;
     for (size_t i = 0; i < n; i++) {
         c ^= p[i];
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
     }
     return c ^ 0xffffffffu;
 }
@@ -414,8 +415,7 @@ TEST(bad_arguments)
     ASSERT_EQ(zero_std, TDM_ERR_INVALID);
     ASSERT_EQ(bad_layout, TDM_ERR_INVALID);
     ASSERT_EQ(u8_len, 0);
-    ASSERT_EQ(tdm_image_to_input(NULL, 0, &pp, dst, 3 * 8 * 8, err, sizeof err),
-              TDM_ERR_INVALID);
+    ASSERT_EQ(tdm_image_to_input(NULL, 0, &pp, dst, 3 * 8 * 8, err, sizeof err), TDM_ERR_INVALID);
 }
 
 /* ---- colour types --------------------------------------------------------- */
@@ -436,7 +436,8 @@ TEST(png_colour_types_become_rgb)
     ASSERT_EQ(img.h, 2);
     int ok = 1;
     for (int i = 0; i < 6; i++)
-        ok &= img.px[3 * i] == grey[i] && img.px[3 * i + 1] == grey[i] && img.px[3 * i + 2] == grey[i];
+        ok &= img.px[3 * i] == grey[i] && img.px[3 * i + 1] == grey[i] &&
+              img.px[3 * i + 2] == grey[i];
     image_rgb_free(&img);
     ASSERT(ok);
 
@@ -494,7 +495,8 @@ TEST(jpeg_greyscale_and_cmyk)
     ASSERT_EQ(rc, 0);
     ASSERT_EQ(img.w, 16);
     int ok = 1;
-    for (int i = 0; i < 16 * 16 * 3; i++) ok &= abs(img.px[i] - 120) <= 1;
+    for (int i = 0; i < 16 * 16 * 3; i++)
+        ok &= abs(img.px[i] - 120) <= 1;
     image_rgb_free(&img);
     ASSERT(ok);
 
@@ -511,8 +513,7 @@ TEST(jpeg_greyscale_and_cmyk)
         free(jpg);
         if (rc) TEST_FAIL_("%s", err);
         ok = abs(img.px[0] - 127) <= 2 && img.px[1] >= 253 && img.px[2] >= 253;
-        if (!ok)
-            fprintf(stderr, "  adobe %d: %d %d %d\n", adobe, img.px[0], img.px[1], img.px[2]);
+        if (!ok) fprintf(stderr, "  adobe %d: %d %d %d\n", adobe, img.px[0], img.px[1], img.px[2]);
         image_rgb_free(&img);
         ASSERT(ok);
     }
@@ -589,7 +590,8 @@ TEST(resize_bilinear_values)
         uint8_t *o = malloc(n);
         ASSERT_EQ(image_resize_to_layout(&fsrc, &pp, o, NULL, 0), 0);
         int ok = 1;
-        for (size_t i = 0; i < n; i++) ok &= o[i] == 77;
+        for (size_t i = 0; i < n; i++)
+            ok &= o[i] == 77;
         free(o);
         ASSERT(ok);
     }
@@ -600,7 +602,8 @@ TEST(resize_extreme_aspect)
     /* 1 x 20000 column down to 4x4: bounded memory, every output row filled. */
     const int h = 20000;
     uint8_t *col = malloc((size_t)h * 3);
-    for (int y = 0; y < h; y++) col[3 * y] = col[3 * y + 1] = col[3 * y + 2] = y < h / 2 ? 0 : 200;
+    for (int y = 0; y < h; y++)
+        col[3 * y] = col[3 * y + 1] = col[3 * y + 2] = y < h / 2 ? 0 : 200;
     image_rgb src = {col, 1, h};
     tdm_preprocess pp;
     pp_init(&pp, TDM_LAYOUT_NHWC_UINT8, 4, 4);
@@ -622,8 +625,8 @@ TEST(labels_builtin)
     const char *first = tdm_labels_get(l, 0), *cat = tdm_labels_get(l, 283);
     const char *espresso = tdm_labels_get(l, 967), *last = tdm_labels_get(l, 999);
     const char *past = tdm_labels_get(l, 1000), *neg = tdm_labels_get(l, -1);
-    int ok = first && !strcmp(first, "tench") && cat && !strcmp(cat, "Persian cat") &&
-             espresso && !strcmp(espresso, "espresso") && last && !strcmp(last, "toilet tissue");
+    int ok = first && !strcmp(first, "tench") && cat && !strcmp(cat, "Persian cat") && espresso &&
+             !strcmp(espresso, "espresso") && last && !strcmp(last, "toilet tissue");
     tdm_labels_free(l);
     ASSERT_EQ(n, 1000);
     ASSERT(ok);
@@ -647,7 +650,8 @@ TEST(labels_file_parsing)
     ASSERT_EQ(rc, 0);
     int n = tdm_labels_count(l);
     char got[5][32];
-    for (int i = 0; i < 5; i++) snprintf(got[i], sizeof got[i], "%s", tdm_labels_get(l, i));
+    for (int i = 0; i < 5; i++)
+        snprintf(got[i], sizeof got[i], "%s", tdm_labels_get(l, i));
     tdm_labels_free(l);
     ASSERT_EQ(n, 5);
     ASSERT_STR_EQ(got[0], "zero");
@@ -820,7 +824,8 @@ static tdm_model *tiny_model(int elem, int rank, const int64_t *dims, char *err,
     g.n_output = 1;
     g.output = outs;
 
-    for (int i = 0; i < 2; i++) onnx__node_proto__init(&nodes[i]);
+    for (int i = 0; i < 2; i++)
+        onnx__node_proto__init(&nodes[i]);
     if (rank == 4) {
         nodes[0].op_type = (char *)"GlobalAveragePool";
         nodes[0].n_input = nodes[0].n_output = 1;
