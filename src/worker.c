@@ -54,6 +54,7 @@ struct worker {
     queue *q;
     double last_beat;
     int redis_down;
+    int warned_slow;
 };
 
 static double mono_s(void)
@@ -276,6 +277,14 @@ static void process(struct worker *w, const char *id)
     rc = record_done(w, id, &res);
     if (rc) goto redis_error;
     LOG(INFO, "Async prediction: %s (job %s, %.1f ms)", res.label, id, res.inference_ms);
+    /* The heartbeat is refreshed only between inferences. */
+    if (!w->warned_slow && res.inference_ms > w->cfg->heartbeat_ttl * 1000.0 / 2) {
+        LOG(WARN,
+            "inference took %.0f ms, over half of HEARTBEAT_TTL=%d s: raise it, or other "
+            "supervisors may requeue jobs this worker is still running",
+            res.inference_ms, w->cfg->heartbeat_ttl);
+        w->warned_slow = 1;
+    }
     goto out;
 redis_error:
     /* The id stays in our processing list: it is requeued when we exit or,

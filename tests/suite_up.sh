@@ -171,4 +171,7 @@ fi
 kill -TERM "$UP3"
 wait_until 40 gone "$UP3"
 
+check "no sanitizer report in any log" \
+    bash -c "! grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' '$TMP'/*.log"
+
 finish

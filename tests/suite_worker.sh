@@ -160,4 +160,7 @@ check "SIGTERM: no job left in a processing list" \
 check "SIGTERM: no heartbeat left" test -z "$(rcli --scan --pattern 'worker:*')"
 check "SIGTERM: no worker process left" test -z "$(pgrep -P "$SUP" 2>/dev/null)"
 
+check "no sanitizer report in any log" \
+    bash -c "! grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' '$TMP'/*.log"
+
 finish

@@ -21,6 +21,7 @@ finish() {
 }
 
 cleanup() {
+    exec 2>/dev/null # no job-control notices for what we kill
     local g
     for g in "${PGIDS[@]}"; do kill -KILL -- "-$g" 2>/dev/null; done
     [ -n "$REDIS_PID" ] && kill -KILL "$REDIS_PID" 2>/dev/null
