@@ -178,7 +178,18 @@ int cli_up(int argc, char **argv)
     struct config cfg;
     int rc = config_cli(argc, argv, CONFIG_ROLE_UP,
                         "start redis (unless REDIS_HOST is set), the proxy and the workers", &cfg);
-    if (rc >= 0) return rc;
+    if (rc >= 0) {
+        for (int i = 1; i < argc && rc == 0; i++)
+            if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+                printf(
+                    "\nMissing models are put in place as `tandem models` does (see its --help):\n"
+                    "  MODEL_SET        zoo (default) or st-int8\n"
+                    "  MODEL_MIRROR     a folder holding the upstream files\n"
+                    "  TANDEM_ALLOW_TEST_MODELS=1  export random-weight test models when no\n"
+                    "                   real ones can be had (asked on a terminal otherwise)\n"
+                    "REDIS_HOST set in the environment: use that Redis, start none.\n");
+        return rc;
+    }
     log_init("up", cfg.log_level);
     pid_t pids[C_COUNT] = {0};
     char tmpdir[] = "/tmp/tandem-redis-XXXXXX";
