@@ -95,7 +95,7 @@ unit-test: $(TEST_BINS)
 test: all $(TEST_BINS) test-models
 	BUILD=$(BUILD) tests/run_all.sh
 
-bench: all
+bench: all test-models
 	BUILD=$(BUILD) bench/run.sh
 
 fuzz:
