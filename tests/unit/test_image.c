@@ -84,7 +84,7 @@ static void *png_encode(int w, int h, int depth, int color, const void *px, size
 
 /* Encodes a JPEG with libjpeg from rows of `comps` samples in color space cs;
  * adobe says whether to write the Adobe marker (which CMYK readers take to
- * mean inverted samples). */
+ * mean inverted samples); -1 asks for a progressive file instead. */
 static uint8_t *jpeg_encode(int w, int h, int comps, J_COLOR_SPACE cs, const uint8_t *px, int adobe,
                             size_t *len)
 {
@@ -102,6 +102,7 @@ static uint8_t *jpeg_encode(int w, int h, int comps, J_COLOR_SPACE cs, const uin
     jpeg_set_defaults(&c);
     jpeg_set_quality(&c, 100, TRUE);
     c.write_Adobe_marker = adobe ? TRUE : FALSE;
+    if (adobe < 0) jpeg_simple_progression(&c); /* adobe = -1: progressive, no marker */
     jpeg_start_compress(&c, TRUE);
     while (c.next_scanline < c.image_height) {
         JSAMPROW row = (JSAMPROW)(px + (size_t)c.next_scanline * (size_t)w * (size_t)comps);
@@ -517,6 +518,42 @@ TEST(jpeg_greyscale_and_cmyk)
         image_rgb_free(&img);
         ASSERT(ok);
     }
+}
+
+TEST(progressive_jpeg_scan_limit)
+{
+    /* A progressive file whose last scan is repeated: 100 extra scans still
+     * decode (libjpeg only warns about the bogus progression), 600 are
+     * refused before they can burn CPU. */
+    uint8_t px[16 * 16 * 3];
+    for (size_t i = 0; i < sizeof px; i++)
+        px[i] = (uint8_t)(i * 7);
+    size_t len;
+    uint8_t *jpg = jpeg_encode(16, 16, 3, JCS_RGB, px, -1, &len);
+    ASSERT(jpg);
+    size_t sos = 0;
+    for (size_t i = 2; i + 1 < len; i++)
+        if (jpg[i] == 0xff && jpg[i + 1] == 0xda) sos = i;
+    ASSERT(sos > 0);
+    size_t scan = len - 2 - sos; /* the last scan, up to the EOI marker */
+    int status[2];
+    const int repeats[2] = {100, 600};
+    for (int t = 0; t < 2; t++) {
+        size_t n = len + (size_t)repeats[t] * scan;
+        uint8_t *big = malloc(n);
+        memcpy(big, jpg, len - 2);
+        for (int r = 0; r < repeats[t]; r++)
+            memcpy(big + len - 2 + (size_t)r * scan, jpg + sos, scan);
+        big[n - 2] = 0xff;
+        big[n - 1] = 0xd9;
+        char err[256];
+        status[t] = to_input_status(big, n, 0, err, sizeof err);
+        if (t == 1 && !strstr(err, "scans")) status[t] = -100;
+        free(big);
+    }
+    free(jpg);
+    ASSERT_EQ(status[0], 0);
+    ASSERT_EQ(status[1], TDM_ERR_IMAGE);
 }
 
 /* ---- resizing and layouts -------------------------------------------------- */
