@@ -275,7 +275,11 @@ static void do_predict(struct worker *w, struct task *t)
                         .id_len = p->cfg.job_id_length,
                         .max_backlog = p->cfg.max_queue};
     char id[QUEUE_ID_MAX + 1];
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     rc = queue_create_job(w->q, &nj, id, sizeof id);
+    LOG(DEBUG, "predict: %.2f ms since headers, %.2f ms inference, %.2f ms registering the job",
+        http_age_ms(r), infer_ms, ms_since(&t1));
     if (rc == 0) {
         LOG(INFO, "POST /predict - job_id: %s", id);
         LOG(INFO, "Sync prediction: %s", label);
