@@ -23,6 +23,8 @@ Rules (from the engine issue):
                    Top-1 ties (quantised probabilities are often equal) count
                    as the same answer when tandem's top class holds ORT's
                    maximum value.
+MODELS_FILTER=substring limits the run to the model files whose name holds it.
+
 Variants: --threads 1 and 2; --precision bf16 on the MobileNetV2/ResNet50
 models; --backend ref when `tandem run-model --help` offers it; batch 2 on
 dynamic-batch models when it offers --batch.
@@ -243,6 +245,8 @@ def main():
         models_dir = os.path.join("build", "test-models")
     files = sorted(glob.glob(os.path.join(models_dir, "*.onnx")))
     files += sorted(glob.glob(os.path.join(SHARED, "models", "st-int8", "*.onnx")))
+    only = os.environ.get("MODELS_FILTER", "")
+    files = [f for f in files if only in os.path.basename(f)]
     if not glob.glob(os.path.join(models_dir, "*.onnx")):
         fail(f"no test models in {models_dir} (run `make test-models`)")
     if not os.access(TANDEM, os.X_OK):
