@@ -292,4 +292,6 @@ check "SIGTERM: the held ?wait= request is answered (code $(cat "$TMP/held.code"
     grep -q 200 "$TMP/held.code"
 check "SIGTERM: proxy exits 0 (exit $rc) promptly (${ms} ms)" test "$rc" -eq 0 -a "$ms" -lt 10000
 check "SIGTERM: logs 'stopped'" grep -q 'INFO proxy\[[0-9]*\] stopped' "$TMP/proxy.log"
+check "no sanitizer report in the proxies' logs" \
+    bash -c "! grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' '$TMP'/proxy*.log"
 finish
