@@ -94,7 +94,7 @@ static void host_part(char *out, size_t cap)
     if (gethostname(host, sizeof host - 1)) snprintf(host, sizeof host, "host");
     host[sizeof host - 1] = '\0';
     size_t n = 0;
-    for (; host[n] && n < cap - 1 && n < HOST_PART_MAX; n++) {
+    for (; n < cap - 1 && n < HOST_PART_MAX && host[n]; n++) {
         char ch = host[n];
         int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
                  ch == '.' || ch == '_';
