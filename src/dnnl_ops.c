@@ -107,6 +107,19 @@ static bool any_md(int rank, const int64_t *dims, dnnl_data_type_t dt, dnnl_memo
     return dnnl_memory_desc_init_by_tag(md, rank, d, dt, dnnl_format_tag_any) == dnnl_success;
 }
 
+/* A zero that element-wise chains add to their input: the binary primitive
+ * carrying a chain as post-ops needs a second operand. Never written. */
+static const float zero_scalar[1];
+
+/* The descriptor of zero_scalar broadcast at rank nd. */
+static bool zero_md(int nd, dnnl_memory_desc_t *md)
+{
+    int64_t ones[DNNL_MAX_NDIMS];
+    for (int i = 0; i < DNNL_MAX_NDIMS; i++)
+        ones[i] = 1;
+    return dn_plain_dims(nd, ones, dnnl_f32, md);
+}
+
 static const dnnl_memory_desc_t *query_md(dnnl_primitive_desc_t pd, dnnl_query_t what)
 {
     return dnnl_primitive_desc_query_md(pd, what, 0);
@@ -142,10 +155,27 @@ static bool follow_md(const dn_ctx *c, const graph *g, int x, dnnl_memory_desc_t
 /* Attributes and post-ops                                                   */
 /* ------------------------------------------------------------------------ */
 
-typedef struct dn_elt {
-    dnnl_alg_kind_t alg;
+/* What a primitive's output goes through: the anchor's own element-wise op
+ * (for a standalone chain) and then the node's post-ops, as items... */
+enum { CI_RELU, CI_CLIP, CI_FQ, CI_SUM, CI_RAW };
+
+typedef struct citem {
+    int kind;
+    float a, b, c, d;    /* CLIP: a, b; FQ: scale, zero point, qmin, qmax; RAW: a, b */
+    dnnl_alg_kind_t alg; /* RAW */
+    int tensor;          /* SUM: the addend */
+} citem;
+
+/* ...compiled into oneDNN operations of these classes. */
+enum { EO_SCALE, EO_ROUND, EO_CLIP, EO_SUM, EO_RAW };
+
+typedef struct eop {
+    int cls;
+    dnnl_alg_kind_t alg; /* RAW */
     float a, b;
-} dn_elt;
+} eop;
+
+#define CHAIN_MAX (4 * (GRAPH_MAX_POST + 1) + 4)
 
 static float bounded(float v)
 {
@@ -154,86 +184,269 @@ static float bounded(float v)
     return v;
 }
 
-static int fq_chain(float scale, float zp, float qmin, float qmax, dn_elt *e)
-{
-    e[0] = (dn_elt){dnnl_eltwise_linear, 1.0f / scale, zp};
-    e[1] = (dn_elt){dnnl_eltwise_round, 0, 0};
-    e[2] = (dn_elt){dnnl_eltwise_clip, qmin, qmax};
-    e[3] = (dn_elt){dnnl_eltwise_linear, scale, -zp * scale};
-    return 4;
-}
-
 int dn_post_cost(const graph_post *p)
 {
     return p->kind == POST_FAKEQUANT ? 4 : 1;
 }
 
-/* Appends node n's post-ops; a POST_SUM only where allow_sum (its addend's
- * tensor goes to *sum_tensor). */
-static bool append_posts(const graph *g, const graph_node *n, dnnl_post_ops_t po, int *count,
-                         bool allow_sum, int *sum_tensor)
+/* The compiler's state: the true value is k * clamp(u, lo, hi), where u is
+ * what the emitted operations compute, k > 0 a scale and [lo, hi] bounds
+ * not yet emitted. Clamps commute with positive scales and with rounding
+ * (both monotone), so they are carried along and merged, and consecutive
+ * scales multiply into one. */
+typedef struct chain {
+    eop ops[CHAIN_MAX];
+    int n;
+    float k, lo, hi;
+} chain;
+
+static void emit(chain *ch, int cls, dnnl_alg_kind_t alg, float a, float b)
 {
-    dn_elt e[4];
-    for (int i = 0; i < n->npost; i++) {
+    if (ch->n < CHAIN_MAX) ch->ops[ch->n++] = (eop){cls, alg, a, b};
+}
+
+static void flush(chain *ch)
+{
+    if (ch->lo > -INFINITY || ch->hi < INFINITY)
+        emit(ch, EO_CLIP, dnnl_alg_kind_undef, bounded(ch->lo), bounded(ch->hi));
+    if (ch->k != 1.0f) emit(ch, EO_SCALE, dnnl_alg_kind_undef, ch->k, 0);
+    ch->k = 1.0f;
+    ch->lo = -INFINITY;
+    ch->hi = INFINITY;
+}
+
+static void chain_clip(chain *ch, float a, float b)
+{
+    float lo = fmaxf(ch->lo, a / ch->k), hi = fminf(ch->hi, b / ch->k);
+    if (lo <= hi) {
+        ch->lo = lo;
+        ch->hi = hi;
+        return;
+    }
+    flush(ch);
+    ch->lo = a;
+    ch->hi = b;
+}
+
+/* y = s * clamp(round(x / s) + zp, qmin, qmax) - zp * s. With an integral
+ * zero point the shift moves into the bounds: s * clamp(round(x / s),
+ * qmin - zp, qmax - zp), and x / s with x = k * clamp(u, lo, hi) rounds to
+ * clamp(round(u * k / s), round(lo * k / s), round(hi * k / s)). */
+static void chain_fq(chain *ch, float s, float zp, float qmin, float qmax)
+{
+    if (zp != rintf(zp)) {
+        flush(ch);
+        emit(ch, EO_SCALE, dnnl_alg_kind_undef, 1.0f / s, zp);
+        emit(ch, EO_ROUND, dnnl_alg_kind_undef, 0, 0);
+        emit(ch, EO_CLIP, dnnl_alg_kind_undef, qmin, qmax);
+        emit(ch, EO_SCALE, dnnl_alg_kind_undef, s, -zp * s);
+        return;
+    }
+    float r = ch->k / s;
+    float lo = fmaxf(rintf(ch->lo * r), qmin - zp), hi = fminf(rintf(ch->hi * r), qmax - zp);
+    if (!(lo <= hi)) {
+        flush(ch);
+        r = 1.0f / s;
+        lo = qmin - zp;
+        hi = qmax - zp;
+    }
+    if (r != 1.0f) emit(ch, EO_SCALE, dnnl_alg_kind_undef, r, 0);
+    emit(ch, EO_ROUND, dnnl_alg_kind_undef, 0, 0);
+    ch->lo = lo;
+    ch->hi = hi;
+    ch->k = s;
+}
+
+static void compile_chain(const citem *it, int n, chain *ch)
+{
+    ch->n = 0;
+    ch->k = 1.0f;
+    ch->lo = -INFINITY;
+    ch->hi = INFINITY;
+    for (int i = 0; i < n; i++) {
+        switch (it[i].kind) {
+        case CI_RELU:
+            chain_clip(ch, 0.0f, INFINITY);
+            break;
+        case CI_CLIP:
+            chain_clip(ch, it[i].a, it[i].b);
+            break;
+        case CI_FQ:
+            chain_fq(ch, it[i].a, it[i].b, it[i].c, it[i].d);
+            break;
+        case CI_SUM:
+            flush(ch);
+            emit(ch, EO_SUM, dnnl_alg_kind_undef, 0, 0);
+            break;
+        default:
+            flush(ch);
+            emit(ch, EO_RAW, it[i].alg, it[i].a, it[i].b);
+            break;
+        }
+    }
+    flush(ch);
+}
+
+/* oneDNN 2.6's JIT post-op code keeps one set of parameters per eltwise
+ * algorithm in a primitive: a second linear or clip silently computes with
+ * the first one's alpha and beta. So each parametrised algorithm may appear
+ * once per primitive (scales alternate between linear and pow, clamps among
+ * the three clip kinds); past that the chain continues in a follow-up pass
+ * over the output. */
+typedef struct seg_state {
+    dnnl_alg_kind_t used[16];
+    float ua[16], ub[16];
+    int nused;
+} seg_state;
+
+static bool try_alg(seg_state *st, dnnl_alg_kind_t alg, float a, float b)
+{
+    for (int i = 0; i < st->nused; i++)
+        if (st->used[i] == alg) return st->ua[i] == a && st->ub[i] == b;
+    if (st->nused == 16) return false;
+    st->used[st->nused] = alg;
+    st->ua[st->nused] = a;
+    st->ub[st->nused] = b;
+    st->nused++;
+    return true;
+}
+
+/* Picks an algorithm for op e not yet used with other parameters in this
+ * segment: false when none is left. */
+static bool pick_alg(seg_state *st, const eop *e, dnnl_alg_kind_t *alg, float *a, float *b)
+{
+    static const dnnl_alg_kind_t clips[] = {dnnl_eltwise_clip, dnnl_eltwise_clip_v2,
+                                            dnnl_eltwise_clip_v2_use_dst_for_bwd};
+    switch (e->cls) {
+    case EO_SCALE:
+        if (e->b == 0.0f && try_alg(st, dnnl_eltwise_pow, e->a, 1.0f)) {
+            *alg = dnnl_eltwise_pow, *a = e->a, *b = 1.0f;
+            return true;
+        }
+        *alg = dnnl_eltwise_linear, *a = e->a, *b = e->b;
+        return try_alg(st, *alg, *a, *b);
+    case EO_ROUND:
+        *alg = dnnl_eltwise_round, *a = 0, *b = 0;
+        return try_alg(st, *alg, 0, 0);
+    case EO_CLIP:
+        for (size_t i = 0; i < sizeof clips / sizeof clips[0]; i++)
+            if (try_alg(st, clips[i], e->a, e->b)) {
+                *alg = clips[i], *a = e->a, *b = e->b;
+                return true;
+            }
+        return false;
+    default:
+        *alg = e->alg, *a = e->a, *b = e->b;
+        return try_alg(st, e->alg, e->a, e->b);
+    }
+}
+
+/* Splits the compiled chain into post-op lists: the first for the primitive
+ * itself, the others for in-place follow-up passes (p->follow_po). */
+static int chain_to_posts(const chain *ch, bool allow_sum, dn_prim *p, dnnl_post_ops_t *first)
+{
+    dnnl_post_ops_t cur = NULL;
+    seg_state st = {.nused = 0};
+    int seg = 0, count = 0;
+    if (dnnl_post_ops_create(&cur) != dnnl_success) return TDM_ERR_NOMEM;
+    for (int i = 0; i < ch->n; i++) {
+        const eop *e = &ch->ops[i];
+        dnnl_alg_kind_t alg;
+        float a, b;
+        dnnl_status_t s;
+        if (e->cls == EO_SUM) {
+            if (!allow_sum || seg > 0) goto fail;
+            s = dnnl_post_ops_append_sum(cur, 1.0f);
+        } else {
+            if (!pick_alg(&st, e, &alg, &a, &b) || count == DN_MAX_POSTS) {
+                if (seg == 0)
+                    *first = cur;
+                else
+                    p->follow_po[p->nfollow++] = cur;
+                cur = NULL;
+                if (++seg > DN_MAX_FOLLOW || dnnl_post_ops_create(&cur) != dnnl_success)
+                    goto fail;
+                memset(&st, 0, sizeof st);
+                count = 0;
+                if (!pick_alg(&st, e, &alg, &a, &b)) goto fail;
+            }
+            s = dnnl_post_ops_append_eltwise(cur, 1.0f, alg, a, b);
+        }
+        if (s != dnnl_success) goto fail;
+        count++;
+    }
+    if (seg == 0)
+        *first = cur;
+    else
+        p->follow_po[p->nfollow++] = cur;
+    return 0;
+fail:
+    if (cur) dnnl_post_ops_destroy(cur);
+    if (seg > 0) dnnl_post_ops_destroy(*first);
+    for (int i = 0; i < p->nfollow; i++)
+        dnnl_post_ops_destroy(p->follow_po[i]);
+    p->nfollow = 0;
+    return TDM_ERR_UNSUPPORTED;
+}
+
+/* Node n's post-ops as chain items after pre[0..npre). */
+static bool gather_items(const graph *g, const graph_node *n, const citem *pre, int npre,
+                         citem *it, int *count)
+{
+    int k = 0;
+    for (int i = 0; i < npre; i++)
+        it[k++] = pre[i];
+    for (int i = 0; n && i < n->npost; i++) {
         const graph_post *p = &n->post[i];
-        int k = 0;
+        citem c = {.kind = CI_RELU, .tensor = -1};
         switch (p->kind) {
         case POST_RELU:
-            e[k++] = (dn_elt){dnnl_eltwise_relu, 0, 0};
             break;
         case POST_CLIP:
-            e[k++] = (dn_elt){dnnl_eltwise_clip, bounded(p->a), bounded(p->b)};
+            c.kind = CI_CLIP, c.a = p->a, c.b = p->b;
             break;
         case POST_FAKEQUANT:
-            if (!(p->a > 0.0f)) return false;
-            k = fq_chain(p->a, p->b, p->c, p->d, e);
+            if (!(p->a > 0.0f) || !(p->c <= p->d)) return false;
+            c.kind = CI_FQ, c.a = p->a, c.b = p->b, c.c = p->c, c.d = p->d;
             break;
         case POST_SUM:
-            if (!allow_sum || *sum_tensor >= 0 || p->input < 0 || p->input >= n->ninputs ||
-                !is_float(g, n->inputs[p->input]))
+            if (p->input < 0 || p->input >= n->ninputs || !is_float(g, n->inputs[p->input]))
                 return false;
-            *sum_tensor = n->inputs[p->input];
-            if (*count + 1 > DN_MAX_POSTS) return false;
-            if (dnnl_post_ops_append_sum(po, 1.0f) != dnnl_success) return false;
-            (*count)++;
-            continue;
+            c.kind = CI_SUM, c.tensor = n->inputs[p->input];
+            break;
         default:
             return false;
         }
-        if (*count + k > DN_MAX_POSTS) return false;
-        for (int j = 0; j < k; j++)
-            if (dnnl_post_ops_append_eltwise(po, 1.0f, e[j].alg, e[j].a, e[j].b) != dnnl_success)
-                return false;
-        *count += k;
+        it[k++] = c;
     }
+    *count = k;
     return true;
 }
 
 /* A primitive attribute with a user-managed scratchpad (so sessions on
  * different threads never share one) and, from pre then node n's posts, its
- * post-ops. */
-static int make_attr(const graph *g, const graph_node *n, const dn_elt *pre, int npre,
-                     bool allow_sum, int *sum_tensor, dnnl_primitive_attr_t *out)
+ * post-ops; what does not fit goes to follow-up passes (p->follow_po). */
+static int make_attr(const graph *g, const graph_node *n, const citem *pre, int npre,
+                     bool allow_sum, dn_prim *p, dnnl_primitive_attr_t *out)
 {
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
-    int rc = TDM_ERR_UNSUPPORTED, count = 0;
-    *sum_tensor = -1;
+    citem it[GRAPH_MAX_POST + 1];
+    chain ch;
+    int rc = TDM_ERR_UNSUPPORTED, nit;
+    p->sum_tensor = -1;
+    if (npre > 1 || !gather_items(g, n, pre, npre, it, &nit)) return TDM_ERR_UNSUPPORTED;
     if (dnnl_primitive_attr_create(&attr) != dnnl_success) return TDM_ERR_NOMEM;
     if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success)
         goto out;
-    if (npre == 0 && (!n || n->npost == 0)) {
-        rc = 0;
-        goto out;
+    for (int i = 0; i < nit; i++)
+        if (it[i].kind == CI_SUM) p->sum_tensor = it[i].tensor;
+    if (nit) {
+        compile_chain(it, nit, &ch);
+        if ((rc = chain_to_posts(&ch, allow_sum, p, &po))) goto out;
+        rc = TDM_ERR_UNSUPPORTED;
+        if (dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success) goto out;
     }
-    if (dnnl_post_ops_create(&po) != dnnl_success) goto out;
-    for (int j = 0; j < npre; j++)
-        if (dnnl_post_ops_append_eltwise(po, 1.0f, pre[j].alg, pre[j].a, pre[j].b) !=
-            dnnl_success)
-            goto out;
-    count = npre;
-    if (n && !append_posts(g, n, po, &count, allow_sum, sum_tensor)) goto out;
-    if (dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success) goto out;
     rc = 0;
 out:
     if (po) dnnl_post_ops_destroy(po);
@@ -347,7 +560,7 @@ static int build_conv(const dn_ctx *c, const graph *g, const graph_node *n, dn_p
                                                    pr) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
     dnnl_primitive_attr_t attr;
-    int rc = make_attr(g, n, NULL, 0, true, &p->sum_tensor, &attr);
+    int rc = make_attr(g, n, NULL, 0, true, p, &attr);
     if (rc) return rc;
     if ((rc = create_pd(c, &cd, attr, &p->pd))) return rc;
     add_input(p, DNNL_ARG_SRC, xi)->md = *query_md(p->pd, dnnl_query_src_md);
@@ -413,7 +626,7 @@ static int build_pool(const dn_ctx *c, const graph *g, const graph_node *n, dn_p
                                           kernel, dil, pl, pr) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
     dnnl_primitive_attr_t attr;
-    int rc = make_attr(g, n, NULL, 0, false, &p->sum_tensor, &attr);
+    int rc = make_attr(g, n, NULL, 0, false, p, &attr);
     if (rc) return rc;
     if ((rc = create_pd(c, &pd, attr, &p->pd))) return rc;
     add_input(p, DNNL_ARG_SRC, xi)->md = *query_md(p->pd, dnnl_query_src_md);
@@ -456,7 +669,7 @@ static int build_gemm(const dn_ctx *c, const graph *g, const graph_node *n, dn_p
                                              cc ? &bias : NULL, &dst) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
     dnnl_primitive_attr_t attr;
-    int rc = make_attr(g, n, NULL, 0, false, &p->sum_tensor, &attr);
+    int rc = make_attr(g, n, NULL, 0, false, p, &attr);
     if (rc) return rc;
     if ((rc = create_pd(c, &ipd, attr, &p->pd))) return rc;
     add_input(p, DNNL_ARG_SRC, ai)->md = *query_md(p->pd, dnnl_query_src_md);
@@ -495,7 +708,7 @@ static int build_matmul(const dn_ctx *c, const graph *g, const graph_node *n, dn
     if (dnnl_matmul_desc_init(&md, &src_view, &wt, NULL, &dst) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
     dnnl_primitive_attr_t attr;
-    int rc = make_attr(g, n, NULL, 0, false, &p->sum_tensor, &attr);
+    int rc = make_attr(g, n, NULL, 0, false, p, &attr);
     if (rc) return rc;
     if ((rc = create_pd(c, &md, attr, &p->pd))) return rc;
     dn_input *in = add_input(p, DNNL_ARG_SRC, ai);
@@ -517,10 +730,6 @@ static int build_matmul(const dn_ctx *c, const graph *g, const graph_node *n, dn
 /* ------------------------------------------------------------------------ */
 /* Element-wise: binary, unary chains                                        */
 /* ------------------------------------------------------------------------ */
-
-/* A zero every unary chain adds to its input: the binary primitive that
- * carries the chain as post-ops needs a second operand. Never written. */
-static const float zero_scalar[1];
 
 static int binary_alg(graph_op op, dnnl_alg_kind_t *alg, bool *commutes)
 {
@@ -621,7 +830,7 @@ static int build_binary(const dn_ctx *c, const graph *g, const graph_node *n, dn
     if (dnnl_binary_desc_init(&bd, alg, &src0, &src1, &dst) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
     dnnl_primitive_attr_t attr;
-    if ((rc = make_attr(g, n, NULL, 0, false, &p->sum_tensor, &attr))) return rc;
+    if ((rc = make_attr(g, n, NULL, 0, false, p, &attr))) return rc;
     if ((rc = create_pd(c, &bd, attr, &p->pd))) return rc;
     p->dst_md = *query_md(p->pd, dnnl_query_dst_md);
     return 0;
@@ -646,56 +855,59 @@ static bool clip_bounds(const graph *g, const graph_node *n, float *lo, float *h
     return true;
 }
 
-/* The oneDNN eltwise steps computing unary op n (post-ops not included). */
-static int unary_chain(const graph *g, const graph_node *n, dn_elt *e)
+/* Unary op n as one chain item (false for ops oneDNN does not have). */
+static bool unary_item(const graph *g, const graph_node *n, citem *c)
 {
-    float lo, hi;
+    memset(c, 0, sizeof *c);
+    c->kind = CI_RAW;
+    c->tensor = -1;
     switch (n->op) {
     case OP_RELU:
-        e[0] = (dn_elt){dnnl_eltwise_relu, 0, 0};
-        return 1;
-    case OP_LEAKYRELU:
-        e[0] = (dn_elt){dnnl_eltwise_relu, graph_attr_float(n, "alpha", 0.01f), 0};
-        return 1;
+        c->kind = CI_RELU;
+        return true;
     case OP_CLIP:
-        if (!clip_bounds(g, n, &lo, &hi)) return 0;
-        e[0] = (dn_elt){dnnl_eltwise_clip, bounded(lo), bounded(hi)};
-        return 1;
+        c->kind = CI_CLIP;
+        return clip_bounds(g, n, &c->a, &c->b);
+    case OP_LEAKYRELU:
+        c->alg = dnnl_eltwise_relu;
+        c->a = graph_attr_float(n, "alpha", 0.01f);
+        return true;
     case OP_SIGMOID:
-        e[0] = (dn_elt){dnnl_eltwise_logistic, 0, 0};
-        return 1;
+        c->alg = dnnl_eltwise_logistic;
+        return true;
     case OP_TANH:
-        e[0] = (dn_elt){dnnl_eltwise_tanh, 0, 0};
-        return 1;
+        c->alg = dnnl_eltwise_tanh;
+        return true;
     case OP_EXP:
-        e[0] = (dn_elt){dnnl_eltwise_exp, 0, 0};
-        return 1;
+        c->alg = dnnl_eltwise_exp;
+        return true;
     case OP_SQRT:
-        e[0] = (dn_elt){dnnl_eltwise_sqrt, 0, 0};
-        return 1;
+        c->alg = dnnl_eltwise_sqrt;
+        return true;
     case OP_ABS:
-        e[0] = (dn_elt){dnnl_eltwise_abs, 0, 0};
-        return 1;
+        c->alg = dnnl_eltwise_abs;
+        return true;
     case OP_NEG:
-        e[0] = (dn_elt){dnnl_eltwise_linear, -1.0f, 0};
-        return 1;
-    case OP_FAKEQUANT: {
-        float s = graph_attr_float(n, "scale", 0), zp = graph_attr_float(n, "zero_point", 0);
-        float qmin = graph_attr_float(n, "qmin", 0), qmax = graph_attr_float(n, "qmax", 0);
-        if (!(s > 0.0f) || !(qmin <= qmax) || !graph_attr_get(n, "scale")) return 0;
-        return fq_chain(s, zp, qmin, qmax, e);
-    }
+        c->alg = dnnl_eltwise_linear;
+        c->a = -1.0f;
+        return true;
+    case OP_FAKEQUANT:
+        c->kind = CI_FQ;
+        c->a = graph_attr_float(n, "scale", 0);
+        c->b = graph_attr_float(n, "zero_point", 0);
+        c->c = graph_attr_float(n, "qmin", 0);
+        c->d = graph_attr_float(n, "qmax", 0);
+        return graph_attr_get(n, "scale") && c->a > 0.0f && c->c <= c->d;
     default:
-        return 0;
+        return false;
     }
 }
 
 static int build_unary(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
 {
     int xi = n->inputs[0], yi = n->outputs[0];
-    dn_elt e[4];
-    int ne = unary_chain(g, n, e);
-    if (!ne || !is_float(g, xi) || !is_float(g, yi) || g->tensors[xi].data)
+    citem it;
+    if (!unary_item(g, n, &it) || !is_float(g, xi) || !is_float(g, yi) || g->tensors[xi].data)
         return TDM_ERR_UNSUPPORTED;
     const graph_tensor *x = &g->tensors[xi], *y = &g->tensors[yi];
     if (!same_dims(x, y)) return TDM_ERR_UNSUPPORTED;
@@ -704,28 +916,25 @@ static int build_unary(const dn_ctx *c, const graph *g, const graph_node *n, dn_
     add_input(p, DNNL_ARG_SRC, xi)->md = src;
     dnnl_primitive_attr_t attr;
     int rc;
-    if (ne == 1 && n->npost == 0) {
+    if (it.kind == CI_RAW && n->npost == 0) {
         dnnl_eltwise_desc_t ed;
-        if (dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, e[0].alg, &src, e[0].a,
-                                           e[0].b) != dnnl_success)
+        if (dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, it.alg, &src, it.a,
+                                           it.b) != dnnl_success)
             return TDM_ERR_UNSUPPORTED;
-        if ((rc = make_attr(g, NULL, NULL, 0, false, &p->sum_tensor, &attr))) return rc;
+        if ((rc = make_attr(g, NULL, NULL, 0, false, p, &attr))) return rc;
         if ((rc = create_pd(c, &ed, attr, &p->pd))) return rc;
         p->dst_md = *query_md(p->pd, dnnl_query_dst_md);
         return 0;
     }
-    int64_t ones[GRAPH_MAX_RANK];
-    for (int i = 0; i < GRAPH_MAX_RANK; i++)
-        ones[i] = 1;
+    /* Anything else runs as x + 0 with the op and the posts as post-ops. */
     dnnl_memory_desc_t zero;
-    if (!dn_plain_dims(src.ndims, ones, dnnl_f32, &zero) ||
-        !any_md(src.ndims, src.dims, src.data_type, &dst))
+    if (!zero_md(src.ndims, &zero) || !any_md(src.ndims, src.dims, src.data_type, &dst))
         return TDM_ERR_UNSUPPORTED;
     add_const(p, DNNL_ARG_SRC_1, -1, zero_scalar, &zero, &zero);
     dnnl_binary_desc_t bd;
     if (dnnl_binary_desc_init(&bd, dnnl_binary_add, &src, &zero, &dst) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
-    if ((rc = make_attr(g, n, e, ne, false, &p->sum_tensor, &attr))) return rc;
+    if ((rc = make_attr(g, n, &it, 1, false, p, &attr))) return rc;
     if ((rc = create_pd(c, &bd, attr, &p->pd))) return rc;
     p->dst_md = *query_md(p->pd, dnnl_query_dst_md);
     return 0;
@@ -760,7 +969,7 @@ static int build_softmax(const dn_ctx *c, const graph *g, const graph_node *n, d
         dnnl_success)
         return TDM_ERR_UNSUPPORTED;
     dnnl_primitive_attr_t attr;
-    int rc = make_attr(g, NULL, NULL, 0, false, &p->sum_tensor, &attr);
+    int rc = make_attr(g, NULL, NULL, 0, false, p, &attr);
     if (rc) return rc;
     if ((rc = create_pd(c, &sd, attr, &p->pd))) return rc;
     dn_input *in = add_input(p, DNNL_ARG_SRC, xi);
@@ -802,7 +1011,7 @@ static int build_transpose(const dn_ctx *c, const graph *g, const graph_node *n,
         dnnl_memory_desc_init_by_strides(&view, r, vdims, dt, vstr) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
     dnnl_primitive_attr_t attr;
-    int rc = make_attr(g, NULL, NULL, 0, false, &p->sum_tensor, &attr);
+    int rc = make_attr(g, NULL, NULL, 0, false, p, &attr);
     if (rc) return rc;
     dnnl_status_t st = dnnl_reorder_primitive_desc_create(&p->pd, &view, c->eng, &dst, c->eng, attr);
     dnnl_primitive_attr_destroy(attr);
@@ -817,6 +1026,31 @@ static int build_transpose(const dn_ctx *c, const graph *g, const graph_node *n,
 /* ------------------------------------------------------------------------ */
 /* Dispatch                                                                  */
 /* ------------------------------------------------------------------------ */
+
+/* The in-place passes finishing a post-op chain: dst + 0 with the rest of
+ * the chain as post-ops. */
+static int build_follow(const dn_ctx *c, dn_prim *p)
+{
+    const dnnl_memory_desc_t *dst = p->dst_exec_md.ndims ? &p->dst_exec_md : &p->dst_md;
+    if (p->nfollow && !zero_md(dst->ndims, &p->zero_md)) return TDM_ERR_UNSUPPORTED;
+    p->zero = zero_scalar;
+    for (int i = 0; i < p->nfollow; i++) {
+        dnnl_binary_desc_t bd;
+        dnnl_primitive_attr_t attr;
+        if (dnnl_binary_desc_init(&bd, dnnl_binary_add, dst, &p->zero_md, dst) != dnnl_success)
+            return TDM_ERR_UNSUPPORTED;
+        if (dnnl_primitive_attr_create(&attr) != dnnl_success) return TDM_ERR_NOMEM;
+        if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) !=
+                dnnl_success ||
+            dnnl_primitive_attr_set_post_ops(attr, p->follow_po[i]) != dnnl_success) {
+            dnnl_primitive_attr_destroy(attr);
+            return TDM_ERR_UNSUPPORTED;
+        }
+        int rc = create_pd(c, &bd, attr, &p->follow[i]);
+        if (rc) return rc;
+    }
+    return 0;
+}
 
 int dn_build(const dn_ctx *c, const graph *g, int node, dn_prim *p)
 {
@@ -872,6 +1106,14 @@ int dn_build(const dn_ctx *c, const graph *g, int node, dn_prim *p)
         break;
     default:
         rc = TDM_ERR_UNSUPPORTED;
+    }
+    if (!rc) rc = build_follow(c, p);
+    for (int i = 0; i < p->nfollow; i++)
+        dnnl_post_ops_destroy(p->follow_po[i]);
+    if (rc) {
+        for (int i = 0; i < p->nfollow; i++)
+            if (p->follow[i]) dnnl_primitive_desc_destroy(p->follow[i]);
+        p->nfollow = 0;
     }
     if (rc && p->pd) {
         dnnl_primitive_desc_destroy(p->pd);

@@ -21,6 +21,7 @@
 #include "graph.h"
 
 #define DN_MAX_IN 6
+#define DN_MAX_FOLLOW 4
 
 typedef struct dn_input {
     int arg;           /* DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, ... */
@@ -38,6 +39,13 @@ typedef struct dn_prim {
     dnnl_memory_desc_t dst_md;      /* layout of output 0 */
     dnnl_memory_desc_t dst_exec_md; /* ndims 0: dst_md itself */
     int sum_tensor; /* POST_SUM addend: must be in dst (layout dst_md) before execution; -1 */
+    /* Passes over dst after the primitive (in place: dst + zero, with the
+     * post-ops one primitive could not take; see dnnl_ops.c). */
+    int nfollow;
+    dnnl_primitive_desc_t follow[DN_MAX_FOLLOW];
+    dnnl_post_ops_t follow_po[DN_MAX_FOLLOW]; /* builder-internal */
+    dnnl_memory_desc_t zero_md;
+    const void *zero;
 } dn_prim;
 
 /* What a builder may ask of the planner. */

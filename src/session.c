@@ -781,7 +781,7 @@ static int plan_dnnl(tdm_session *s, int node, dn_prim *p)
     step *st;
     rc = prim_step(s, p->pd, node, p->nin + 1, &st);
     p->pd = NULL;
-    if (rc) return rc;
+    if (rc) goto fail;
     int idx = s->nsteps - 1;
     for (int k = 0; k < p->nin; k++) {
         const dn_input *in = &p->in[k];
@@ -793,14 +793,26 @@ static int plan_dnnl(tdm_session *s, int node, dn_prim *p)
             use_buffer(s, bufs_in[k], idx);
         }
     }
-    add_arg(st, DNNL_ARG_DST, ARG_BUF, dst_buf, NULL,
-            p->dst_exec_md.ndims ? &p->dst_exec_md : &p->dst_md);
+    const dnnl_memory_desc_t *view = p->dst_exec_md.ndims ? &p->dst_exec_md : &p->dst_md;
+    add_arg(st, DNNL_ARG_DST, ARG_BUF, dst_buf, NULL, view);
     use_buffer(s, dst_buf, idx);
+    for (int i = 0; i < p->nfollow; i++) {
+        rc = prim_step(s, p->follow[i], node, 3, &st);
+        p->follow[i] = NULL;
+        if (rc) goto fail;
+        add_arg(st, DNNL_ARG_SRC_0, ARG_BUF, dst_buf, NULL, view);
+        add_arg(st, DNNL_ARG_SRC_1, ARG_PTR, -1, p->zero, &p->zero_md);
+        add_arg(st, DNNL_ARG_DST, ARG_BUF, dst_buf, NULL, view);
+        use_buffer(s, dst_buf, s->nsteps - 1);
+    }
     add_form(s, y, &p->dst_md, md_is_plain(&s->g->tensors[y], &p->dst_md), dst_buf);
     return 0;
 fail:
-    dnnl_primitive_desc_destroy(p->pd);
+    if (p->pd) dnnl_primitive_desc_destroy(p->pd);
     p->pd = NULL;
+    for (int i = 0; i < p->nfollow; i++)
+        if (p->follow[i]) dnnl_primitive_desc_destroy(p->follow[i]);
+    p->nfollow = 0;
     return rc;
 }
 
