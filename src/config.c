@@ -231,9 +231,12 @@ void config_print(FILE *f, int roles, const struct config *cfg)
         case OPT_STR:
             fprintf(f, "%s=%s\n", o->env, field);
             break;
-        case OPT_LEVEL:
-            fprintf(f, "%s=%s\n", o->env, log_level_name(*(const int *)field));
-            break;
+        case OPT_LEVEL: {
+            /* Lower case, as the variable is written. */
+            static const char *const names[] = {"debug", "info", "warn", "error"};
+            int l = *(const int *)field;
+            fprintf(f, "%s=%s\n", o->env, l >= 0 && l <= 3 ? names[l] : "?");
+        } break;
         case OPT_PRECISION:
             fprintf(f, "%s=%s\n", o->env,
                     *(const int *)field == TDM_PRECISION_BF16 ? "bf16" : "fp32");

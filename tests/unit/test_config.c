@@ -1,4 +1,5 @@
 /* Unit tests of config (environment table) and log (levels). */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -127,16 +128,39 @@ TEST(bad_values_are_refused_with_a_message)
     expect_invalid(failed_, "SYNC_MODEL_PATH", big, "at most");
 }
 
+/* --help and --check-config print to stdout: keep the test output readable. */
+static int mute_stdout(void)
+{
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    int nul = open("/dev/null", O_WRONLY);
+    dup2(nul, STDOUT_FILENO);
+    close(nul);
+    return saved;
+}
+
+static void unmute_stdout(int saved)
+{
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+}
+
 TEST(cli_help_and_check)
 {
+    int saved = mute_stdout();
+    int rc_help, rc_check;
     clear_env();
     struct config c;
     char a0[] = "proxy", a_help[] = "--help", a_check[] = "--check-config",
          a_bad[] = "--frobnicate";
     char *help[] = {a0, a_help};
-    ASSERT_EQ(config_cli(2, help, CONFIG_ROLE_PROXY, "test", &c), 0);
     char *check[] = {a0, a_check};
-    ASSERT_EQ(config_cli(2, check, CONFIG_ROLE_PROXY, "test", &c), 0);
+    rc_help = config_cli(2, help, CONFIG_ROLE_PROXY, "test", &c);
+    rc_check = config_cli(2, check, CONFIG_ROLE_PROXY, "test", &c);
+    unmute_stdout(saved);
+    ASSERT_EQ(rc_help, 0);
+    ASSERT_EQ(rc_check, 0);
     char *bad[] = {a0, a_bad};
     ASSERT_EQ(config_cli(2, bad, CONFIG_ROLE_PROXY, "test", &c), 2);
     setenv("PORT", "-1", 1);
@@ -147,6 +171,26 @@ TEST(cli_help_and_check)
     ASSERT_EQ(config_cli(1, run, CONFIG_ROLE_PROXY, "test", &c), -1);
     ASSERT_EQ(c.port, 9000);
     clear_env();
+}
+
+TEST(print_writes_values_as_they_are_set)
+{
+    clear_env();
+    setenv("LOG_LEVEL", "warn", 1);
+    setenv("MAX_BODY_BYTES", "1M", 1);
+    struct config c;
+    char err[256];
+    ASSERT_EQ(config_load(CONFIG_ROLE_ALL, &c, err, sizeof err), 0);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    config_print(f, CONFIG_ROLE_PROXY, &c);
+    fclose(f);
+    int ok = strstr(text, "LOG_LEVEL=warn\n") && strstr(text, "MAX_BODY_BYTES=1048576\n") &&
+             strstr(text, "PRECISION=fp32\n") && !strstr(text, "NUM_WORKERS");
+    free(text);
+    clear_env();
+    ASSERT(ok);
 }
 
 TEST(log_levels)
