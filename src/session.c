@@ -1108,6 +1108,22 @@ const char *tdm_session_error(const tdm_session *s)
     return s ? s->err : "no session";
 }
 
+void session_get_stats(const tdm_session *s, session_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < s->nsteps; i++) {
+        if (s->steps[i].kind == STEP_REF)
+            out->ref_steps++;
+        else if (s->steps[i].node < 0)
+            out->reorder_steps++;
+        else
+            out->prim_steps++;
+    }
+    out->arena_bytes = s->arena_size;
+    for (int i = 0; i < s->nbufs; i++)
+        out->buffer_bytes += align_up(s->bufs[i].size);
+}
+
 static int run_steps(tdm_session *s)
 {
     for (int i = 0; i < s->nsteps; i++) {

@@ -35,6 +35,16 @@ struct tdm_model {
     model_weight *weights;
 };
 
+/* What a session's plan consists of, for tests and diagnostics. */
+typedef struct session_stats {
+    int prim_steps;    /* oneDNN primitives for graph nodes (follow-up passes included) */
+    int reorder_steps; /* layout conversions inserted between nodes */
+    int ref_steps;     /* nodes run on the reference kernels */
+    size_t arena_bytes, buffer_bytes; /* the arena, and the sum of the buffers in it */
+} session_stats;
+
+void session_get_stats(const tdm_session *s, session_stats *out);
+
 /* Frees the converted weights of a model (engine.c calls it from
  * tdm_model_free). */
 void session_model_weights_free(tdm_model *m);
