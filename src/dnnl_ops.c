@@ -980,6 +980,64 @@ static int build_softmax(const dn_ctx *c, const graph *g, const graph_node *n, d
     return 0;
 }
 
+/* Per-tensor QuantizeLinear / DequantizeLinear as a converting reorder:
+ * oneDNN computes dst = scale * (src - src_zp) + dst_zp, rounding to nearest
+ * even and saturating when dst is an integer type. */
+static bool scalar_const(const graph *g, int t, tdm_dtype dt, void *v, size_t size)
+{
+    if (t < 0) return false;
+    const graph_tensor *c = &g->tensors[t];
+    if (!c->data || c->dtype != dt || graph_tensor_numel(c) != 1 || c->nbytes < size) return false;
+    memcpy(v, c->data, size);
+    return true;
+}
+
+static int build_quant(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+{
+    int xi = n->inputs[0], yi = n->outputs[0];
+    int zi = n->ninputs > 2 ? n->inputs[2] : -1;
+    const graph_tensor *x = &g->tensors[xi], *y = &g->tensors[yi];
+    bool quant = n->op == OP_QUANTIZELINEAR;
+    const graph_tensor *q = quant ? y : x;
+    float scale;
+    int32_t zp = 0;
+    if (x->data || n->npost || !same_dims(x, y) || x->rank < 1 ||
+        !scalar_const(g, n->inputs[1], TDM_DTYPE_FLOAT, &scale, sizeof scale) || !(scale > 0.0f))
+        return TDM_ERR_UNSUPPORTED;
+    if (q->dtype != TDM_DTYPE_UINT8 && q->dtype != TDM_DTYPE_INT8) return TDM_ERR_UNSUPPORTED;
+    if ((quant ? x : y)->dtype != TDM_DTYPE_FLOAT) return TDM_ERR_UNSUPPORTED;
+    if (zi >= 0) {
+        if (g->tensors[zi].dtype != q->dtype) return TDM_ERR_UNSUPPORTED;
+        if (q->dtype == TDM_DTYPE_UINT8) {
+            uint8_t v;
+            if (!scalar_const(g, zi, TDM_DTYPE_UINT8, &v, 1)) return TDM_ERR_UNSUPPORTED;
+            zp = v;
+        } else {
+            int8_t v;
+            if (!scalar_const(g, zi, TDM_DTYPE_INT8, &v, 1)) return TDM_ERR_UNSUPPORTED;
+            zp = v;
+        }
+    }
+    dnnl_memory_desc_t src, dst;
+    if (!dn_plain_md(x, dnnl_data_type_undef, &src) || !dn_plain_md(y, dnnl_data_type_undef, &dst))
+        return TDM_ERR_UNSUPPORTED;
+    dnnl_primitive_attr_t attr;
+    int rc = make_attr(g, NULL, NULL, 0, false, p, &attr);
+    if (rc) return rc;
+    float os = quant ? 1.0f / scale : scale;
+    dnnl_status_t st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &os);
+    if (st == dnnl_success && zp)
+        st = dnnl_primitive_attr_set_zero_points(attr, quant ? DNNL_ARG_DST : DNNL_ARG_SRC, 1, 0,
+                                                 &zp);
+    if (st == dnnl_success)
+        st = dnnl_reorder_primitive_desc_create(&p->pd, &src, c->eng, &dst, c->eng, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return TDM_ERR_UNSUPPORTED;
+    add_input(p, DNNL_ARG_FROM, xi)->md = src;
+    p->dst_md = dst;
+    return 0;
+}
+
 /* A transpose is a reorder from the input viewed with permuted strides. */
 static int build_transpose(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
 {
@@ -1100,6 +1158,10 @@ int dn_build(const dn_ctx *c, const graph *g, int node, dn_prim *p)
         break;
     case OP_SOFTMAX:
         rc = build_softmax(c, g, n, p);
+        break;
+    case OP_QUANTIZELINEAR:
+    case OP_DEQUANTIZELINEAR:
+        rc = n->ninputs >= 2 ? build_quant(c, g, n, p) : TDM_ERR_UNSUPPORTED;
         break;
     case OP_TRANSPOSE:
         rc = build_transpose(c, g, n, p);

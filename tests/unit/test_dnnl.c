@@ -499,6 +499,46 @@ TEST(unary)
                   0);
 }
 
+/* QuantizeLinear and DequantizeLinear with scalar parameters: 0 float ->
+ * uint8 -> float; 1 int8 with a negative zero point; 2 a uint8 input
+ * dequantised (the real int8 models' first node). */
+static int scalar8(graph *g, const char *name, tdm_dtype dt, int v)
+{
+    int t = graph_add_tensor(g, name, dt, 0, NULL);
+    unsigned char *d = malloc(1);
+    d[0] = (unsigned char)v;
+    graph_set_data(g, t, d, 1);
+    return t;
+}
+
+static void quant_graph(graph *g, int v)
+{
+    tdm_dtype qt = v == 1 ? TDM_DTYPE_INT8 : TDM_DTYPE_UINT8;
+    int x = input(g, v == 2 ? TDM_DTYPE_UINT8 : TDM_DTYPE_FLOAT, 4, (int64_t)1, (int64_t)5,
+                  (int64_t)6, (int64_t)7);
+    int s = graph_add_tensor(g, "s", TDM_DTYPE_FLOAT, 0, NULL);
+    float *sd = malloc(sizeof *sd);
+    *sd = 0.0123f;
+    graph_set_data(g, s, sd, sizeof *sd);
+    int z = scalar8(g, "z", qt, v == 1 ? -7 : 131), y = value(g, "y");
+    if (v == 2) {
+        node(g, OP_DEQUANTIZELINEAR, "DequantizeLinear", y, 3, x, s, z);
+    } else {
+        int q = graph_add_tensor(g, "q", qt, -1, NULL);
+        node(g, OP_QUANTIZELINEAR, "QuantizeLinear", q, 3, x, s, z);
+        node(g, OP_DEQUANTIZELINEAR, "DequantizeLinear", y, 3, q, s, z);
+    }
+    output(g, y);
+}
+
+TEST(quantize_dequantize)
+{
+    for (int v = 0; v < 3; v++)
+        ASSERT_EQ(compare(quant_graph, v, TDM_PRECISION_FP32, 1e-6, v < 2 ? 0.0123 : 0,
+                          v < 2 ? 2 : 1, 0),
+                  0);
+}
+
 /* ---- Softmax, Transpose, Pad absorption -------------------------------- */
 
 /* 0: along the last axis; 1: opset < 13 form on axis 1 of a rank-4 tensor. */
