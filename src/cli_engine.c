@@ -32,12 +32,14 @@ static void usage_run(FILE *f)
     fprintf(f,
             "usage: tandem run-model --model FILE --input IN.bin --output OUT.bin\n"
             "                        [--threads N] [--precision fp32|bf16] [--backend dnnl|ref]\n"
+            "                        [--batch B]\n"
             "\n"
             "Runs the model once. IN.bin holds the raw bytes of the model's first input at\n"
-            "batch 1, in its own dtype and layout (the size must match exactly); OUT.bin\n"
-            "receives the raw bytes of its first output.\n"
+            "batch 1 (or B), in its own dtype and layout (the size must match exactly);\n"
+            "OUT.bin receives the raw bytes of its first output.\n"
             "\n"
             "  --threads N      compute threads (default 0: all CPUs)\n"
+            "  --batch B        batch size (default 1; the model's batch must be free)\n"
             "  --precision P    fp32 (default) or bf16 (convolutions and inner products)\n"
             "  --backend B      dnnl (default, oneDNN) or ref (plain C reference kernels)\n");
 }
@@ -98,7 +100,7 @@ static int parse(int argc, char **argv, bool bench, cli_opts *o)
             ok = parse_int(v, 0, 1024, &o->threads);
         } else if (bench && !strcmp(a, "--iterations")) {
             ok = parse_int(v, 1, 1000000, &o->iterations);
-        } else if (bench && !strcmp(a, "--batch")) {
+        } else if (!strcmp(a, "--batch")) {
             ok = parse_int(v, 1, 4096, &o->batch);
         } else if (!strcmp(a, "--precision")) {
             ok = !strcmp(v, "fp32") || !strcmp(v, "bf16");
@@ -197,7 +199,7 @@ int cli_run_model(int argc, char **argv)
         usage_run(stdout);
         return 0;
     }
-    if ((rc = open_model(&o, "run-model", 1, &m, &s))) return rc;
+    if ((rc = open_model(&o, "run-model", o.batch, &m, &s))) return rc;
     size_t nin = tdm_session_input_bytes(s), nout = tdm_session_output_bytes(s);
     in = malloc(nin ? nin : 1);
     out = malloc(nout ? nout : 1);
