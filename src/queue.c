@@ -68,7 +68,9 @@ enum {
 };
 
 /* Moves all of a processing list (KEYS[1]) back to the consuming (right)
- * end of the queue (KEYS[2]); jobs marked running go back to queued. */
+ * end of the queue (KEYS[2]); jobs marked running go back to queued. With
+ * ARGV[1] == '1' the attempt the dead worker had started is given back: it
+ * was not the job's fault (killed from outside, host gone). */
 #define LUA_REQUEUE_LOOP                                                                           \
     "local n = 0\n"                                                                                \
     "while true do\n"                                                                              \
@@ -77,6 +79,9 @@ enum {
     "  local jk = 'job:' .. id\n"                                                                  \
     "  if redis.call('HGET', jk, 'status') == 'running' then\n"                                    \
     "    redis.call('HSET', jk, 'status', 'queued')\n"                                             \
+    "    if ARGV[1] == '1' and tonumber(redis.call('HGET', jk, 'attempts') or '0') > 0 then\n"     \
+    "      redis.call('HINCRBY', jk, 'attempts', -1)\n"                                            \
+    "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "  n = n + 1\n"                                                                                \
     "end\n"
@@ -180,11 +185,11 @@ static const char *const scripts[S_COUNT] = {
     [S_HEARTBEAT] = "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
                     "redis.call('SADD', KEYS[2], ARGV[1])\n"
                     "return 1\n",
-    /* REQUEUE: KEYS processing queue -> moved */
+    /* REQUEUE: KEYS processing queue; ARGV refund -> moved */
     [S_REQUEUE] = LUA_REQUEUE_LOOP "return n\n",
-    /* REAP_ONE: KEYS processing queue worker:{w} workers; ARGV w -> -1 alive, else moved */
+    /* REAP_ONE: KEYS processing queue worker:{w} workers; ARGV refund w -> -1 alive, else moved */
     [S_REAP_ONE] = "if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end\n" LUA_REQUEUE_LOOP
-                   "redis.call('SREM', KEYS[4], ARGV[1])\n"
+                   "redis.call('SREM', KEYS[4], ARGV[2])\n"
                    "return n\n",
     /* STATS: KEYS queue dead metrics workers -> {llen, dead, metrics, alive, processing} */
     [S_STATS] = "local alive, proc = 0, 0\n"
@@ -958,15 +963,15 @@ int queue_worker_gone(queue *q, const char *worker)
     return 0;
 }
 
-int queue_requeue_worker(queue *q, const char *worker, long long *moved)
+int queue_requeue_worker(queue *q, const char *worker, int refund, long long *moved)
 {
     if (!worker_id_valid(worker)) return fail(q, QUEUE_ERR_INVALID, "bad worker id");
     char kproc[KEY_MAX];
     key(kproc, "processing:", worker);
-    const char *args[2] = {kproc, q->qname};
+    const char *args[3] = {kproc, q->qname, refund ? "1" : "0"};
     redisReply *r = NULL;
     long long v = 0;
-    int rc = script(q, S_REQUEUE, 2, 2, args, NULL, &r);
+    int rc = script(q, S_REQUEUE, 2, 3, args, NULL, &r);
     if (rc) return rc;
     rc = reply_int(q, r, &v);
     freeReplyObject(r);
@@ -995,10 +1000,10 @@ int queue_reap_dead_workers(queue *q, long long *moved)
         if (!worker_id_valid(w)) continue;
         key(kproc, "processing:", w);
         key(kw, "worker:", w);
-        const char *args[5] = {kproc, q->qname, kw, "workers", w};
+        const char *args[6] = {kproc, q->qname, kw, "workers", "1", w};
         redisReply *r = NULL;
         long long v = 0;
-        rc = script(q, S_REAP_ONE, 4, 5, args, NULL, &r);
+        rc = script(q, S_REAP_ONE, 4, 6, args, NULL, &r);
         if (rc) goto out;
         rc = reply_int(q, r, &v);
         freeReplyObject(r);

@@ -178,11 +178,16 @@ int queue_heartbeat(queue *q, const char *worker, const char *info, int ttl_s);
 int queue_worker_gone(queue *q, const char *worker);
 
 /* Moves every job of processing:{worker} back to the consuming end of the
- * queue (next to be taken), one atomic LMOVE each, status back to queued. */
-int queue_requeue_worker(queue *q, const char *worker, long long *moved);
+ * queue (next to be taken), one atomic LMOVE each, status back to queued.
+ * refund = 1 gives back the attempt the worker had started (it was killed
+ * from outside or stopped: not the job's fault); refund = 0 keeps it counted
+ * (the worker crashed, perhaps because of the job), so a job that crashes
+ * every worker is given up after max_attempts like any failing job. */
+int queue_requeue_worker(queue *q, const char *worker, int refund, long long *moved);
 
 /* For each known worker whose heartbeat key has expired: requeue its
- * processing list and forget it. Safe to run from any host at any time. */
+ * processing list (attempts refunded: a vanished host is not the job's fault)
+ * and forget it. Safe to run from any host at any time. */
 int queue_reap_dead_workers(queue *q, long long *moved);
 
 #endif

@@ -71,6 +71,7 @@ struct slot {
     int64_t restart_at_ms;
     int backoff_ms;
     int requeue_pending; /* the dead child's list could not be requeued yet */
+    int refund;          /* the dead child's death was not its job's fault */
     char dead_id[QUEUE_WORKER_ID_MAX + 1];
 };
 
@@ -125,6 +126,18 @@ static void describe_exit(int st, char *buf, size_t cap)
         snprintf(buf, cap, "stopped with wait status %d", st);
 }
 
+/* A death the job in hand may have caused: a fault signal or a failure exit.
+ * SIGKILL/SIGTERM come from outside (an operator, a test, the OOM killer
+ * after MAX_PIXELS already bounds images) and do not count as an attempt. */
+static int crashed(int st)
+{
+    if (WIFEXITED(st)) return WEXITSTATUS(st) != WORKER_EXIT_OK;
+    if (!WIFSIGNALED(st)) return 0;
+    int sig = WTERMSIG(st);
+    return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGABRT ||
+           sig == SIGSYS;
+}
+
 /* In the child: fresh handlers, no parent state, run, leave with _exit. */
 static void child_main(const struct config *cfg, queue *parent_q, const char *id, pid_t parent)
 {
@@ -167,7 +180,7 @@ static int spawn(struct slot *s, const struct config *cfg, queue *q, const char 
 static void requeue_dead(struct slot *s, queue *q)
 {
     long long moved = 0;
-    int rc = queue_requeue_worker(q, s->dead_id, &moved);
+    int rc = queue_requeue_worker(q, s->dead_id, s->refund, &moved);
     if (rc) {
         if (!s->requeue_pending)
             LOG(WARN, "cannot requeue the jobs of %s yet: %s", s->dead_id, queue_errstr(q));
@@ -205,6 +218,7 @@ static int reap(struct slot *slots, int n, queue *q)
         if (WIFEXITED(st) && WEXITSTATUS(st) == WORKER_EXIT_MODEL) model_failures++;
         s->pid = 0;
         memcpy(s->dead_id, s->id, sizeof s->dead_id);
+        s->refund = !crashed(st);
         requeue_dead(s, q);
         if (lived >= HEALTHY_AFTER_MS) s->backoff_ms = 0;
         s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;

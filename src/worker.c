@@ -343,7 +343,7 @@ int worker_run(const struct config *cfg, const char *id, volatile sig_atomic_t *
     }
     /* Leaving: anything still held goes back to the queue, then we go. */
     long long moved = 0;
-    if (!queue_requeue_worker(w.q, id, &moved) && moved > 0)
+    if (!queue_requeue_worker(w.q, id, 1, &moved) && moved > 0)
         LOG(WARN, "requeued %lld job(s) this worker still held", moved);
     if (queue_worker_gone(w.q, id)) LOG(WARN, "could not remove heartbeat: %s", queue_errstr(w.q));
     LOG(INFO, "worker %s stopped", id);

@@ -335,7 +335,7 @@ TEST(a_job_whose_worker_keeps_dying_is_given_up)
         ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
         ASSERT_EQ(queue_job_start(q, id, "w1", 2, &skip, &attempts), 0);
         ASSERT_EQ(skip, 0);
-        ASSERT_EQ(queue_requeue_worker(q, "w1", &moved), 0); /* as after a crash */
+        ASSERT_EQ(queue_requeue_worker(q, "w1", 0, &moved), 0); /* as after a crash */
         ASSERT_EQ(moved, 1);
     }
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
@@ -348,6 +348,34 @@ TEST(a_job_whose_worker_keeps_dying_is_given_up)
     queue_job_clear(&j);
     ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 1);
     ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(a_worker_killed_from_outside_costs_no_attempt)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    int skip = 0, attempts = 0;
+    long long moved = 0;
+    for (int i = 0; i < 5; i++) {
+        ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+        ASSERT_EQ(queue_job_start(q, id, "w1", 2, &skip, &attempts), 0);
+        ASSERT_EQ(skip, 0);
+        ASSERT_EQ(attempts, 1);
+        ASSERT_EQ(queue_requeue_worker(q, "w1", 1, &moved), 0); /* as after SIGKILL */
+        ASSERT_EQ(moved, 1);
+    }
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "queued");
+    ASSERT_EQ(j.attempts, 0);
+    queue_job_clear(&j);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 0);
     queue_close(q);
     redisFree(c);
 }
