@@ -150,6 +150,21 @@ check "GET /job/{id}?wait=1 with no worker returns queued after ~1 s (${SECS}s)"
     bash -c "[ $CODE = 200 ] && [ \"\$($JGET $TMP/jw.body $ID status)\" = queued ] &&
              awk 'BEGIN{exit !($SECS >= 0.9 && $SECS < 3)}'"
 
+# 100 requests held at once tie up no thread: other requests are answered meanwhile.
+held=()
+for i in $(seq 100); do
+    curl -s -m 10 -o /dev/null -w '%{http_code}\n' "$URL/job/$ID?wait=2" >>"$TMP/held100" &
+    held+=($!)
+done
+sleep 0.5
+req hh "$URL/health"
+HSECS=$SECS
+req hp "$URL/predict/test"
+check "100 held ?wait=2 requests: /health (${HSECS}s) and /predict/test (${SECS}s) answered meanwhile" \
+    bash -c "[ $CODE = 200 ] && awk 'BEGIN{exit !($HSECS < 0.5 && $SECS < 1.5)}'"
+wait "${held[@]}"
+check "the 100 held requests all end with 200" test "$(grep -c '^200$' "$TMP/held100")" = 100
+
 # ---- bad input -------------------------------------------------------------------
 expect_error e1 404 "GET /job/{unknown id}" "$URL/job/zzzz99"
 expect_error e2 400 "GET /job/{id with odd characters}" "$URL/job/AB-c.d"
@@ -222,7 +237,7 @@ for pat in 'tandem_http_requests_total{endpoint="predict",code="200"}' \
     check "/metrics has $pat" grep -qF "$pat" "$TMP/m.body"
 done
 processed=$(awk '/^tandem_jobs_processed_total / {print $2}' "$TMP/m.body")
-check "/metrics counts the workers' jobs ($processed >= 8)" test "${processed:-0}" -ge 8
+check "/metrics counts the workers' jobs ($processed >= 9)" test "${processed:-0}" -ge 9
 
 # ---- a second proxy on the same Redis; backpressure -----------------------------------------
 # The workers stop (SIGTERM, bounded wait) so that the backlog can build up.
@@ -244,7 +259,7 @@ check "backpressure answer carries Retry-After" grep -qi '^Retry-After: [0-9]' "
 req m2 "http://127.0.0.1:$PORT2/metrics"
 check "the second proxy's /metrics sees the system: processed jobs and queue length 2" \
     bash -c "grep -q '^tandem_queue_length 2' $TMP/m2.body &&
-             awk '/^tandem_jobs_processed_total / {exit !(\$2 >= 8)}' $TMP/m2.body &&
+             awk '/^tandem_jobs_processed_total / {exit !(\$2 >= 9)}' $TMP/m2.body &&
              grep -q '^tandem_backpressure_total 1' $TMP/m2.body"
 
 # ---- Redis stopped during traffic, then back on the same port -------------------------------
