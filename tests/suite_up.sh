@@ -115,7 +115,8 @@ UP=$BG_PID
 health() { curl -sf "http://127.0.0.1:$PORT/health" | grep -q '"ok"'; }
 if wait_until 60 health; then
     ok "tandem up: GET /health answers on port $PORT"
-    check "tandem up says where it listens" grep -q "http://127.0.0.1:$PORT" "$TMP/up.log"
+    check "tandem up says where it listens" \
+        wait_until 5 grep -q "http://127.0.0.1:$PORT" "$TMP/up.log"
     ans=$(curl -s -m 20 -H 'Content-Type: image/png' --data-binary "@$CAT" "http://127.0.0.1:$PORT/predict")
     id=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])' <<<"$ans" 2>/dev/null)
     sync=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["result_sync"])' <<<"$ans" 2>/dev/null)
