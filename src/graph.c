@@ -22,36 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------------ */
-/* Allocation                                                               */
-/* ------------------------------------------------------------------------ */
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "tandem: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return q;
-}
-
-static void *xmalloc(size_t n)
-{
-    return xrealloc(NULL, n);
-}
-
-static void *xmemdup(const void *p, size_t n)
-{
-    void *q = xmalloc(n);
-    if (n) memcpy(q, p, n);
-    return q;
-}
-
-static char *xstrdup(const char *s)
-{
-    return xmemdup(s ? s : "", strlen(s ? s : "") + 1);
-}
+#include "xalloc.h"
 
 /* ------------------------------------------------------------------------ */
 /* Creation and destruction                                                 */

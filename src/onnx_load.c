@@ -27,6 +27,7 @@
 
 #include "onnx.pb-c.h"
 #include "ops.h"
+#include "xalloc.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "raw_data payloads are little-endian and are used in place"
@@ -50,25 +51,6 @@ typedef struct loader {
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                            */
 /* ------------------------------------------------------------------------ */
-
-/* Allocations here are sized by counts already checked against the limits
- * above; failing them means the process is out of memory. */
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "tandem: out of memory loading a model\n");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = xcalloc(n + 1, 1);
-    memcpy(p, s, n);
-    return p;
-}
 
 static const char *str(const char *s)
 {
