@@ -57,21 +57,11 @@ static const char *str(const char *s)
     return s ? s : "";
 }
 
+/* Element size of a type a model file may hold, 0 for one we refuse:
+ * bfloat16 exists only inside sessions (--precision bf16), not in files. */
 static size_t dtype_size(int dt)
 {
-    switch (dt) {
-    case TDM_DTYPE_FLOAT:
-    case TDM_DTYPE_INT32:
-        return 4;
-    case TDM_DTYPE_UINT8:
-    case TDM_DTYPE_INT8:
-    case TDM_DTYPE_BOOL:
-        return 1;
-    case TDM_DTYPE_INT64:
-        return 8;
-    default:
-        return 0;
-    }
+    return dt == TDM_DTYPE_BFLOAT16 ? 0 : tdm_dtype_size((tdm_dtype)dt);
 }
 
 /* ONNX names of element types, for messages about ones we refuse. */
