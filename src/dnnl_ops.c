@@ -157,22 +157,23 @@ static bool follow_md(const dn_ctx *c, const graph *g, int x, dnnl_memory_desc_t
 
 /* What a primitive's output goes through: the anchor's own element-wise op
  * (for a standalone chain) and then the node's post-ops, as items... */
-enum { CI_RELU, CI_CLIP, CI_FQ, CI_SUM, CI_RAW };
+enum { CI_RELU, CI_CLIP, CI_FQ, CI_SUM, CI_RAW, CI_BIN };
 
 typedef struct citem {
     int kind;
     float a, b, c, d;    /* CLIP: a, b; FQ: scale, zero point, qmin, qmax; RAW: a, b */
-    dnnl_alg_kind_t alg; /* RAW */
-    int tensor;          /* SUM: the addend */
+    dnnl_alg_kind_t alg; /* RAW; BIN: dnnl_binary_min or _max */
+    int tensor;          /* SUM: the addend; BIN: the per-channel constant */
 } citem;
 
 /* ...compiled into oneDNN operations of these classes. */
-enum { EO_SCALE, EO_ROUND, EO_CLIP, EO_SUM, EO_RAW };
+enum { EO_SCALE, EO_ROUND, EO_CLIP, EO_SUM, EO_RAW, EO_BIN };
 
 typedef struct eop {
     int cls;
-    dnnl_alg_kind_t alg; /* RAW */
+    dnnl_alg_kind_t alg; /* RAW, BIN */
     float a, b;
+    int tensor; /* BIN */
 } eop;
 
 #define CHAIN_MAX (4 * (GRAPH_MAX_POST + 1) + 4)
@@ -202,7 +203,7 @@ typedef struct chain {
 
 static void emit(chain *ch, int cls, dnnl_alg_kind_t alg, float a, float b)
 {
-    if (ch->n < CHAIN_MAX) ch->ops[ch->n++] = (eop){cls, alg, a, b};
+    if (ch->n < CHAIN_MAX) ch->ops[ch->n++] = (eop){cls, alg, a, b, -1};
 }
 
 static void flush(chain *ch)
@@ -250,8 +251,11 @@ static void chain_fq(chain *ch, float s, float zp, float qmin, float qmax)
         lo = qmin - zp;
         hi = qmax - zp;
     }
+    /* u straight out of a rounding is integral already: with nothing to
+     * scale, rounding it again changes nothing. */
+    bool integral = r == 1.0f && ch->n > 0 && ch->ops[ch->n - 1].cls == EO_ROUND;
     if (r != 1.0f) emit(ch, EO_SCALE, dnnl_alg_kind_undef, r, 0);
-    emit(ch, EO_ROUND, dnnl_alg_kind_undef, 0, 0);
+    if (!integral) emit(ch, EO_ROUND, dnnl_alg_kind_undef, 0, 0);
     ch->lo = lo;
     ch->hi = hi;
     ch->k = s;
@@ -277,6 +281,12 @@ static void compile_chain(const citem *it, int n, chain *ch)
         case CI_SUM:
             flush(ch);
             emit(ch, EO_SUM, dnnl_alg_kind_undef, 0, 0);
+            break;
+        case CI_BIN:
+            /* The constant is per channel, so no scale or clamp moves past it. */
+            flush(ch);
+            emit(ch, EO_BIN, it[i].alg, 0, 0);
+            if (ch->n > 0) ch->ops[ch->n - 1].tensor = it[i].tensor;
             break;
         default:
             flush(ch);
@@ -341,9 +351,62 @@ static bool pick_alg(seg_state *st, const eop *e, dnnl_alg_kind_t *alg, float *a
     }
 }
 
+static dn_input *add_input(dn_prim *p, int arg, int tensor)
+{
+    dn_input *in = &p->in[p->nin++];
+    memset(in, 0, sizeof *in);
+    in->arg = arg;
+    in->tensor = tensor;
+    return in;
+}
+
+/* A constant input: its payload as it is (user_md) and the layout wanted. */
+static void add_const(dn_prim *p, int arg, int tensor, const void *data,
+                      const dnnl_memory_desc_t *user_md, const dnnl_memory_desc_t *md)
+{
+    dn_input *in = add_input(p, arg, tensor);
+    in->cdata = data;
+    in->user_md = *user_md;
+    in->md = *md;
+}
+
+/* A per-channel operand of a binary post-op: src1 of shape [1, C, 1...] at
+ * the rank of output y, its constant bytes read as they are. */
+static bool bin_operand(const graph *g, int y, int t, dnnl_memory_desc_t *md)
+{
+    if (y < 0 || t < 0) return false;
+    const graph_tensor *yt = &g->tensors[y], *c = &g->tensors[t];
+    int64_t dims[DNNL_MAX_NDIMS];
+    if (yt->rank < 2 || yt->rank > DNNL_MAX_NDIMS || !c->data ||
+        c->dtype != TDM_DTYPE_FLOAT || graph_tensor_numel(c) != yt->dims[1])
+        return false;
+    for (int i = 0; i < yt->rank; i++)
+        dims[i] = i == 1 ? yt->dims[1] : 1;
+    return dn_plain_dims(yt->rank, dims, dnnl_f32, md);
+}
+
+/* Closes the current post-op list (the primitive's or a follow-up pass's)
+ * and starts the next one; false when no pass is left or oneDNN fails. */
+static bool next_seg(dn_prim *p, dnnl_post_ops_t *first, dnnl_post_ops_t *cur, int *seg,
+                     seg_state *st, int *count)
+{
+    if (*seg == 0)
+        *first = *cur;
+    else
+        p->follow_po[p->nfollow++] = *cur;
+    *cur = NULL;
+    if (++*seg > DN_MAX_FOLLOW || dnnl_post_ops_create(cur) != dnnl_success) return false;
+    memset(st, 0, sizeof *st);
+    *count = 0;
+    return true;
+}
+
 /* Splits the compiled chain into post-op lists: the first for the primitive
- * itself, the others for in-place follow-up passes (p->follow_po). */
-static int chain_to_posts(const chain *ch, bool allow_sum, dn_prim *p, dnnl_post_ops_t *first)
+ * itself, the others for in-place follow-up passes (p->follow_po). A binary
+ * post-op's operand is an input (DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) |
+ * DNNL_ARG_SRC_1) of whichever pass carries it. */
+static int chain_to_posts(const graph *g, int y, const chain *ch, bool allow_sum, dn_prim *p,
+                          dnnl_post_ops_t *first)
 {
     dnnl_post_ops_t cur = NULL;
     seg_state st = {.nused = 0};
@@ -357,18 +420,19 @@ static int chain_to_posts(const chain *ch, bool allow_sum, dn_prim *p, dnnl_post
         if (e->cls == EO_SUM) {
             if (!allow_sum || seg > 0) goto fail;
             s = dnnl_post_ops_append_sum(cur, 1.0f);
+        } else if (e->cls == EO_BIN) {
+            dnnl_memory_desc_t md;
+            if (p->nin == DN_MAX_IN || !bin_operand(g, y, e->tensor, &md)) goto fail;
+            if (count == DN_MAX_POSTS && !next_seg(p, first, &cur, &seg, &st, &count)) goto fail;
+            s = dnnl_post_ops_append_binary(cur, e->alg, &md);
+            add_const(p, DNNL_ARG_ATTR_MULTIPLE_POST_OP(count) | DNNL_ARG_SRC_1, e->tensor,
+                      g->tensors[e->tensor].data, &md, &md);
+            p->in[p->nin - 1].pass = seg;
         } else {
             if (!pick_alg(&st, e, &alg, &a, &b) || count == DN_MAX_POSTS) {
-                if (seg == 0)
-                    *first = cur;
-                else
-                    p->follow_po[p->nfollow++] = cur;
-                cur = NULL;
-                if (++seg > DN_MAX_FOLLOW || dnnl_post_ops_create(&cur) != dnnl_success)
+                if (!next_seg(p, first, &cur, &seg, &st, &count) ||
+                    !pick_alg(&st, e, &alg, &a, &b))
                     goto fail;
-                memset(&st, 0, sizeof st);
-                count = 0;
-                if (!pick_alg(&st, e, &alg, &a, &b)) goto fail;
             }
             s = dnnl_post_ops_append_eltwise(cur, 1.0f, alg, a, b);
         }
@@ -382,7 +446,10 @@ static int chain_to_posts(const chain *ch, bool allow_sum, dn_prim *p, dnnl_post
     return 0;
 fail:
     if (cur) dnnl_post_ops_destroy(cur);
-    if (seg > 0) dnnl_post_ops_destroy(*first);
+    if (seg > 0) {
+        dnnl_post_ops_destroy(*first);
+        *first = NULL;
+    }
     for (int i = 0; i < p->nfollow; i++)
         dnnl_post_ops_destroy(p->follow_po[i]);
     p->nfollow = 0;
@@ -414,6 +481,15 @@ static bool gather_items(const graph *g, const graph_node *n, const citem *pre, 
                 return false;
             c.kind = CI_SUM, c.tensor = n->inputs[p->input];
             break;
+        case POST_MIN_CHANNEL:
+        case POST_MAX_CHANNEL:
+            /* Only a convolution's dst has the channel at axis 1 for sure. */
+            if (n->op != OP_CONV || p->input < 0 || p->input >= n->ninputs ||
+                !is_float(g, n->inputs[p->input]))
+                return false;
+            c.kind = CI_BIN, c.tensor = n->inputs[p->input];
+            c.alg = p->kind == POST_MIN_CHANNEL ? dnnl_binary_min : dnnl_binary_max;
+            break;
         default:
             return false;
         }
@@ -443,7 +519,7 @@ static int make_attr(const graph *g, const graph_node *n, const citem *pre, int 
         if (it[i].kind == CI_SUM) p->sum_tensor = it[i].tensor;
     if (nit) {
         compile_chain(it, nit, &ch);
-        if ((rc = chain_to_posts(&ch, allow_sum, p, &po))) goto out;
+        if ((rc = chain_to_posts(g, n ? n->outputs[0] : -1, &ch, allow_sum, p, &po))) goto out;
         rc = TDM_ERR_UNSUPPORTED;
         if (dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success) goto out;
     }
@@ -476,25 +552,6 @@ static int create_pd(const dn_ctx *c, const void *desc, dnnl_primitive_attr_t at
         return TDM_ERR_UNSUPPORTED;
     }
     return 0;
-}
-
-static dn_input *add_input(dn_prim *p, int arg, int tensor)
-{
-    dn_input *in = &p->in[p->nin++];
-    memset(in, 0, sizeof *in);
-    in->arg = arg;
-    in->tensor = tensor;
-    return in;
-}
-
-/* A constant input: its payload as it is (user_md) and the layout wanted. */
-static void add_const(dn_prim *p, int arg, int tensor, const void *data,
-                      const dnnl_memory_desc_t *user_md, const dnnl_memory_desc_t *md)
-{
-    dn_input *in = add_input(p, arg, tensor);
-    in->cdata = data;
-    in->user_md = *user_md;
-    in->md = *md;
 }
 
 static int ints_attr(const graph_node *n, const char *name, int len, int64_t *v)

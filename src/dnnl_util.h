@@ -30,6 +30,7 @@ typedef struct dn_input {
     dnnl_memory_desc_t user_md; /* constants: the layout of cdata */
     dnnl_memory_desc_t md;      /* the layout the tensor must be in (in its own dims) */
     dnnl_memory_desc_t exec_md; /* how the primitive views those bytes; ndims 0: md itself */
+    int pass; /* who reads it: 0 the primitive, k > 0 follow-up pass k - 1 (a post-op operand) */
 } dn_input;
 
 typedef struct dn_prim {

@@ -110,13 +110,15 @@ typedef enum {
     POST_RELU,      /* max(x, 0) */
     POST_CLIP,      /* clamp(x, a, b); +-INFINITY for an open side */
     POST_FAKEQUANT, /* (clamp(rint(x / a) + b, c, d) - b) * a: a=scale b=zero point c,d=range */
-    POST_SUM        /* x + inputs[input]; same shape as the output, no broadcasting */
+    POST_SUM,       /* x + inputs[input]; same shape as the output, no broadcasting */
+    POST_MIN_CHANNEL, /* min(x, inputs[input][c]): a constant of one value per channel c (axis 1) */
+    POST_MAX_CHANNEL  /* max(x, inputs[input][c]), likewise */
 } graph_post_kind;
 
 typedef struct graph_post {
     graph_post_kind kind;
     float a, b, c, d;
-    int input; /* POST_SUM: position in node->inputs of the addend */
+    int input; /* POST_SUM, POST_*_CHANNEL: position in node->inputs of the operand */
 } graph_post;
 
 typedef struct graph_tensor {

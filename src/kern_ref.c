@@ -580,6 +580,25 @@ static int apply_post(const graph_node *n, const ref_args *a, char *err, size_t 
                 y[i] += s[i];
             break;
         }
+        case POST_MIN_CHANNEL:
+        case POST_MAX_CHANNEL: {
+            const graph_tensor *t = ref_opt_input(a, po->input);
+            int64_t ch = ot->rank >= 2 ? ot->dims[1] : 0;
+            if (po->input < 0 || !t || t->dtype != TDM_DTYPE_FLOAT || ch < 1 ||
+                ref_numel(t) != ch)
+                return ref_fail(n, err, errlen, TDM_ERR_INVALID,
+                                "post-op %d: input %d is not a float tensor of one value per "
+                                "channel",
+                                p, po->input);
+            const float *v = a->in_data[po->input];
+            int64_t inner = count ? count / (ot->dims[0] * ch) : 1;
+            bool is_min = po->kind == POST_MIN_CHANNEL;
+            for (int64_t i = 0; i < count; i++) {
+                float c = v[(i / inner) % ch];
+                y[i] = is_min ? fminf(y[i], c) : fmaxf(y[i], c);
+            }
+            break;
+        }
         default:
             return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "unknown post-op kind %d",
                             (int)po->kind);

@@ -734,6 +734,23 @@ static bool clip_bounds(const graph *g, const graph_node *c, float *lo, float *h
     return true;
 }
 
+/* Whether constant t holds one float per channel of y (axis 1): its shape,
+ * aligned to y's from the right as broadcasting aligns it, is all ones but
+ * for y's channel count at y's axis 1. */
+static bool const_per_channel(const graph *g, int t, const graph_tensor *y)
+{
+    if (!is_const(g, t) || y->rank < 2) return false;
+    const graph_tensor *c = &g->tensors[t];
+    if (c->dtype != TDM_DTYPE_FLOAT || c->rank < y->rank - 1 || c->rank > y->rank) return false;
+    int64_t n = graph_tensor_numel(c);
+    if (n != y->dims[1] || c->nbytes < (size_t)n * sizeof(float)) return false;
+    for (int i = 0; i < c->rank; i++) {
+        int yaxis = y->rank - c->rank + i;
+        if (c->dims[i] != (yaxis == 1 ? y->dims[1] : 1)) return false;
+    }
+    return true;
+}
+
 /* Appends the addend of a POST_SUM to the anchor's inputs; a Conv keeps its
  * bias slot (2) even when it has no bias, so the addend sits at 3 or later. */
 static int append_input(graph *g, int anchor, int t, int *pos)
@@ -771,10 +788,21 @@ static int fuse_one(graph *g, int anchor, int ci, int t)
     case OP_MAX: {
         int other = c->inputs[0] == t ? c->inputs[1] : c->inputs[0];
         double v;
-        if (other == t || !const_uniform(g, other, &v)) return 0;
-        p.kind = POST_CLIP;
-        p.a = c->op == OP_MIN ? -INFINITY : (float)v;
-        p.b = c->op == OP_MIN ? (float)v : INFINITY;
+        if (other == t) return 0;
+        if (const_uniform(g, other, &v)) {
+            p.kind = POST_CLIP;
+            p.a = c->op == OP_MIN ? -INFINITY : (float)v;
+            p.b = c->op == OP_MIN ? (float)v : INFINITY;
+            break;
+        }
+        /* A per-channel bound (a relu6-like clamp with one ceiling per
+         * channel) only onto a Conv, whose backend takes it as a binary
+         * post-op; the constant becomes one more input of the anchor. */
+        if (a->op != OP_CONV || !const_per_channel(g, other, tt)) return 0;
+        int rc = append_input(g, anchor, other, &p.input);
+        if (rc) return rc;
+        a = &g->nodes[anchor];
+        p.kind = c->op == OP_MIN ? POST_MIN_CHANNEL : POST_MAX_CHANNEL;
         break;
     }
     case OP_FAKEQUANT:

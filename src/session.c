@@ -786,6 +786,7 @@ static int plan_dnnl(tdm_session *s, int node, dn_prim *p)
     for (int k = 0; k < p->nin; k++) {
         const dn_input *in = &p->in[k];
         const dnnl_memory_desc_t *md = in->exec_md.ndims ? &in->exec_md : &in->md;
+        if (in->pass != 0) continue;
         if (in->cdata) {
             add_arg(st, in->arg, ARG_PTR, -1, ptrs[k], md);
         } else {
@@ -797,12 +798,16 @@ static int plan_dnnl(tdm_session *s, int node, dn_prim *p)
     add_arg(st, DNNL_ARG_DST, ARG_BUF, dst_buf, NULL, view);
     use_buffer(s, dst_buf, idx);
     for (int i = 0; i < p->nfollow; i++) {
-        rc = prim_step(s, p->follow[i], node, 3, &st);
+        rc = prim_step(s, p->follow[i], node, 3 + p->nin, &st);
         p->follow[i] = NULL;
         if (rc) goto fail;
         add_arg(st, DNNL_ARG_SRC_0, ARG_BUF, dst_buf, NULL, view);
         add_arg(st, DNNL_ARG_SRC_1, ARG_PTR, -1, p->zero, &p->zero_md);
         add_arg(st, DNNL_ARG_DST, ARG_BUF, dst_buf, NULL, view);
+        /* Its post-ops' operands: constants (see dnnl_ops.c). */
+        for (int k = 0; k < p->nin; k++)
+            if (p->in[k].pass == i + 1 && p->in[k].cdata)
+                add_arg(st, p->in[k].arg, ARG_PTR, -1, ptrs[k], &p->in[k].md);
         use_buffer(s, dst_buf, s->nsteps - 1);
     }
     add_form(s, y, &p->dst_md, md_is_plain(&s->g->tensors[y], &p->dst_md), dst_buf);

@@ -340,6 +340,66 @@ TEST(conv_residual_sum)
     ASSERT_EQ(compare(residual_graph, 1, TDM_PRECISION_BF16, 3e-2, 0, 2, 0), 0);
 }
 
+/* A per-channel Min or Max post-op of constant t: appended as an extra input
+ * of node n, like a POST_SUM addend. */
+static void post_channel(graph *g, int n, graph_post_kind kind, int t)
+{
+    post_sum(g, n, t);
+    g->nodes[n].post[g->nodes[n].npost - 1].kind = kind;
+}
+
+/* Per-channel bounds as oneDNN binary post-ops. 0: depthwise 3x3 with a
+ * per-channel ceiling; 1: 1x1 without bias with a per-channel floor of shape
+ * [C,1,1]; 2: the int8 MobileNetV2 chain (relu, fake quantisation, the
+ * ceiling, fake quantisation, relu, fake quantisation) on a depthwise conv;
+ * 3: that chain on a 3x3 conv after a chain long enough to need a
+ * follow-up pass before the ceiling. */
+static void channel_graph(graph *g, int v)
+{
+    int64_t C = v == 1 ? 16 : 24, OC = v == 1 ? 40 : 24, G = v == 1 || v == 3 ? 1 : 24,
+            K = v == 1 ? 1 : 3;
+    int x = input(g, TDM_DTYPE_FLOAT, 4, (int64_t)1, C, (int64_t)10, (int64_t)9);
+    int w = weight(g, "w", 0.4f, 4, OC, C / G, K, K);
+    int y = value(g, "y");
+    int n = v == 1 ? node(g, OP_CONV, "Conv", y, 2, x, w)
+                   : node(g, OP_CONV, "Conv", y, 3, x, w, weight(g, "b", 0.5f, 1, OC));
+    attr_int(g, n, "group", G);
+    int64_t p = K / 2;
+    attr_ints(g, n, "pads", 4, (int64_t[]){p, p, p, p});
+    attr_ints(g, n, "kernel_shape", 2, (int64_t[]){K, K});
+    int bound = v == 1 ? weight(g, "lo", 0.5f, 3, OC, (int64_t)1, (int64_t)1)
+                       : weight(g, "hi", 1.0f, 4, (int64_t)1, OC, (int64_t)1, (int64_t)1);
+    switch (v) {
+    case 0:
+        post_channel(g, n, POST_MIN_CHANNEL, bound);
+        break;
+    case 1:
+        post_channel(g, n, POST_MAX_CHANNEL, bound);
+        break;
+    default:
+        if (v == 3) {
+            post(g, n, POST_FAKEQUANT, 0.05f, 3.0f, -128, 127);
+            post(g, n, POST_FAKEQUANT, 0.03f, -7.0f, -128, 127);
+        }
+        post(g, n, POST_RELU, 0, 0, 0, 0);
+        post(g, n, POST_FAKEQUANT, 0.02f, -128.0f, -128, 127);
+        post_channel(g, n, POST_MIN_CHANNEL, bound);
+        post(g, n, POST_FAKEQUANT, 0.02f, -128.0f, -128, 127);
+        post(g, n, POST_RELU, 0, 0, 0, 0);
+        post(g, n, POST_FAKEQUANT, 0.02f, -128.0f, -128, 127);
+        break;
+    }
+    output(g, y);
+}
+
+TEST(conv_per_channel_min_max)
+{
+    for (int v = 0; v < 4; v++)
+        ASSERT_EQ(compare(channel_graph, v, TDM_PRECISION_FP32, 1e-4, v >= 2 ? 0.05 : 0, 1, 0),
+                  0);
+    ASSERT_EQ(compare(channel_graph, 0, TDM_PRECISION_BF16, 3e-2, 0, 1, 0), 0);
+}
+
 /* ---- pooling ----------------------------------------------------------- */
 
 /* 0: max 3x3 s2 p1; 1: avg 3x3 s2 p1 excluding pads; 2: including pads;

@@ -614,11 +614,76 @@ TEST(fusion_stops_at_shared_tensors)
     graph_free(g);
 }
 
+/* Min/Max with a constant of one value per output channel ([1,C,1,1] or
+ * [C,1,1]) fuse onto a Conv as per-channel post-ops reading the constant as
+ * an extra input; one of another shape ([1,1,1,W]) stays a node, and so
+ * does one after a Gemm. The fused graph computes what the original did. */
+TEST(fusion_takes_per_channel_min_and_max)
+{
+    graph *g = graph_new();
+    int x = graph_input(g, "x", 4, (int64_t)1, (int64_t)2, (int64_t)4, (int64_t)4);
+    int w = const_f32(g, "w", 4, (int64_t[]){3, 2, 3, 3}, 1, -1, 1);
+    int b = const_f32(g, "b", 1, (int64_t[]){3}, 2, -1, 1);
+    int hi = const_f32(g, "hi", 4, (int64_t[]){1, 3, 1, 1}, 3, 0.2f, 1);
+    int lo = const_f32(g, "lo", 3, (int64_t[]){3, 1, 1}, 4, -1, -0.2f);
+    int col = const_f32(g, "col", 4, (int64_t[]){1, 1, 1, 4}, 5, -0.5f, 0.5f);
+    int c = tensor(g, "c", TDM_DTYPE_FLOAT, -1), m = tensor(g, "m", TDM_DTYPE_FLOAT, -1),
+        r = tensor(g, "r", TDM_DTYPE_FLOAT, -1), mx = tensor(g, "mx", TDM_DTYPE_FLOAT, -1);
+    int y = graph_output(g, "y");
+    int cv = node(g, "conv", OP_CONV, 3, (int[]){x, w, b}, c);
+    attr_ints(g, cv, "pads", 4, (int64_t[]){1, 1, 1, 1});
+    node(g, "min", OP_MIN, 2, (int[]){c, hi}, m);
+    node(g, "relu", OP_RELU, 1, &m, r);
+    node(g, "max", OP_MAX, 2, (int[]){lo, r}, mx);
+    node(g, "min_col", OP_MIN, 2, (int[]){mx, col}, y);
+
+    enum { N = 3 * 16 };
+    float xin[2 * 16], before[N], after[N];
+    unsigned seed = 17;
+    for (int i = 0; i < 32; i++)
+        xin[i] = rnd(&seed, -2, 2);
+    ASSERT_EQ(run_graph(g, xin, before, N), 0);
+    ASSERT_EQ(opt_model(g), 0);
+    ASSERT_EQ(opt_infer_and_fold(g), 0);
+    ASSERT_EQ(opt_fuse(g), 0);
+    ASSERT_EQ(g->nnodes, 2);
+    ASSERT_EQ(count_op(g, OP_MIN), 1);
+    ASSERT_EQ(count_op(g, OP_MAX), 0);
+    const graph_node *n = &g->nodes[find_node(g, OP_CONV)];
+    ASSERT_EQ(n->npost, 3);
+    ASSERT_EQ(n->post[0].kind, POST_MIN_CHANNEL);
+    ASSERT_EQ(n->post[1].kind, POST_RELU);
+    ASSERT_EQ(n->post[2].kind, POST_MAX_CHANNEL);
+    ASSERT_EQ(n->ninputs, 5);
+    ASSERT_STR_EQ(g->tensors[n->inputs[n->post[0].input]].name, "hi");
+    ASSERT_STR_EQ(g->tensors[n->inputs[n->post[2].input]].name, "lo");
+    ASSERT_STR_EQ(g->tensors[g->nodes[find_node(g, OP_MIN)].inputs[1]].name, "col");
+    ASSERT_EQ(run_graph(g, xin, after, N), 0);
+    ASSERT(max_abs_diff(before, after, N) < 1e-6);
+    graph_free(g);
+
+    /* After a Gemm the same constant is left to a Min node. */
+    g = graph_new();
+    x = graph_input(g, "x", 2, (int64_t)2, (int64_t)4);
+    w = const_f32(g, "w", 2, (int64_t[]){4, 3}, 6, -1, 1);
+    hi = const_f32(g, "hi", 2, (int64_t[]){1, 3}, 7, 0, 1);
+    c = tensor(g, "c", TDM_DTYPE_FLOAT, -1);
+    y = graph_output(g, "y");
+    node(g, "gemm", OP_GEMM, 2, (int[]){x, w}, c);
+    node(g, "min", OP_MIN, 2, (int[]){c, hi}, y);
+    ASSERT_EQ(opt_model(g), 0);
+    ASSERT_EQ(opt_infer_and_fold(g), 0);
+    ASSERT_EQ(opt_fuse(g), 0);
+    ASSERT_EQ(count_op(g, OP_MIN), 1);
+    ASSERT_EQ(g->nodes[find_node(g, OP_GEMM)].npost, 0);
+    graph_free(g);
+}
+
 /* ---- the whole pipeline on real models ----------------------------------- */
 
 typedef struct {
     int ops[OP_COUNT];
-    int posts[4];
+    int posts[POST_MAX_CHANNEL + 1];
     int nodes;
 } model_counts;
 
@@ -737,11 +802,15 @@ TEST(int8_mobilenetv2_convs_carry_activations_and_fakequants)
     ASSERT_EQ(c.ops[OP_DEQUANTIZELINEAR], 3); /* input, the Transpose and Squeeze paths */
     ASSERT_EQ(c.posts[POST_CLIP], 18);
     ASSERT_EQ(c.posts[POST_SUM], 10);
-    ASSERT_EQ(c.posts[POST_FAKEQUANT], 63);
-    /* The per-channel Min (ReLU6 with per-channel bounds) is not a scalar clip:
-     * it stops the chain, and the Relu after it stays. */
-    ASSERT_EQ(c.ops[OP_MIN], 17);
-    ASSERT_EQ(c.posts[POST_RELU], 17);
+    ASSERT_EQ(c.posts[POST_FAKEQUANT], 97); /* with the two after each per-channel Min */
+    /* The per-channel Min (ReLU6 with per-channel bounds) fuses as a binary
+     * post-op, and the chain goes on through the Relu and fake quantisations
+     * after it. */
+    ASSERT_EQ(c.ops[OP_MIN], 0);
+    ASSERT_EQ(c.posts[POST_MIN_CHANNEL], 17);
+    ASSERT_EQ(c.posts[POST_MAX_CHANNEL], 0);
+    ASSERT_EQ(c.ops[OP_RELU], 0);
+    ASSERT_EQ(c.posts[POST_RELU], 34);
 }
 
 TEST(int8_mobilenetv1_convs_carry_fakequants)
