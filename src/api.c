@@ -3,15 +3,21 @@
  * is a pure function of its arguments so that it can be unit-tested and
  * fuzzed without a server, a model or Redis.
  *
- * base64 comes from libsodium (sodium_base642bin): a strict, constant-time
- * decoder that takes an "ignore" set, so clients that wrap their base64 at 76
- * columns work, and that reports exactly where bad input stops it.
+ * base64: OpenSSL's EVP_EncodeBlock/EVP_DecodeBlock do the common case,
+ * padded standard base64 in one piece, at ~2 GB/s; libsodium's decoder
+ * (sodium_base642bin) takes everything else: it is strict, takes an "ignore"
+ * set, so clients that wrap their base64 at 76 columns work, knows the
+ * URL-safe and unpadded variants, and reports exactly where bad input stops
+ * it. Its constant-time code runs at ~0.2 GB/s: on a 220 kB image that was
+ * 1 ms to decode and 1-2 ms to encode, of a ~12 ms request.
  */
 #include "api.h"
 
 #include <ctype.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +121,20 @@ int api_parse_wait(const char *text, double *out, char *err, size_t errlen)
 
 /* ---- base64 ------------------------------------------------------------ */
 
+/* Padded standard base64 with nothing else in it, by OpenSSL; 0 for anything
+ * else (EVP_DecodeBlock alone would take whitespace at either end and '='
+ * inside). buf holds at least len / 4 * 3 bytes. */
+static int b64_decode_plain(const char *text, size_t len, unsigned char *buf, size_t *out_len)
+{
+    if (len == 0 || len % 4 || len > INT_MAX) return 0;
+    size_t pad = text[len - 1] != '=' ? 0 : text[len - 2] != '=' ? 1 : 2;
+    if (memchr(text, '=', len - pad)) return 0;
+    int n = EVP_DecodeBlock(buf, (const unsigned char *)text, (int)len);
+    if (n < 0 || (size_t)n != len / 4 * 3) return 0;
+    *out_len = (size_t)n - pad;
+    return 1;
+}
+
 int api_b64_decode(const char *text, size_t len, unsigned char **out, size_t *out_len, char *err,
                    size_t errlen)
 {
@@ -126,6 +146,10 @@ int api_b64_decode(const char *text, size_t len, unsigned char **out, size_t *ou
     if (!buf) {
         snprintf(err, errlen, "out of memory decoding %zu bytes of base64", len);
         return API_ERR_NOMEM;
+    }
+    if (b64_decode_plain(text, len, buf, out_len)) {
+        *out = buf;
+        return API_OK;
     }
     /* Padded standard base64 is what nearly every client sends; the other
      * variants cost a second pass only on input the first one refused. */
@@ -152,7 +176,10 @@ char *api_b64_encode(const void *data, size_t len, size_t *out_len)
     size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
     char *b = malloc(cap);
     if (!b) return NULL;
-    sodium_bin2base64(b, cap, data, len, sodium_base64_VARIANT_ORIGINAL);
+    if (len <= INT_MAX / 4 * 3)
+        EVP_EncodeBlock((unsigned char *)b, data, (int)len);
+    else
+        sodium_bin2base64(b, cap, data, len, sodium_base64_VARIANT_ORIGINAL);
     if (out_len) *out_len = cap - 1;
     return b;
 }

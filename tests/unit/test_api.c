@@ -2,6 +2,7 @@
  * bodies (JSON, base64, raw files, content types) and JSON answers, plus the
  * Prometheus text of metrics. */
 #include <jansson.h>
+#include <sodium.h>
 #include <stdlib.h>
 
 #include "api.h"
@@ -132,9 +133,38 @@ TEST(base64_round_trip_and_variants)
     free(out);
 }
 
+/* The OpenSSL fast path and libsodium must agree, byte for byte, on every
+ * length (all three paddings) and on whitespace at the ends. */
+TEST(base64_fast_path_matches_libsodium)
+{
+    unsigned char data[70], *out;
+    char ref[128], err[256], padded[130];
+    size_t len;
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (unsigned char)(i * 151 + 7);
+    for (size_t n = 0; n <= sizeof data; n++) {
+        size_t blen;
+        char *b = api_b64_encode(data, n, &blen);
+        ASSERT(b != NULL);
+        sodium_bin2base64(ref, sizeof ref, data, n, sodium_base64_VARIANT_ORIGINAL);
+        ASSERT_STR_EQ(b, ref);
+        ASSERT_EQ(blen, strlen(ref));
+        ASSERT_EQ(api_b64_decode(b, blen, &out, &len, err, sizeof err), API_OK);
+        ASSERT_EQ(len, n);
+        ASSERT(n == 0 || !memcmp(out, data, n));
+        free(out);
+        snprintf(padded, sizeof padded, " %s\n", b);
+        ASSERT_EQ(api_b64_decode(padded, blen + 2, &out, &len, err, sizeof err), API_OK);
+        ASSERT_EQ(len, n);
+        free(out);
+        free(b);
+    }
+}
+
 TEST(base64_refusals)
 {
-    static const char *const bad[] = {"aGk*", "a", "aGk=x", "a===", "aG=k", "@@@@", "aGk==="};
+    static const char *const bad[] = {"aGk*", "a",    "aGk=x",    "a===",    "aG=k",
+                                      "@@@@", "aGk===", "aG==aGk=", "aGk=aGk="};
     unsigned char *out = (unsigned char *)"untouched";
     size_t len = 77;
     char err[256];
