@@ -50,8 +50,15 @@ calc() { /usr/bin/python3 -c "print('%.2f' % ($1))" 2>/dev/null || echo nan; }
 echo "== model compute (tandem bench, 1 thread, 30 runs)"
 SYNC_MS=$("$TANDEM" bench --model "$SYNC_MODEL" --threads 1 --iterations 30 | num p50_ms)
 ASYNC_MS=$("$TANDEM" bench --model "$ASYNC_MODEL" --threads 1 --iterations 20 | num p50_ms)
+# Two inferences at once run slower than one alone (the two CPUs share caches
+# and memory bandwidth, and on this kind of VM perhaps a physical core): 2
+# benches side by side measure what the CPUs allow the 2 workers.
+"$TANDEM" bench --model "$ASYNC_MODEL" --threads 1 --iterations 20 >"$TMP/pair1.json" &
+ASYNC_PAIR_MS=$("$TANDEM" bench --model "$ASYNC_MODEL" --threads 1 --iterations 20 | num p50_ms)
+wait
+ASYNC_PAIR_MS=$(calc "($ASYNC_PAIR_MS + $(num p50_ms <"$TMP/pair1.json")) / 2")
 echo "sync  $(basename "$SYNC_MODEL"): p50 $SYNC_MS ms"
-echo "async $(basename "$ASYNC_MODEL"): p50 $ASYNC_MS ms"
+echo "async $(basename "$ASYNC_MODEL"): p50 $ASYNC_MS ms alone, $ASYNC_PAIR_MS ms with a second bench beside it"
 
 start_redis || { echo "redis-server did not start" >&2; exit 1; }
 PORT=$(free_port)
@@ -125,9 +132,12 @@ wait_until 600 drained
 t1=$(date +%s%N)
 secs=$(calc "($t1 - $tstart) / 1e9")
 jps=$(calc "$queued / $secs")
-ideal=$(calc "2 * 1000 / $ASYNC_MS")
+ideal=$(calc "2 * 1000 / $ASYNC_PAIR_MS")
+solo=$(calc "2 * 1000 / $ASYNC_MS")
 echo "$queued jobs in $secs s (after $(calc "($tstart - $t0) / 1e9") s of worker start-up): $jps jobs/s" \
-    "| 2 workers x 1 thread allow $ideal jobs/s (async compute $ASYNC_MS ms) | achieved $(calc "100 * $jps / $ideal") %, target >= 85 %"
+    "| 2 CPUs allow $ideal jobs/s (two side-by-side benches, $ASYNC_PAIR_MS ms each)" \
+    "| achieved $(calc "100 * $jps / $ideal") %, target >= 85 %" \
+    "| $(calc "100 * $jps / $solo") % of twice a lone bench's rate ($solo jobs/s)"
 
 echo
 echo "== 4. async completion, empty queue, one job at a time ($ASYNC_RUNS runs)"
