@@ -609,14 +609,12 @@ static bool wants_blocked(const graph *g, const graph_node *n)
 
 /* A convolution activation's layout: nChw16c where wants_blocked() asks for
  * it and the channels fill whole blocks, else oneDNN's choice. */
-static bool conv_md(bool blocked, const int64_t *dims, dnnl_data_type_t dt,
-                    dnnl_memory_desc_t *md)
+static bool conv_md(bool blocked, const int64_t *dims, dnnl_data_type_t dt, dnnl_memory_desc_t *md)
 {
     dnnl_dims_t d = {dims[0], dims[1], dims[2], dims[3]};
     dnnl_format_tag_t tag = blocked && dims[1] % 16 == 0 ? dnnl_aBcd16b : dnnl_format_tag_any;
     return dnnl_memory_desc_init_by_tag(md, 4, d, dt, tag) == dnnl_success;
 }
-
 
 static int build_conv(const dn_ctx *c, const graph *g, const graph_node *n, bool blocked,
                       dn_prim *p)
@@ -662,10 +660,9 @@ static int build_conv(const dn_ctx *c, const graph *g, const graph_node *n, bool
         !dn_plain_dims(1, &OC, dnnl_f32, &bias))
         return TDM_ERR_UNSUPPORTED;
     dnnl_convolution_desc_t cd;
-    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
-                                                   dnnl_convolution_direct, &src, &wt,
-                                                   b ? &bias : NULL, &dst, strides, dil, pl,
-                                                   pr) != dnnl_success)
+    if (dnnl_dilated_convolution_forward_desc_init(
+            &cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wt, b ? &bias : NULL, &dst,
+            strides, dil, pl, pr) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
     dnnl_primitive_attr_t attr;
     int rc = make_attr(g, n, NULL, 0, true, p, &attr);
@@ -694,7 +691,7 @@ static int build_pool(const dn_ctx *c, const graph *g, const graph_node *n, dn_p
     bool global = n->op == OP_GLOBALAVGPOOL || n->op == OP_GLOBALMAXPOOL;
     if (n->op == OP_GLOBALAVGPOOL || n->op == OP_AVGPOOL)
         alg = graph_attr_int(n, "count_include_pad", 0) ? dnnl_pooling_avg_include_padding
-                                                         : dnnl_pooling_avg_exclude_padding;
+                                                        : dnnl_pooling_avg_exclude_padding;
     if (!global) {
         const graph_attr *k = graph_attr_get(n, "kernel_shape");
         if (!k || k->type != ATTR_INTS || k->n != 2 || graph_attr_int(n, "storage_order", 0))

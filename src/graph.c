@@ -229,6 +229,54 @@ const char *graph_attr_string(const graph_node *n, const char *name, const char 
     return a && a->type == ATTR_STRING && a->s ? a->s : dflt;
 }
 
+/* The slot of attribute `name`, emptied and typed, added when n has none. */
+static graph_attr *attr_slot(graph_node *n, const char *name, graph_attr_type type)
+{
+    graph_attr *a = NULL;
+    for (int i = 0; i < n->nattrs && !a; i++)
+        if (strcmp(n->attrs[i].name, name) == 0) a = &n->attrs[i];
+    if (a) {
+        attr_release(a);
+    } else {
+        n->attrs = xrealloc(n->attrs, (size_t)(n->nattrs + 1) * sizeof *n->attrs);
+        a = &n->attrs[n->nattrs++];
+    }
+    memset(a, 0, sizeof *a);
+    a->name = xstrdup(name);
+    a->type = type;
+    a->tensor = -1;
+    return a;
+}
+
+void graph_attr_set_int(graph_node *n, const char *name, int64_t v)
+{
+    attr_slot(n, name, ATTR_INT)->i = v;
+}
+
+void graph_attr_set_float(graph_node *n, const char *name, float v)
+{
+    attr_slot(n, name, ATTR_FLOAT)->f = v;
+}
+
+void graph_attr_set_ints(graph_node *n, const char *name, const int64_t *v, int count)
+{
+    graph_attr *a = attr_slot(n, name, ATTR_INTS);
+    a->ints = xmemdup(v, (size_t)count * sizeof *v);
+    a->n = count;
+}
+
+void graph_attr_set_floats(graph_node *n, const char *name, const float *v, int count)
+{
+    graph_attr *a = attr_slot(n, name, ATTR_FLOATS);
+    a->floats = xmemdup(v, (size_t)count * sizeof *v);
+    a->n = count;
+}
+
+void graph_attr_set_string(graph_node *n, const char *name, const char *v)
+{
+    attr_slot(n, name, ATTR_STRING)->s = xstrdup(v);
+}
+
 int64_t graph_tensor_numel(const graph_tensor *t)
 {
     if (t->rank < 0) return -1;

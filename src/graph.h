@@ -181,6 +181,13 @@ int64_t graph_attr_int(const graph_node *n, const char *name, int64_t dflt);
 float graph_attr_float(const graph_node *n, const char *name, float dflt);
 const char *graph_attr_string(const graph_node *n, const char *name, const char *dflt);
 
+/* Attribute setters: add the attribute, or replace the one of that name. */
+void graph_attr_set_int(graph_node *n, const char *name, int64_t v);
+void graph_attr_set_float(graph_node *n, const char *name, float v);
+void graph_attr_set_ints(graph_node *n, const char *name, const int64_t *v, int count);
+void graph_attr_set_floats(graph_node *n, const char *name, const float *v, int count);
+void graph_attr_set_string(graph_node *n, const char *name, const char *v);
+
 /* Element count of a tensor with known shape, or -1 if any dim is unknown. */
 int64_t graph_tensor_numel(const graph_tensor *t);
 

@@ -45,79 +45,6 @@ static bool is_const(const graph *g, int t)
     return t >= 0 && t < g->ntensors && g->tensors[t].data != NULL;
 }
 
-/* Adds or overwrites an attribute of node n. The graph owns attribute memory
- * through plain malloc/free (graph_free releases it). */
-static graph_attr *attr_slot(graph_node *n, const char *name)
-{
-    for (int i = 0; i < n->nattrs; i++)
-        if (strcmp(n->attrs[i].name, name) == 0) {
-            graph_attr *a = &n->attrs[i];
-            free(a->s);
-            free(a->floats);
-            free(a->ints);
-            a->s = NULL, a->floats = NULL, a->ints = NULL, a->n = 0;
-            return a;
-        }
-    char *nm = strdup(name);
-    graph_attr *grown = nm ? realloc(n->attrs, (size_t)(n->nattrs + 1) * sizeof *grown) : NULL;
-    if (!grown) {
-        free(nm);
-        return NULL;
-    }
-    n->attrs = grown;
-    graph_attr *a = &n->attrs[n->nattrs++];
-    memset(a, 0, sizeof *a);
-    a->name = nm;
-    a->tensor = -1;
-    return a;
-}
-
-static int attr_set_int(graph *g, graph_node *n, const char *name, int64_t v)
-{
-    graph_attr *a = attr_slot(n, name);
-    if (!a) return graph_fail(g, TDM_ERR_NOMEM, "out of memory setting attribute '%s'", name);
-    a->type = ATTR_INT;
-    a->i = v;
-    return 0;
-}
-
-static int attr_set_float(graph *g, graph_node *n, const char *name, float v)
-{
-    graph_attr *a = attr_slot(n, name);
-    if (!a) return graph_fail(g, TDM_ERR_NOMEM, "out of memory setting attribute '%s'", name);
-    a->type = ATTR_FLOAT;
-    a->f = v;
-    return 0;
-}
-
-static int attr_set_ints(graph *g, graph_node *n, const char *name, const int64_t *v, int cnt)
-{
-    graph_attr *a = attr_slot(n, name);
-    int64_t *copy = malloc((size_t)cnt * sizeof *copy);
-    if (!a || !copy) {
-        free(copy);
-        return graph_fail(g, TDM_ERR_NOMEM, "out of memory setting attribute '%s'", name);
-    }
-    memcpy(copy, v, (size_t)cnt * sizeof *copy);
-    a->type = ATTR_INTS;
-    a->ints = copy;
-    a->n = cnt;
-    return 0;
-}
-
-static int attr_set_string(graph *g, graph_node *n, const char *name, const char *v)
-{
-    graph_attr *a = attr_slot(n, name);
-    char *copy = strdup(v);
-    if (!a || !copy) {
-        free(copy);
-        return graph_fail(g, TDM_ERR_NOMEM, "out of memory setting attribute '%s'", name);
-    }
-    a->type = ATTR_STRING;
-    a->s = copy;
-    return 0;
-}
-
 /* Element i of a constant as a double; integer and float dtypes. */
 static bool const_elem(const graph_tensor *t, int64_t i, double *v)
 {
@@ -410,17 +337,14 @@ out:
 /* Softmax changed meaning at opset 13 (from "flatten to 2-D at axis" to "along
  * axis"): record the meaning explicitly so the kernels need not know the
  * opset. */
-static int normalise_attrs(graph *g)
+static void normalise_attrs(graph *g)
 {
-    int rc;
     for (int i = 0; i < g->nnodes; i++) {
         graph_node *n = &g->nodes[i];
         if (n->dead || n->op != OP_SOFTMAX) continue;
-        int64_t axis = graph_attr_int(n, "axis", g->opset < 13 ? 1 : -1);
-        if ((rc = attr_set_int(g, n, "axis", axis))) return rc;
-        if ((rc = attr_set_int(g, n, "coerce_2d", g->opset < 13 ? 1 : 0))) return rc;
+        graph_attr_set_int(n, "axis", graph_attr_int(n, "axis", g->opset < 13 ? 1 : -1));
+        graph_attr_set_int(n, "coerce_2d", g->opset < 13 ? 1 : 0);
     }
-    return 0;
 }
 
 /* Copies a constant's payload (for renaming a constant that is also a graph
@@ -614,7 +538,7 @@ static int fuse_qdq(graph *g, int qi)
         }
     }
     if (readers == 0 || readers != graph_consumers(g, y)) return 0;
-    int x = g->nodes[qi].inputs[0], rc;
+    int x = g->nodes[qi].inputs[0];
     float qmin = q.qtype == TDM_DTYPE_UINT8 ? 0.0f : -128.0f;
     float qmax = q.qtype == TDM_DTYPE_UINT8 ? 255.0f : 127.0f;
     for (int i = 0; i < g->nnodes; i++) {
@@ -627,10 +551,10 @@ static int fuse_qdq(graph *g, int qi)
         if (fq < 0) return fq;
         graph_node *f = &g->nodes[fq];
         g->tensors[out].producer = fq;
-        if ((rc = attr_set_float(g, f, "scale", (float)q.scale)) ||
-            (rc = attr_set_float(g, f, "zero_point", (float)q.zp)) ||
-            (rc = attr_set_float(g, f, "qmin", qmin)) || (rc = attr_set_float(g, f, "qmax", qmax)))
-            return rc;
+        graph_attr_set_float(f, "scale", (float)q.scale);
+        graph_attr_set_float(f, "zero_point", (float)q.zp);
+        graph_attr_set_float(f, "qmin", qmin);
+        graph_attr_set_float(f, "qmax", qmax);
     }
     g->nodes[qi].dead = true;
     return 0;
@@ -649,7 +573,7 @@ int opt_model(graph *g)
 {
     int rc;
     if (!g) return TDM_ERR_INVALID;
-    if ((rc = normalise_attrs(g))) return rc;
+    normalise_attrs(g);
     if ((rc = remove_passthrough(g))) return rc;
     if ((rc = fold_pass(g, false))) return rc;
     if ((rc = fold_batchnorms(g))) return rc;
@@ -662,11 +586,11 @@ int opt_model(graph *g)
 /* ------------------------------------------------------------------------ */
 
 /* With shapes known, auto_pad becomes explicit pads so kernels see one form. */
-static int explicit_pads(graph *g, int idx)
+static void explicit_pads(graph *g, int idx)
 {
     graph_node *n = &g->nodes[idx];
     const char *ap = graph_attr_string(n, "auto_pad", "NOTSET");
-    if (strcmp(ap, "NOTSET") == 0) return 0;
+    if (strcmp(ap, "NOTSET") == 0) return;
     const graph_tensor *x = &g->tensors[n->inputs[0]], *y = &g->tensors[n->outputs[0]];
     const graph_attr *st = graph_attr_get(n, "strides"), *di = graph_attr_get(n, "dilations"),
                      *ks = graph_attr_get(n, "kernel_shape");
@@ -682,8 +606,8 @@ static int explicit_pads(graph *g, int idx)
             pads[i + 2] = total - pads[i];
         }
     }
-    int rc = attr_set_ints(g, n, "pads", pads, 4);
-    return rc ? rc : attr_set_string(g, &g->nodes[idx], "auto_pad", "NOTSET");
+    graph_attr_set_ints(n, "pads", pads, 4);
+    graph_attr_set_string(n, "auto_pad", "NOTSET");
 }
 
 int opt_infer_and_fold(graph *g)
@@ -694,7 +618,7 @@ int opt_infer_and_fold(graph *g)
     for (int i = 0; i < g->nnodes; i++) {
         graph_node *n = &g->nodes[i];
         if (n->dead || (n->op != OP_CONV && n->op != OP_MAXPOOL && n->op != OP_AVGPOOL)) continue;
-        if ((rc = explicit_pads(g, i))) return rc;
+        explicit_pads(g, i);
     }
     if ((rc = compact_and_sort(g))) return rc;
     for (int i = 0; i < g->ntensors; i++) {

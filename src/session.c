@@ -41,6 +41,7 @@
 #include "kern_ref.h"
 #include "opt.h"
 #include "session.h"
+#include "xalloc.h"
 
 #define SESSION_MAX_FORMS 4
 #define SESSION_ALIGN 64
@@ -136,32 +137,18 @@ static int sfail(tdm_session *s, int status, const char *fmt, ...)
     return status;
 }
 
-/* Internal bookkeeping allocations are small and bounded by the graph, which
- * the loader capped: failing them means the process is out of memory. */
+/* Grows an array of elem-sized entries to hold need, zeroing the new part.
+ * Sizes are bounded by the graph, which the loader capped (xalloc.h). */
 static void *xgrow(void *p, int *cap, int need, size_t elem)
 {
     if (need <= *cap) return p;
     int nc = *cap ? *cap * 2 : 16;
     while (nc < need)
         nc *= 2;
-    void *q = realloc(p, (size_t)nc * elem);
-    if (!q) {
-        fprintf(stderr, "tandem: out of memory\n");
-        abort();
-    }
-    memset((char *)q + (size_t)*cap * elem, 0, (size_t)(nc - *cap) * elem);
+    char *q = xrealloc(p, (size_t)nc * elem);
+    memset(q + (size_t)*cap * elem, 0, (size_t)(nc - *cap) * elem);
     *cap = nc;
     return q;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "tandem: out of memory\n");
-        abort();
-    }
-    return p;
 }
 
 static int threads_of(const tdm_options *opt)
@@ -238,7 +225,7 @@ static bool zero_pad(const graph *g, const graph_node *p, int64_t *sp)
 }
 
 /* Adds sp to a convolution's explicit pads (creating the attribute when the
- * file had none). Attribute memory is plain malloc, released by graph_free. */
+ * file had none). */
 static int conv_add_pads(graph_node *c, const int64_t *sp)
 {
     if (strcmp(graph_attr_string(c, "auto_pad", "NOTSET"), "NOTSET") != 0)
@@ -251,23 +238,7 @@ static int conv_add_pads(graph_node *c, const int64_t *sp)
             a->ints[k] += sp[k];
         return 0;
     }
-    graph_attr *grown = realloc(c->attrs, (size_t)(c->nattrs + 1) * sizeof *grown);
-    if (!grown) return TDM_ERR_NOMEM;
-    c->attrs = grown;
-    graph_attr *a = &c->attrs[c->nattrs];
-    memset(a, 0, sizeof *a);
-    a->name = strdup("pads");
-    a->ints = malloc(4 * sizeof *a->ints);
-    if (!a->name || !a->ints) {
-        free(a->name);
-        free(a->ints);
-        return TDM_ERR_NOMEM;
-    }
-    a->type = ATTR_INTS;
-    a->n = 4;
-    a->tensor = -1;
-    memcpy(a->ints, sp, 4 * sizeof *sp);
-    c->nattrs++;
+    graph_attr_set_ints(c, "pads", sp, 4);
     return 0;
 }
 
