@@ -163,7 +163,7 @@ TEST(base64_fast_path_matches_libsodium)
 
 TEST(base64_refusals)
 {
-    static const char *const bad[] = {"aGk*", "a",    "aGk=x",    "a===",    "aG=k",
+    static const char *const bad[] = {"aGk*", "a",      "aGk=x",    "a===",    "aG=k",
                                       "@@@@", "aGk===", "aG==aGk=", "aGk=aGk="};
     unsigned char *out = (unsigned char *)"untouched";
     size_t len = 77;

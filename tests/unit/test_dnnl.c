@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph_build.h"
 #include "session.h"
 #include "test.h"
 
@@ -57,16 +58,6 @@ static int weight(graph *g, const char *name, float scale, int rank, ...)
     return t;
 }
 
-static int i64_const(graph *g, const char *name, int n, const int64_t *v)
-{
-    int64_t dim = n;
-    int t = graph_add_tensor(g, name, TDM_DTYPE_INT64, 1, &dim);
-    int64_t *d = malloc((size_t)n * sizeof *d);
-    memcpy(d, v, (size_t)n * sizeof *d);
-    graph_set_data(g, t, d, (size_t)n * sizeof *d);
-    return t;
-}
-
 static int value(graph *g, const char *name)
 {
     return graph_add_tensor(g, name, TDM_DTYPE_FLOAT, -1, NULL);
@@ -89,36 +80,6 @@ static int node(graph *g, graph_op op, const char *type, int out, int nin, ...)
         ins[i] = va_arg(ap, int);
     va_end(ap);
     return graph_add_node(g, type, type, op, nin, ins, 1, &out);
-}
-
-static graph_attr *new_attr(graph *g, int n, const char *name, graph_attr_type type)
-{
-    graph_node *nd = &g->nodes[n];
-    nd->attrs = realloc(nd->attrs, (size_t)(nd->nattrs + 1) * sizeof *nd->attrs);
-    graph_attr *a = &nd->attrs[nd->nattrs++];
-    memset(a, 0, sizeof *a);
-    a->name = strdup(name);
-    a->type = type;
-    a->tensor = -1;
-    return a;
-}
-
-static void attr_int(graph *g, int n, const char *name, int64_t v)
-{
-    new_attr(g, n, name, ATTR_INT)->i = v;
-}
-
-static void attr_float(graph *g, int n, const char *name, float v)
-{
-    new_attr(g, n, name, ATTR_FLOAT)->f = v;
-}
-
-static void attr_ints(graph *g, int n, const char *name, int cnt, const int64_t *v)
-{
-    graph_attr *a = new_attr(g, n, name, ATTR_INTS);
-    a->ints = malloc((size_t)cnt * sizeof *v);
-    memcpy(a->ints, v, (size_t)cnt * sizeof *v);
-    a->n = cnt;
 }
 
 static void post(graph *g, int n, graph_post_kind kind, float a, float b, float c, float d)
@@ -641,7 +602,7 @@ static void pad_graph(graph *g, int v)
 {
     int x = input(g, TDM_DTYPE_FLOAT, 4, (int64_t)1, (int64_t)8, (int64_t)10, (int64_t)10);
     int p = value(g, "p"), y = value(g, "y"), c = p;
-    node(g, OP_PAD, "Pad", p, 2, x, i64_const(g, "pads", 8, (int64_t[]){0, 0, 0, 1, 0, 0, 1, 1}));
+    node(g, OP_PAD, "Pad", p, 2, x, const_i64(g, "pads", 8, (int64_t[]){0, 0, 0, 1, 0, 0, 1, 1}));
     if (v == 1) {
         c = value(g, "q");
         int fq = node(g, OP_FAKEQUANT, "FakeQuant", c, 1, p);

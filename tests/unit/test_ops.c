@@ -6,88 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph_build.h"
 #include "ops.h"
 #include "test.h"
 
 /* ---- graph building helpers ------------------------------------------- */
 
-static int tensor(graph *g, const char *name, tdm_dtype dt, int rank, ...)
-{
-    int64_t dims[GRAPH_MAX_RANK];
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++)
-        dims[i] = va_arg(ap, int64_t);
-    va_end(ap);
-    return graph_add_tensor(g, name, dt, rank, dims);
-}
-
-/* A constant 1-D int64 tensor. */
-static int const_i64(graph *g, const char *name, int n, const int64_t *v)
-{
-    int64_t d = n;
-    int t = graph_add_tensor(g, name, TDM_DTYPE_INT64, 1, &d);
-    int64_t *p = malloc((size_t)(n ? n : 1) * sizeof *p);
-    memcpy(p, v, (size_t)n * sizeof *p);
-    graph_set_data(g, t, p, (size_t)n * sizeof *p);
-    return t;
-}
-
-static int const_scalar(graph *g, const char *name, tdm_dtype dt, double v)
-{
-    int t = graph_add_tensor(g, name, dt, 0, NULL);
-    size_t sz = tdm_dtype_size(dt);
-    void *p = malloc(sz);
-    if (dt == TDM_DTYPE_FLOAT)
-        *(float *)p = (float)v;
-    else if (dt == TDM_DTYPE_INT8)
-        *(int8_t *)p = (int8_t)v;
-    else if (dt == TDM_DTYPE_UINT8)
-        *(uint8_t *)p = (uint8_t)v;
-    else
-        *(int64_t *)p = (int64_t)v;
-    graph_set_data(g, t, p, sz);
-    return t;
-}
-
 static int node(graph *g, const char *name, graph_op op, int nin, const int *in, int out)
 {
     return graph_add_node(g, name, ops_name(op), op, nin, in, 1, &out);
-}
-
-static graph_attr *new_attr(graph *g, int n, const char *name, graph_attr_type type)
-{
-    graph_node *nd = &g->nodes[n];
-    nd->attrs = realloc(nd->attrs, (size_t)(nd->nattrs + 1) * sizeof *nd->attrs);
-    graph_attr *a = &nd->attrs[nd->nattrs++];
-    memset(a, 0, sizeof *a);
-    a->name = strdup(name);
-    a->type = type;
-    a->tensor = -1;
-    return a;
-}
-
-static void attr_int(graph *g, int n, const char *name, int64_t v)
-{
-    new_attr(g, n, name, ATTR_INT)->i = v;
-}
-
-static void attr_float(graph *g, int n, const char *name, float v)
-{
-    new_attr(g, n, name, ATTR_FLOAT)->f = v;
-}
-
-static void attr_str(graph *g, int n, const char *name, const char *v)
-{
-    new_attr(g, n, name, ATTR_STRING)->s = strdup(v);
-}
-
-static void attr_ints(graph *g, int n, const char *name, int cnt, const int64_t *v)
-{
-    graph_attr *a = new_attr(g, n, name, ATTR_INTS);
-    a->n = cnt;
-    a->ints = malloc((size_t)(cnt ? cnt : 1) * sizeof *a->ints);
-    memcpy(a->ints, v, (size_t)cnt * sizeof *a->ints);
 }
 
 #define DIMS_EQ(t, ...)                                                                            \

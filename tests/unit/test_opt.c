@@ -11,22 +11,12 @@
 
 #include "kern_ref.h"
 #include "onnx_load.h"
+#include "graph_build.h"
 #include "ops.h"
 #include "opt.h"
 #include "test.h"
 
 /* ---- graph building helpers ------------------------------------------- */
-
-static int tensor(graph *g, const char *name, tdm_dtype dt, int rank, ...)
-{
-    int64_t dims[GRAPH_MAX_RANK];
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++)
-        dims[i] = va_arg(ap, int64_t);
-    va_end(ap);
-    return graph_add_tensor(g, name, dt, rank, dims);
-}
 
 static int graph_input(graph *g, const char *name, int rank, ...)
 {
@@ -71,71 +61,9 @@ static int const_f32(graph *g, const char *name, int rank, const int64_t *dims, 
     return t;
 }
 
-static int const_i64(graph *g, const char *name, int n, const int64_t *v)
-{
-    int64_t d = n;
-    int t = graph_add_tensor(g, name, TDM_DTYPE_INT64, 1, &d);
-    int64_t *p = malloc((size_t)(n ? n : 1) * sizeof *p);
-    memcpy(p, v, (size_t)n * sizeof *p);
-    graph_set_data(g, t, p, (size_t)n * sizeof *p);
-    return t;
-}
-
-static int const_scalar(graph *g, const char *name, tdm_dtype dt, double v)
-{
-    int t = graph_add_tensor(g, name, dt, 0, NULL);
-    size_t sz = tdm_dtype_size(dt);
-    void *p = malloc(sz);
-    if (dt == TDM_DTYPE_FLOAT)
-        *(float *)p = (float)v;
-    else if (dt == TDM_DTYPE_INT8)
-        *(int8_t *)p = (int8_t)v;
-    else if (dt == TDM_DTYPE_UINT8)
-        *(uint8_t *)p = (uint8_t)v;
-    else if (dt == TDM_DTYPE_INT32)
-        *(int32_t *)p = (int32_t)v;
-    else
-        *(int64_t *)p = (int64_t)v;
-    graph_set_data(g, t, p, sz);
-    return t;
-}
-
 static int node(graph *g, const char *name, graph_op op, int nin, const int *in, int out)
 {
     return graph_add_node(g, name, ops_name(op), op, nin, in, 1, &out);
-}
-
-static graph_attr *new_attr(graph *g, int n, const char *name, graph_attr_type type)
-{
-    graph_node *nd = &g->nodes[n];
-    nd->attrs = realloc(nd->attrs, (size_t)(nd->nattrs + 1) * sizeof *nd->attrs);
-    graph_attr *a = &nd->attrs[nd->nattrs++];
-    memset(a, 0, sizeof *a);
-    a->name = strdup(name);
-    a->type = type;
-    a->tensor = -1;
-    return a;
-}
-
-static void attr_int(graph *g, int n, const char *name, int64_t v)
-{
-    new_attr(g, n, name, ATTR_INT)->i = v;
-}
-
-static void attr_ints(graph *g, int n, const char *name, int cnt, const int64_t *v)
-{
-    graph_attr *a = new_attr(g, n, name, ATTR_INTS);
-    a->n = cnt;
-    a->ints = malloc((size_t)(cnt ? cnt : 1) * sizeof *a->ints);
-    memcpy(a->ints, v, (size_t)cnt * sizeof *a->ints);
-}
-
-static void attr_floats(graph *g, int n, const char *name, int cnt, const float *v)
-{
-    graph_attr *a = new_attr(g, n, name, ATTR_FLOATS);
-    a->n = cnt;
-    a->floats = malloc((size_t)(cnt ? cnt : 1) * sizeof *a->floats);
-    memcpy(a->floats, v, (size_t)cnt * sizeof *a->floats);
 }
 
 static int count_op(const graph *g, graph_op op)
@@ -500,7 +428,7 @@ TEST(auto_pad_becomes_explicit_pads)
     int w = const_f32(g, "w", 4, (int64_t[]){1, 1, 2, 2}, 1, -1, 1);
     int y = graph_output(g, "y");
     int c = node(g, "conv", OP_CONV, 2, (int[]){x, w}, y);
-    new_attr(g, c, "auto_pad", ATTR_STRING)->s = strdup("SAME_LOWER");
+    attr_str(g, c, "auto_pad", "SAME_LOWER");
     ASSERT_EQ(opt_model(g), 0);
     ASSERT_EQ(opt_infer_and_fold(g), 0);
     const graph_attr *p = graph_attr_get(&g->nodes[0], "pads");

@@ -1,0 +1,82 @@
+/*
+ * graph_build: the hand-built graphs of the engine's unit tests (test_ops,
+ * test_opt, test_dnnl). Allocations abort on exhaustion (xalloc.h), so
+ * builders return indices, never errors.
+ */
+#ifndef TANDEM_TEST_GRAPH_BUILD_H
+#define TANDEM_TEST_GRAPH_BUILD_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "graph.h"
+#include "xalloc.h"
+
+/* A tensor of rank dims given as int64_t varargs (-1: unknown rank). */
+static inline int tensor(graph *g, const char *name, tdm_dtype dt, int rank, ...)
+{
+    int64_t dims[GRAPH_MAX_RANK];
+    va_list ap;
+    va_start(ap, rank);
+    for (int i = 0; i < rank; i++)
+        dims[i] = va_arg(ap, int64_t);
+    va_end(ap);
+    return graph_add_tensor(g, name, dt, rank, dims);
+}
+
+/* A constant 1-D int64 tensor. */
+static inline int const_i64(graph *g, const char *name, int n, const int64_t *v)
+{
+    int64_t d = n;
+    int t = graph_add_tensor(g, name, TDM_DTYPE_INT64, 1, &d);
+    graph_set_data(g, t, xmemdup(v, (size_t)n * sizeof *v), (size_t)n * sizeof *v);
+    return t;
+}
+
+/* A constant scalar of type dt holding v. */
+static inline int const_scalar(graph *g, const char *name, tdm_dtype dt, double v)
+{
+    int t = graph_add_tensor(g, name, dt, 0, NULL);
+    size_t sz = tdm_dtype_size(dt);
+    void *p = xmalloc(sz);
+    if (dt == TDM_DTYPE_FLOAT)
+        *(float *)p = (float)v;
+    else if (dt == TDM_DTYPE_INT8)
+        *(int8_t *)p = (int8_t)v;
+    else if (dt == TDM_DTYPE_UINT8)
+        *(uint8_t *)p = (uint8_t)v;
+    else if (dt == TDM_DTYPE_INT32)
+        *(int32_t *)p = (int32_t)v;
+    else
+        *(int64_t *)p = (int64_t)v;
+    graph_set_data(g, t, p, sz);
+    return t;
+}
+
+/* Attributes of node n. */
+static inline void attr_int(graph *g, int n, const char *name, int64_t v)
+{
+    graph_attr_set_int(&g->nodes[n], name, v);
+}
+
+static inline void attr_float(graph *g, int n, const char *name, float v)
+{
+    graph_attr_set_float(&g->nodes[n], name, v);
+}
+
+static inline void attr_str(graph *g, int n, const char *name, const char *v)
+{
+    graph_attr_set_string(&g->nodes[n], name, v);
+}
+
+static inline void attr_ints(graph *g, int n, const char *name, int count, const int64_t *v)
+{
+    graph_attr_set_ints(&g->nodes[n], name, v, count);
+}
+
+static inline void attr_floats(graph *g, int n, const char *name, int count, const float *v)
+{
+    graph_attr_set_floats(&g->nodes[n], name, v, count);
+}
+
+#endif
