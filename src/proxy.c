@@ -9,9 +9,11 @@
  *     model, register the job) — a request waits only for a free session;
  *   - two Redis threads for GET /job/{id} and GET /metrics, so reading a job
  *     never queues behind inferences;
- *   - one waiter thread holding every GET /job/{id}?wait=S: it re-reads the
- *     pending jobs every few milliseconds on one connection until each is
- *     final or its time is up, so long waits tie up no other thread.
+ *   - one waiter thread holding every GET /job/{id}?wait=S: it sleeps in
+ *     Redis, one BLPOP on the done:{id} markers of all the jobs it holds
+ *     (which workers set when a job becomes final) and on this proxy's own
+ *     wake key (set when a request is handed over), so it answers the moment
+ *     a job ends, and long waits cost no other thread and no polling.
  * Requests handed to a thread are suspended in http.c and resumed by the
  * answer.
  *
@@ -61,7 +63,8 @@ extern const unsigned char tandem_sample_jpg[], tandem_sample_jpg_end[];
 #define TOPK 5
 #define MAX_PENDING 1024 /* tasks waiting for a thread; past it 503 */
 #define MAX_WAITERS 1024 /* GET /job?wait= held at once; past it answered at once */
-#define WAIT_TICK_MS 5   /* how often held jobs are re-read */
+#define WAIT_BLOCK_S 1.0 /* longest sleep of the waiter in Redis: how soon it sees a shutdown */
+#define WAIT_RETRY_MS 50 /* pause of the waiter after a Redis error */
 #define IO_THREADS 2
 #define STOP_GRACE_S 40 /* longest wait for in-flight requests at shutdown */
 #define RETRY_AFTER_S "5"
@@ -123,6 +126,7 @@ struct proxy {
     pthread_cond_t wait_cv;
     struct task *waiting; /* handed to the waiter thread */
     atomic_int nwaiting;
+    char wake_key[128]; /* queue_wait_any's wake key: one per proxy process */
     atomic_int stopping;
 };
 
@@ -325,11 +329,6 @@ static void *infer_main(void *arg)
 
 /* ---- GET /job/{id}, GET /metrics --------------------------------------------- */
 
-static int is_final(const char *status)
-{
-    return !strcmp(status, "done") || !strcmp(status, "failed") || !strcmp(status, "expired");
-}
-
 /* Reads the job and answers, unless it must wait longer: returns 1 then.
  * A held request rides out a Redis error (its connection reconnects with
  * back-off) until its time is up. */
@@ -352,7 +351,7 @@ static int job_answer(struct worker *w, struct task *t, int may_wait)
         reply(t->req, API_EP_JOB, 503, api_error_json(msg), "Retry-After", RETRY_AFTER_S);
         return 0;
     }
-    int wait_more = may_wait && !is_final(job.status);
+    int wait_more = may_wait && !queue_status_final(job.status);
     if (!wait_more) reply(t->req, API_EP_JOB, 200, api_job_json(t->job_id, &job), NULL, NULL);
     queue_job_clear(&job);
     return wait_more;
@@ -373,14 +372,18 @@ static void do_metrics(struct worker *w, struct task *t)
     http_respond(t->req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL, NULL);
 }
 
-static void hand_to_waiter(struct proxy *p, struct task *t)
+/* From an I/O thread w: the waiter may be asleep in Redis, so it is woken
+ * there too (if Redis is away, its sleep ends by WAIT_BLOCK_S anyway). */
+static void hand_to_waiter(struct worker *w, struct task *t)
 {
+    struct proxy *p = w->p;
     t->held = 1;
     pthread_mutex_lock(&p->wait_mu);
     t->next = p->waiting;
     p->waiting = t;
     pthread_cond_signal(&p->wait_cv);
     pthread_mutex_unlock(&p->wait_mu);
+    queue_wake(w->q, p->wake_key);
 }
 
 static void *io_main(void *arg)
@@ -395,7 +398,7 @@ static void *io_main(void *arg)
                    !atomic_load(&p->stopping)) {
             if (job_answer(w, t, 1)) {
                 atomic_fetch_add(&p->nwaiting, 1);
-                hand_to_waiter(p, t);
+                hand_to_waiter(w, t);
                 continue;
             }
         } else {
@@ -406,12 +409,41 @@ static void *io_main(void *arg)
     return NULL;
 }
 
-static int past(const struct timespec *deadline)
+static double seconds_left(const struct timespec *deadline)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > deadline->tv_sec ||
-           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+    return (double)(deadline->tv_sec - now.tv_sec) + (double)(deadline->tv_nsec - now.tv_nsec) / 1e9;
+}
+
+/* Answers and drops the held requests for which done(t, arg) holds. */
+static struct task *answer_held(struct worker *w, struct task *held,
+                                int (*done)(const struct task *, const void *), const void *arg)
+{
+    struct task *keep = NULL;
+    while (held) {
+        struct task *t = held;
+        held = t->next;
+        if (done(t, arg)) {
+            job_answer(w, t, 0);
+            atomic_fetch_sub(&w->p->nwaiting, 1);
+            free(t);
+        } else {
+            t->next = keep;
+            keep = t;
+        }
+    }
+    return keep;
+}
+
+static int is_due(const struct task *t, const void *stopping)
+{
+    return *(const int *)stopping || seconds_left(&t->deadline) <= 0;
+}
+
+static int is_job(const struct task *t, const void *id)
+{
+    return strcmp(t->job_id, id) == 0;
 }
 
 static void *waiter_main(void *arg)
@@ -419,6 +451,7 @@ static void *waiter_main(void *arg)
     struct worker *w = arg;
     struct proxy *p = w->p;
     struct task *held = NULL;
+    const char *ids[MAX_WAITERS];
     for (;;) {
         pthread_mutex_lock(&p->wait_mu);
         /* Idle: sleep until a request is handed over (or a shutdown check is due). */
@@ -438,22 +471,23 @@ static void *waiter_main(void *arg)
         pthread_mutex_unlock(&p->wait_mu);
         int stopping = atomic_load(&p->stopping);
         if (!held && stopping == 2) break;
-        struct task *keep = NULL;
-        while (held) {
-            struct task *t = held;
-            held = t->next;
-            /* At shutdown every held request gets the job as it stands now. */
-            int final_read = stopping || past(&t->deadline);
-            if (job_answer(w, t, !final_read)) {
-                t->next = keep;
-                keep = t;
-            } else {
-                atomic_fetch_sub(&p->nwaiting, 1);
-                free(t);
-            }
+        /* At shutdown every held request gets the job as it stands now. */
+        held = answer_held(w, held, is_due, &stopping);
+        if (!held) continue;
+        int n = 0;
+        double block = WAIT_BLOCK_S;
+        for (struct task *t = held; t && n < MAX_WAITERS; t = t->next) {
+            double left = seconds_left(&t->deadline);
+            if (left < block) block = left;
+            ids[n++] = t->job_id;
         }
-        held = keep;
-        if (held) nanosleep(&(struct timespec){0, WAIT_TICK_MS * 1000000L}, NULL);
+        int which = -1;
+        if (queue_wait_any(w->q, p->wake_key, ids, n, block, &which)) {
+            /* Redis is away: the held requests ride it out until their time is up. */
+            nanosleep(&(struct timespec){0, WAIT_RETRY_MS * 1000000L}, NULL);
+            continue;
+        }
+        if (which >= 0 && which < n) held = answer_held(w, held, is_job, ids[which]);
     }
     return NULL;
 }
@@ -677,6 +711,12 @@ int cli_proxy(int argc, char **argv)
         LOG(ERROR, "libsodium failed to initialise");
         goto out;
     }
+    /* Unique among all proxies on one Redis, also in containers that share a
+     * hostname and start as pid 1. */
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    snprintf(p->wake_key, sizeof p->wake_key, "wake:proxy:%s:%d:%08x", host, (int)getpid(),
+             randombytes_random());
     p->qopt = (queue_options){.host = p->cfg.redis_host,
                               .port = p->cfg.redis_port,
                               .timeout_ms = p->cfg.redis_timeout_ms,

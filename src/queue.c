@@ -64,6 +64,7 @@ enum {
     S_REQUEUE,
     S_REAP_ONE,
     S_STATS,
+    S_NOTIFY,
     S_COUNT
 };
 
@@ -191,6 +192,8 @@ static const char *const scripts[S_COUNT] = {
     [S_REAP_ONE] = "if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end\n" LUA_REQUEUE_LOOP
                    "redis.call('SREM', KEYS[4], ARGV[2])\n"
                    "return n\n",
+    /* NOTIFY: KEYS done -> 1 (puts back a marker queue_wait_any took) */
+    [S_NOTIFY] = LUA_NOTIFY "notify(KEYS[1])\nreturn 1\n",
     /* STATS: KEYS queue dead metrics workers -> {llen, dead, metrics, alive, processing} */
     [S_STATS] = "local alive, proc = 0, 0\n"
                 "for _, w in ipairs(redis.call('SMEMBERS', KEYS[4])) do\n"
@@ -645,7 +648,7 @@ int queue_get_job(queue *q, const char *id, queue_job *out)
     return rc;
 }
 
-static int is_final(const char *status)
+int queue_status_final(const char *status)
 {
     return !strcmp(status, "done") || !strcmp(status, "failed") || !strcmp(status, "expired");
 }
@@ -661,30 +664,53 @@ static int blocking(queue *q, double block_s, int argc, const char **argv, redis
     return rc;
 }
 
-int queue_wait_job(queue *q, const char *id, double wait_s, queue_job *out)
+int queue_wait_any(queue *q, const char *wake_key, const char *const *ids, int n,
+                   double block_s, int *which)
 {
-    char kdone[KEY_MAX], secs[32];
-    int64_t deadline = now_ms(CLOCK_MONOTONIC) + (int64_t)(wait_s * 1000);
-    key(kdone, "done:", id);
-    for (;;) {
-        queue_job job;
-        int rc = queue_get_job(q, id, &job);
-        if (rc) return rc;
-        int64_t left = deadline - now_ms(CLOCK_MONOTONIC);
-        if (is_final(job.status) || left <= 0) {
-            *out = job;
-            return 0;
-        }
-        queue_job_clear(&job);
-        /* BLMOVE of a list onto itself hands the element back without
-         * consuming it, so every waiter on the same job wakes up. */
-        snprintf(secs, sizeof secs, "%.3f", left < 10 ? 0.01 : left / 1000.0);
-        const char *argv[6] = {"BLMOVE", kdone, kdone, "LEFT", "LEFT", secs};
-        redisReply *r = NULL;
-        rc = blocking(q, left / 1000.0, 6, argv, &r);
-        if (rc) return rc;
-        freeReplyObject(r);
+    if (!wake_key || n < 0 || (n && !ids) || !which || !(block_s > 0))
+        return fail(q, QUEUE_ERR_INVALID, "bad wait arguments");
+    char secs[32], (*keys)[KEY_MAX] = calloc((size_t)n + 1, sizeof *keys);
+    const char **argv = calloc((size_t)n + 3, sizeof *argv);
+    redisReply *r = NULL, *back = NULL;
+    int rc = QUEUE_ERR_NOMEM;
+    if (!keys || !argv) {
+        fail(q, rc, "no memory to wait for %d jobs", n);
+        goto out;
     }
+    argv[0] = "BLPOP";
+    for (int i = 0; i < n; i++) {
+        key(keys[i], "done:", ids[i]);
+        argv[i + 1] = keys[i];
+    }
+    argv[n + 1] = wake_key;
+    snprintf(secs, sizeof secs, "%.3f", block_s < 0.001 ? 0.001 : block_s);
+    argv[n + 2] = secs;
+    if ((rc = blocking(q, block_s, n + 3, argv, &r))) goto out;
+    *which = -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        goto out; /* nil: the time passed */
+    const char *k = r->element[0]->str;
+    *which = n;
+    for (int i = 0; i < n && *which == n; i++)
+        if (!strcmp(k, keys[i])) *which = i;
+    /* Give the marker back: other proxies' waiters may hold this job too. */
+    if (*which < n) rc = script(q, S_NOTIFY, 1, 1, (const char *[]){k}, NULL, &back);
+out:
+    if (back) freeReplyObject(back);
+    if (r) freeReplyObject(r);
+    free(argv);
+    free(keys);
+    return rc;
+}
+
+int queue_wake(queue *q, const char *wake_key)
+{
+    if (!wake_key) return fail(q, QUEUE_ERR_INVALID, "no wake key");
+    redisReply *r = NULL;
+    int rc = script(q, S_NOTIFY, 1, 1, (const char *[]){wake_key}, NULL, &r);
+    if (r) freeReplyObject(r);
+    return rc;
 }
 
 static int count_field(const redisReply *h, const char *name, long long *out)

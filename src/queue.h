@@ -117,9 +117,17 @@ typedef struct queue_job {
 int queue_get_job(queue *q, const char *id, queue_job *out);
 void queue_job_clear(queue_job *job);
 
-/* Waits up to wait_s seconds for the job to become final (done, failed,
- * expired), then reads it as queue_get_job does. Blocks this connection. */
-int queue_wait_job(queue *q, const char *id, double wait_s, queue_job *out);
+/* Blocks this connection until one of the jobs ids[0..n) becomes final
+ * (done, failed, expired: its done:{id} marker exists), queue_wake() is
+ * called on wake_key, or block_s seconds pass. *which is then the index of
+ * a final job, n for a wake-up, or -1 when the time passed. A job's marker
+ * stays for every other waiter; a wake-up is consumed. */
+int queue_wait_any(queue *q, const char *wake_key, const char *const *ids, int n,
+                   double block_s, int *which);
+int queue_wake(queue *q, const char *wake_key);
+
+/* 1 for a status no worker will change any more: done, failed, expired. */
+int queue_status_final(const char *status);
 
 typedef struct queue_stats {
     long long queue_length;  /* LLEN queue:jobs */

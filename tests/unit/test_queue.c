@@ -395,8 +395,12 @@ TEST(expired_image)
     size_t len = 0;
     ASSERT_EQ(queue_load_image(q, id, &b64, &len), QUEUE_ERR_NOTFOUND);
     ASSERT_EQ(queue_job_expired(q, id, "w1"), 0);
+    const char *ids[1] = {id};
+    int which = -1;
+    ASSERT_EQ(queue_wait_any(q, "wake:test", ids, 1, 5, &which), 0); /* final: at once */
+    ASSERT_EQ(which, 0);
     queue_job j;
-    ASSERT_EQ(queue_wait_job(q, id, 5, &j), 0); /* final: returns at once */
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
     ASSERT_STR_EQ(j.status, "expired");
     ASSERT(j.error != NULL);
     queue_job_clear(&j);
@@ -438,17 +442,18 @@ TEST(wait_times_out_then_wakes_on_completion)
     ASSERT(c);
     queue *q = open_queue(redis_port);
     ASSERT(q);
-    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    char id[QUEUE_ID_MAX + 1], other[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, other), 0);
     ASSERT_EQ(create(q, id), 0);
-    queue_job j;
+    const char *ids[2] = {other, id};
+    int which = 7;
     double t0 = mono_s();
-    ASSERT_EQ(queue_wait_job(q, id, 0.3, &j), 0);
+    ASSERT_EQ(queue_wait_any(q, "wake:test", ids, 2, 0.3, &which), 0);
     double waited = mono_s() - t0;
     ASSERT(waited >= 0.25 && waited < 2);
-    ASSERT_STR_EQ(j.status, "queued");
-    queue_job_clear(&j);
+    ASSERT_EQ(which, -1);
     pid_t pid = fork();
-    if (pid == 0) {
+    if (pid == 0) { /* a worker finishes the first job queued: `other` */
         queue *cq = open_queue(redis_port);
         usleep(200000);
         queue_result res = {.label = "lynx", .inference_ms = 3};
@@ -458,15 +463,45 @@ TEST(wait_times_out_then_wakes_on_completion)
         _exit(rc ? 0 : 1);
     }
     t0 = mono_s();
-    ASSERT_EQ(queue_wait_job(q, id, 10, &j), 0);
+    ASSERT_EQ(queue_wait_any(q, "wake:test", ids, 2, 10, &which), 0);
     waited = mono_s() - t0;
     int st = 0;
     waitpid(pid, &st, 0);
     ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ASSERT_EQ(which, 0);
+    ASSERT(waited < 5);
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, other, &j), 0);
     ASSERT_STR_EQ(j.status, "done");
     ASSERT_STR_EQ(j.label, "lynx");
-    ASSERT(waited < 5);
     queue_job_clear(&j);
+    /* The marker stays for every other waiter on the same job. */
+    ASSERT_EQ(queue_wait_any(q, "wake:test", ids, 2, 10, &which), 0);
+    ASSERT_EQ(which, 0);
+    ASSERT(raw_int(c, "TTL done:%s", other) > 0);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(wait_wakes_on_its_wake_key_and_consumes_it)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port), *io = open_queue(redis_port);
+    ASSERT(q && io);
+    char id[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    const char *ids[1] = {id};
+    int which = -1;
+    ASSERT_EQ(queue_wake(io, "wake:a"), 0);
+    ASSERT_EQ(queue_wait_any(q, "wake:b", ids, 1, 0.2, &which), 0); /* not its key */
+    ASSERT_EQ(which, -1);
+    ASSERT_EQ(queue_wait_any(q, "wake:a", ids, 1, 5, &which), 0);
+    ASSERT_EQ(which, 1);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", "wake:a"), 0);
+    ASSERT_EQ(queue_wait_any(q, "wake:a", ids, 0, 0.2, &which), 0); /* no jobs: wake key only */
+    ASSERT_EQ(which, -1);
+    queue_close(io);
     queue_close(q);
     redisFree(c);
 }
