@@ -101,6 +101,19 @@ static void resample_row(const uint8_t *src, const struct taps *h, int out_w, fl
     }
 }
 
+/* acc += wt * row, the largest cost of a resize. Written in groups of 8 so
+ * that GCC's -O2 (which vectorises no loop needing a remainder) turns each
+ * group into SIMD instructions. */
+static void accumulate(float *restrict acc, const float *restrict row, float wt, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t k = 0; k < 8; k++)
+            acc[i + k] += wt * row[i + k];
+    for (; i < n; i++)
+        acc[i] += wt * row[i];
+}
+
 static uint8_t to_u8(float v)
 {
     if (!(v > 0)) return 0;
@@ -137,10 +150,8 @@ int image_resize_to_layout(const image_rgb *src, const tdm_preprocess *pp, void 
         resample_row(src->px + (size_t)y * src->w * 3, &th, ow, row);
         for (int o = first; o < oh && tv.start[o] <= y; o++) {
             if (y >= tv.start[o] + tv.count[o]) continue;
-            float wt = tv.w[tv.off[o] + (size_t)(y - tv.start[o])];
-            float *a = acc + (size_t)o * row_len;
-            for (size_t i = 0; i < row_len; i++)
-                a[i] += wt * row[i];
+            accumulate(acc + (size_t)o * row_len, row, tv.w[tv.off[o] + (size_t)(y - tv.start[o])],
+                       row_len);
         }
     }
 
