@@ -128,7 +128,10 @@ static int64_t window_out(const char *auto_pad, int64_t in, int64_t k, int64_t s
     if (strcmp(auto_pad, "VALID") == 0) pb = pe = 0;
     int64_t span = in + pb + pe - eff;
     if (span < 0) return 0;
-    return (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    if (!ceil_mode) return span / s + 1;
+    /* As PyTorch and ONNX Runtime: no window starts in the end padding. */
+    int64_t out = (span + s - 1) / s + 1;
+    return (out - 1) * s >= in + pb ? out - 1 : out;
 }
 
 static int infer_window(graph *g, const graph_node *n, const graph_tensor *x, int64_t cout,

@@ -323,6 +323,10 @@ TEST(infer_conv_and_pools)
     attr_int(g, p, "ceil_mode", 1);
     ASSERT_EQ(ops_infer(g, p), 0);
     DIMS_EQ(&g->tensors[g->nodes[p].outputs[0]], 1, 3, 4, 4);
+    /* ceil_mode would start a 5th window at 8, past the input: dropped. */
+    attr_ints(g, p, "pads", 4, (int64_t[]){0, 0, 2, 2});
+    ASSERT_EQ(ops_infer(g, p), 0);
+    DIMS_EQ(&g->tensors[g->nodes[p].outputs[0]], 1, 3, 4, 4);
     graph_free(g);
 
     g = unary_graph(OP_GLOBALAVGPOOL, &p);
