@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "log.h"
 #include "queue.h"
 #include "tandem/engine.h"
@@ -175,20 +176,8 @@ static int decode_b64(const char *b64, size_t len, unsigned char **bin, size_t *
         len -= (size_t)(comma + 1 - b64);
         b64 = comma + 1;
     }
-    size_t cap = len / 4 * 3 + 3;
-    unsigned char *buf = malloc(cap ? cap : 1);
-    const char *end = NULL;
-    size_t n = 0;
-    if (!buf) return -1;
-    if (sodium_base642bin(buf, cap, b64, len, " \t\r\n", &n, &end,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        end != b64 + len) {
-        free(buf);
-        return -1;
-    }
-    *bin = buf;
-    *bin_len = n;
-    return 0;
+    char err[160];
+    return api_b64_decode(b64, len, bin, bin_len, err, sizeof err) == API_OK ? 0 : -1;
 }
 
 /* Classifies one image. On failure, reason says why (for the job record). */
