@@ -53,17 +53,6 @@ const graph_tensor *ref_opt_input(const ref_args *a, int i)
     return i < a->nin ? a->in[i] : NULL;
 }
 
-int64_t ref_numel(const graph_tensor *t)
-{
-    if (t->rank < 0) return -1;
-    int64_t n = 1;
-    for (int d = 0; d < t->rank; d++) {
-        if (t->dims[d] < 0) return -1;
-        n *= t->dims[d];
-    }
-    return n;
-}
-
 bool ref_read_i64(const graph_tensor *t, const void *data, int64_t i, int64_t *v)
 {
     switch (t->dtype) {
@@ -132,9 +121,9 @@ static int check_float_same(const graph_node *n, const graph_tensor *x, const gr
     if (x->dtype != TDM_DTYPE_FLOAT || y->dtype != TDM_DTYPE_FLOAT)
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "only float tensors (got %s -> %s)",
                         tdm_dtype_name(x->dtype), tdm_dtype_name(y->dtype));
-    if (ref_numel(x) != ref_numel(y))
+    if (graph_tensor_numel(x) != graph_tensor_numel(y))
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output has %lld elements, input %lld",
-                        (long long)ref_numel(y), (long long)ref_numel(x));
+                        (long long)graph_tensor_numel(y), (long long)graph_tensor_numel(x));
     return 0;
 }
 
@@ -154,9 +143,9 @@ static int clip_bounds(const graph_node *n, const ref_args *a, float *lo, float 
     if (graph_attr_get(n, "max")) *hi = graph_attr_float(n, "max", INFINITY);
     for (int i = 1; i <= 2; i++) {
         const graph_tensor *t = ref_opt_input(a, i);
-        if (!t || ref_numel(t) == 0) continue;
+        if (!t || graph_tensor_numel(t) == 0) continue;
         float v;
-        if (ref_numel(t) != 1 || !ref_read_f32(t, a->in_data[i], 0, &v))
+        if (graph_tensor_numel(t) != 1 || !ref_read_f32(t, a->in_data[i], 0, &v))
             return ref_fail(n, err, errlen, TDM_ERR_INVALID,
                             "bound input %d must be a numeric scalar", i);
         if (i == 1)
@@ -175,7 +164,7 @@ static int ref_unary(const graph_node *n, const ref_args *a, char *err, size_t e
     if (rc) return rc;
     const float *x = a->in_data[0];
     float *y = a->out_data[0];
-    int64_t count = ref_numel(a->out[0]);
+    int64_t count = graph_tensor_numel(a->out[0]);
     float lo = 0, hi = 0, alpha = 0, beta = 0;
 
     switch (n->op) {
@@ -327,7 +316,7 @@ static int binary_pass(const graph_node *n, const graph_tensor *xt, const void *
 
     int rank = ot->rank;
     int64_t inner = rank ? ot->dims[rank - 1] : 1;
-    int64_t total = ref_numel(ot);
+    int64_t total = graph_tensor_numel(ot);
     if (inner == 0 || total == 0) return 0;
     int64_t isx = rank ? sx[rank - 1] : 0, isy = rank ? sy[rank - 1] : 0;
 
@@ -417,13 +406,13 @@ static int quant_layout(const graph_node *n, const graph_tensor *x, const graph_
                         const graph_tensor *zp, int64_t *inner, int64_t *channels, char *err,
                         size_t errlen)
 {
-    int64_t ns = ref_numel(scale);
+    int64_t ns = graph_tensor_numel(scale);
     if (scale->dtype != TDM_DTYPE_FLOAT)
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "scale must be float, is %s",
                         tdm_dtype_name(scale->dtype));
-    if (zp && ref_numel(zp) != ns)
+    if (zp && graph_tensor_numel(zp) != ns)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "zero point has %lld elements, scale %lld",
-                        (long long)ref_numel(zp), (long long)ns);
+                        (long long)graph_tensor_numel(zp), (long long)ns);
     *channels = ns;
     *inner = 0;
     if (ns == 1) return 0;
@@ -458,14 +447,14 @@ static int ref_quantize(const graph_node *n, const ref_args *a, char *err, size_
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED,
                         "quantises float to uint8 or int8 only (got %s -> %s)",
                         tdm_dtype_name(x->dtype), tdm_dtype_name(y->dtype));
-    if (ref_numel(x) != ref_numel(y))
+    if (graph_tensor_numel(x) != graph_tensor_numel(y))
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "input and output sizes differ");
     int64_t inner, channels;
     rc = quant_layout(n, x, scale, zp, &inner, &channels, err, errlen);
     if (rc) return rc;
 
     const float *xd = a->in_data[0], *sd = a->in_data[1];
-    int64_t count = ref_numel(x);
+    int64_t count = graph_tensor_numel(x);
     for (int64_t i = 0; i < count; i++) {
         int64_t c = quant_channel(i, inner, channels);
         float z = 0.0f;
@@ -491,7 +480,7 @@ static int ref_dequantize(const graph_node *n, const ref_args *a, char *err, siz
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED,
                         "dequantises uint8, int8 or int32 to float only (got %s -> %s)",
                         tdm_dtype_name(x->dtype), tdm_dtype_name(y->dtype));
-    if (ref_numel(x) != ref_numel(y))
+    if (graph_tensor_numel(x) != graph_tensor_numel(y))
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "input and output sizes differ");
     int64_t inner, channels;
     rc = quant_layout(n, x, scale, zp, &inner, &channels, err, errlen);
@@ -499,7 +488,7 @@ static int ref_dequantize(const graph_node *n, const ref_args *a, char *err, siz
 
     const float *sd = a->in_data[1];
     float *yd = a->out_data[0];
-    int64_t count = ref_numel(x);
+    int64_t count = graph_tensor_numel(x);
     for (int64_t i = 0; i < count; i++) {
         int64_t c = quant_channel(i, inner, channels), v, z = 0;
         ref_read_i64(x, a->in_data[0], i, &v);
@@ -529,7 +518,7 @@ static int ref_fakequant(const graph_node *n, const ref_args *a, char *err, size
                         (double)scale, (double)qmin, (double)qmax);
     const float *x = a->in_data[0];
     float *y = a->out_data[0];
-    int64_t count = ref_numel(a->out[0]);
+    int64_t count = graph_tensor_numel(a->out[0]);
     for (int64_t i = 0; i < count; i++)
         y[i] = fakequant(x[i], scale, zp, qmin, qmax);
     return 0;
@@ -548,7 +537,7 @@ static int apply_post(const graph_node *n, const ref_args *a, char *err, size_t 
     if (n->npost < 0 || n->npost > GRAPH_MAX_POST)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "bad post-op count %d", n->npost);
     float *y = a->out_data[0];
-    int64_t count = ref_numel(ot);
+    int64_t count = graph_tensor_numel(ot);
 
     for (int p = 0; p < n->npost; p++) {
         const graph_post *po = &n->post[p];
@@ -570,7 +559,7 @@ static int apply_post(const graph_node *n, const ref_args *a, char *err, size_t 
             break;
         case POST_SUM: {
             const graph_tensor *t = ref_opt_input(a, po->input);
-            if (po->input < 0 || !t || t->dtype != TDM_DTYPE_FLOAT || ref_numel(t) != count)
+            if (po->input < 0 || !t || t->dtype != TDM_DTYPE_FLOAT || graph_tensor_numel(t) != count)
                 return ref_fail(n, err, errlen, TDM_ERR_INVALID,
                                 "post-op %d: addend input %d is not a float tensor of %lld "
                                 "elements",
@@ -585,7 +574,7 @@ static int apply_post(const graph_node *n, const ref_args *a, char *err, size_t 
             const graph_tensor *t = ref_opt_input(a, po->input);
             int64_t ch = ot->rank >= 2 ? ot->dims[1] : 0;
             if (po->input < 0 || !t || t->dtype != TDM_DTYPE_FLOAT || ch < 1 ||
-                ref_numel(t) != ch)
+                graph_tensor_numel(t) != ch)
                 return ref_fail(n, err, errlen, TDM_ERR_INVALID,
                                 "post-op %d: input %d is not a float tensor of one value per "
                                 "channel",
@@ -657,12 +646,12 @@ static const ref_kernel kernels[OP_COUNT] = {
 static int check_tensor(const graph_node *n, const graph_tensor *t, const void *data,
                         const char *what, int i, char *err, size_t errlen)
 {
-    if (t->rank < 0 || t->rank > GRAPH_MAX_RANK || ref_numel(t) < 0)
+    if (t->rank < 0 || t->rank > GRAPH_MAX_RANK || graph_tensor_numel(t) < 0)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "%s %d has an unknown shape", what, i);
     if (tdm_dtype_size(t->dtype) == 0)
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "%s %d has dtype %d", what, i,
                         (int)t->dtype);
-    if (!data && ref_numel(t) != 0)
+    if (!data && graph_tensor_numel(t) != 0)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "%s %d has no data", what, i);
     return 0;
 }

@@ -193,7 +193,7 @@ int ref_conv(const graph_node *n, const ref_args *a, char *err, size_t errlen)
     int64_t N = xt->dims[0], C = xt->dims[1], M = wt->dims[0], Cg = wt->dims[1];
     int64_t G = graph_attr_int(n, "group", 1);
     if (G < 1 || C != Cg * G || M % G != 0 || yt->dims[0] != N || yt->dims[1] != M ||
-        (bt && ref_numel(bt) != M))
+        (bt && graph_tensor_numel(bt) != M))
         return ref_fail(n, err, errlen, TDM_ERR_INVALID,
                         "channels do not fit: input %lld, weight %lldx%lld, group %lld",
                         (long long)C, (long long)M, (long long)Cg, (long long)G);
@@ -341,10 +341,10 @@ int ref_global_pool(const graph_node *n, const ref_args *a, char *err, size_t er
     const graph_tensor *xt = a->in[0], *yt = a->out[0];
     if (xt->dtype != TDM_DTYPE_FLOAT || yt->dtype != TDM_DTYPE_FLOAT)
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "only float pooling");
-    if (xt->rank < 3 || ref_numel(yt) != xt->dims[0] * xt->dims[1])
+    if (xt->rank < 3 || graph_tensor_numel(yt) != xt->dims[0] * xt->dims[1])
         return ref_fail(n, err, errlen, TDM_ERR_INVALID,
                         "needs an N x C x spatial input and an N x C output");
-    int64_t planes = xt->dims[0] * xt->dims[1], size = ref_numel(xt) / (planes ? planes : 1);
+    int64_t planes = xt->dims[0] * xt->dims[1], size = graph_tensor_numel(xt) / (planes ? planes : 1);
     const float *X = a->in_data[0];
     float *Y = a->out_data[0];
     for (int64_t p = 0; p < planes; p++) {
@@ -499,17 +499,17 @@ int ref_batchnorm(const graph_node *n, const ref_args *a, char *err, size_t errl
     int64_t C = xt->rank >= 2 ? xt->dims[1] : -1;
     if (xt->dtype != TDM_DTYPE_FLOAT || yt->dtype != TDM_DTYPE_FLOAT)
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "only float BatchNormalization");
-    if (C < 0 || ref_numel(yt) != ref_numel(xt))
+    if (C < 0 || graph_tensor_numel(yt) != graph_tensor_numel(xt))
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "needs an N x C x ... input");
     for (int i = 1; i < 5; i++)
-        if (a->in[i]->dtype != TDM_DTYPE_FLOAT || ref_numel(a->in[i]) != C)
+        if (a->in[i]->dtype != TDM_DTYPE_FLOAT || graph_tensor_numel(a->in[i]) != C)
             return ref_fail(n, err, errlen, TDM_ERR_INVALID, "input %d must be %lld floats", i,
                             (long long)C);
     /* Inference: the running mean and variance pass through unchanged; the
      * training-only saved statistics are not produced. */
     for (int i = 1; i < a->nout; i++) {
         if (!a->out[i]) continue;
-        if (i > 2 || ref_numel(a->out[i]) != C || a->out[i]->dtype != TDM_DTYPE_FLOAT)
+        if (i > 2 || graph_tensor_numel(a->out[i]) != C || a->out[i]->dtype != TDM_DTYPE_FLOAT)
             return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "training-mode output %d", i);
         memmove(a->out_data[i], a->in_data[i + 2], (size_t)C * sizeof(float));
     }
@@ -517,7 +517,7 @@ int ref_batchnorm(const graph_node *n, const ref_args *a, char *err, size_t errl
     const float *X = a->in_data[0], *S = a->in_data[1], *Bv = a->in_data[2];
     const float *Mean = a->in_data[3], *Var = a->in_data[4];
     float *Y = a->out_data[0];
-    int64_t N = xt->dims[0], inner = N > 0 && C > 0 ? ref_numel(xt) / (N * C) : 0;
+    int64_t N = xt->dims[0], inner = N > 0 && C > 0 ? graph_tensor_numel(xt) / (N * C) : 0;
     for (int64_t b = 0; b < N; b++) {
         for (int64_t c = 0; c < C; c++) {
             float k = S[c] / sqrtf(Var[c] + eps), o = Bv[c] - Mean[c] * k;
@@ -536,7 +536,7 @@ int ref_softmax(const graph_node *n, const ref_args *a, char *err, size_t errlen
     if (rc) return rc;
     const graph_tensor *xt = a->in[0], *yt = a->out[0];
     if (xt->dtype != TDM_DTYPE_FLOAT || yt->dtype != TDM_DTYPE_FLOAT ||
-        ref_numel(xt) != ref_numel(yt))
+        graph_tensor_numel(xt) != graph_tensor_numel(yt))
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "only float Softmax of equal shape");
     int axis;
     if (!ref_axis(graph_attr_int(n, "axis", -1), xt->rank ? xt->rank : 1, &axis))

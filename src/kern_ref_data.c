@@ -51,18 +51,18 @@ int ref_copy(const graph_node *n, const ref_args *a, char *err, size_t errlen)
     const graph_tensor *x = a->in[0], *y = a->out[0];
     rc = same_dtype(n, x, y, err, errlen);
     if (rc) return rc;
-    if (ref_numel(x) != ref_numel(y))
+    if (graph_tensor_numel(x) != graph_tensor_numel(y))
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output has %lld elements, input %lld",
-                        (long long)ref_numel(y), (long long)ref_numel(x));
-    size_t bytes = (size_t)ref_numel(y) * tdm_dtype_size(y->dtype);
+                        (long long)graph_tensor_numel(y), (long long)graph_tensor_numel(x));
+    size_t bytes = (size_t)graph_tensor_numel(y) * tdm_dtype_size(y->dtype);
     if (bytes && a->out_data[0] != a->in_data[0]) memmove(a->out_data[0], a->in_data[0], bytes);
 
     /* Dropout at inference keeps everything: its optional mask is all true. */
     if (n->op == OP_DROPOUT && a->nout > 1 && a->out[1]) {
         const graph_tensor *m = a->out[1];
-        if (m->dtype != TDM_DTYPE_BOOL || ref_numel(m) != ref_numel(y))
+        if (m->dtype != TDM_DTYPE_BOOL || graph_tensor_numel(m) != graph_tensor_numel(y))
             return ref_fail(n, err, errlen, TDM_ERR_INVALID, "mask must be bool like the input");
-        memset(a->out_data[1], 1, (size_t)ref_numel(m));
+        memset(a->out_data[1], 1, (size_t)graph_tensor_numel(m));
     }
     return 0;
 }
@@ -104,7 +104,7 @@ int ref_transpose(const graph_node *n, const ref_args *a, char *err, size_t errl
     size_t es = tdm_dtype_size(x->dtype);
     const char *src = a->in_data[0];
     char *dst = a->out_data[0];
-    int64_t count = ref_numel(y);
+    int64_t count = graph_tensor_numel(y);
     for (int64_t i = 0; i < count; i++) {
         int64_t off = 0;
         for (int d = 0; d < rank; d++)
@@ -244,7 +244,7 @@ int ref_pad(const graph_node *n, const ref_args *a, char *err, size_t errlen)
 
     int64_t pads[2 * GRAPH_MAX_RANK];
     if (pt) {
-        if (ref_numel(pt) != 2 * rank)
+        if (graph_tensor_numel(pt) != 2 * rank)
             return ref_fail(n, err, errlen, TDM_ERR_INVALID, "pads input needs %d values",
                             2 * rank);
         for (int i = 0; i < 2 * rank; i++)
@@ -260,8 +260,8 @@ int ref_pad(const graph_node *n, const ref_args *a, char *err, size_t errlen)
     /* The fill value: input 2 in the data's dtype, else attribute "value". */
     size_t es = tdm_dtype_size(x->dtype);
     unsigned char fill[8];
-    if (vt && ref_numel(vt) > 0) {
-        if (ref_numel(vt) != 1 || vt->dtype != x->dtype)
+    if (vt && graph_tensor_numel(vt) > 0) {
+        if (graph_tensor_numel(vt) != 1 || vt->dtype != x->dtype)
             return ref_fail(n, err, errlen, TDM_ERR_INVALID, "constant_value must be one %s",
                             tdm_dtype_name(x->dtype));
         memcpy(fill, a->in_data[2], es);
@@ -286,7 +286,7 @@ int ref_pad(const graph_node *n, const ref_args *a, char *err, size_t errlen)
     strides_of(x, xs);
     const char *src = a->in_data[0];
     char *dst = a->out_data[0];
-    int64_t count = ref_numel(y);
+    int64_t count = graph_tensor_numel(y);
     for (int64_t i = 0; i < count; i++) {
         int64_t off = 0;
         bool inside = true;
@@ -317,7 +317,7 @@ int ref_shape(const graph_node *n, const ref_args *a, char *err, size_t errlen)
     start = start < 0 ? 0 : start > r ? r : start;
     end = end < 0 ? 0 : end > r ? r : end;
     int64_t len = end > start ? end - start : 0;
-    if (y->dtype != TDM_DTYPE_INT64 || ref_numel(y) != len)
+    if (y->dtype != TDM_DTYPE_INT64 || graph_tensor_numel(y) != len)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output must be %lld int64 values",
                         (long long)len);
     int64_t *out = a->out_data[0];
@@ -338,12 +338,12 @@ int ref_gather(const graph_node *n, const ref_args *a, char *err, size_t errlen)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "axis out of range for rank %d", x->rank);
     if (it->dtype != TDM_DTYPE_INT64 && it->dtype != TDM_DTYPE_INT32)
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "indices must be int32 or int64");
-    int64_t outer = 1, inner = 1, dim = x->dims[axis], nidx = ref_numel(it);
+    int64_t outer = 1, inner = 1, dim = x->dims[axis], nidx = graph_tensor_numel(it);
     for (int d = 0; d < axis; d++)
         outer *= x->dims[d];
     for (int d = axis + 1; d < x->rank; d++)
         inner *= x->dims[d];
-    if (y->rank != x->rank - 1 + it->rank || ref_numel(y) != outer * nidx * inner)
+    if (y->rank != x->rank - 1 + it->rank || graph_tensor_numel(y) != outer * nidx * inner)
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "output shape does not fit");
 
     size_t chunk = (size_t)inner * tdm_dtype_size(x->dtype);
@@ -385,7 +385,7 @@ static bool slice_list_get(const graph_node *n, const ref_args *a, int input, co
         if (t->dtype != TDM_DTYPE_INT64 && t->dtype != TDM_DTYPE_INT32) return false;
         l->t = t;
         l->data = a->in_data[input];
-        l->len = ref_numel(t);
+        l->len = graph_tensor_numel(t);
     } else if ((l->attr = graph_attr_get(n, name))) {
         if (l->attr->type != ATTR_INTS) return false;
         l->len = l->attr->n;
@@ -474,7 +474,7 @@ int ref_slice(const graph_node *n, const ref_args *a, char *err, size_t errlen)
     strides_of(x, xs);
     const char *src = a->in_data[0];
     char *dst = a->out_data[0];
-    int64_t count = ref_numel(y);
+    int64_t count = graph_tensor_numel(y);
     for (int64_t i = 0; i < count; i++) {
         int64_t off = 0;
         for (int d = 0; d < rank; d++)
@@ -504,11 +504,11 @@ int ref_cast(const graph_node *n, const ref_args *a, char *err, size_t errlen)
     if (!castable(x->dtype) || !castable(y->dtype) || to != (int64_t)y->dtype)
         return ref_fail(n, err, errlen, TDM_ERR_UNSUPPORTED, "cast %s -> %s (to=%lld)",
                         tdm_dtype_name(x->dtype), tdm_dtype_name(y->dtype), (long long)to);
-    if (ref_numel(x) != ref_numel(y))
+    if (graph_tensor_numel(x) != graph_tensor_numel(y))
         return ref_fail(n, err, errlen, TDM_ERR_INVALID, "input and output sizes differ");
     size_t es = tdm_dtype_size(y->dtype);
     char *dst = a->out_data[0];
-    int64_t count = ref_numel(y);
+    int64_t count = graph_tensor_numel(y);
     for (int64_t i = 0; i < count; i++, dst += es) {
         if (x->dtype == TDM_DTYPE_FLOAT) {
             float f = ((const float *)a->in_data[0])[i];

@@ -24,9 +24,6 @@ int ref_need_inputs(const graph_node *n, const ref_args *a, int count, char *err
 /* Input i if present with data, else NULL (an omitted optional input). */
 const graph_tensor *ref_opt_input(const ref_args *a, int i);
 
-/* Element count of a tensor (1 for a scalar), or -1 if its shape is unknown. */
-int64_t ref_numel(const graph_tensor *t);
-
 /* Element i of a tensor of any integer, bool or float dtype, converted. Fails
  * (returns false) only on a dtype we do not read. */
 bool ref_read_i64(const graph_tensor *t, const void *data, int64_t i, int64_t *v);
