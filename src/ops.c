@@ -140,28 +140,24 @@ static const op_arity arity[OP_COUNT] = {
     [OP_DROPOUT] = {1, 3, 1, 2},
 };
 
-static int refuse(graph *g, const graph_node *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Every refusal reads "node '<name>' (op <OpType>): <what>" so a user can find
- * the node in a model viewer. */
-static int refuse(graph *g, const graph_node *n, const char *fmt, ...)
+int ops_node_fail(graph *g, const graph_node *n, int status, const char *fmt, ...)
 {
     char what[GRAPH_ERR_LEN];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return graph_fail(g, TDM_ERR_UNSUPPORTED, "node '%s' (op %s): %s", n->name ? n->name : "",
+    return graph_fail(g, status, "node '%s' (op %s): %s", n->name ? n->name : "",
                       n->op_type ? n->op_type : ops_name(n->op), what);
 }
 
-/* The tensor at input position i, or NULL when absent or omitted. */
-static const graph_tensor *input_tensor(const graph *g, const graph_node *n, int i)
+const graph_tensor *ops_input(const graph *g, const graph_node *n, int i)
 {
     if (i < 0 || i >= n->ninputs || n->inputs[i] < 0 || n->inputs[i] >= g->ntensors) return NULL;
     return &g->tensors[n->inputs[i]];
 }
+
+#define refuse(g, n, ...) ops_node_fail(g, n, TDM_ERR_UNSUPPORTED, __VA_ARGS__)
 
 /* Spatial attributes (kernel, stride, dilation, pads) beyond this are not a
  * real model; bounding them keeps all later size arithmetic far from overflow. */
@@ -219,7 +215,7 @@ static int check_auto_pad(graph *g, const graph_node *n)
 /* A spatial input (X of Conv or a pool) must be NCHW when its rank is known. */
 static int check_spatial_input(graph *g, const graph_node *n)
 {
-    const graph_tensor *x = input_tensor(g, n, 0);
+    const graph_tensor *x = ops_input(g, n, 0);
     if (x && x->rank >= 0 && x->rank != 4)
         return refuse(g, n, "input '%s' has rank %d; only 2-D (rank 4, NCHW) is supported", x->name,
                       x->rank);
@@ -230,7 +226,7 @@ static int check_conv(graph *g, const graph_node *n)
 {
     int rc;
     if ((rc = check_spatial_input(g, n))) return rc;
-    const graph_tensor *w = input_tensor(g, n, 1);
+    const graph_tensor *w = ops_input(g, n, 1);
     if (!w) return refuse(g, n, "the weight input is missing");
     if (w->rank >= 0 && w->rank != 4)
         return refuse(g, n, "weight '%s' has rank %d; only 2-D convolution is supported", w->name,
@@ -275,8 +271,7 @@ static int check_pool(graph *g, const graph_node *n)
 static int check_qdq(graph *g, const graph_node *n)
 {
     int rc;
-    const graph_tensor *x = input_tensor(g, n, 0), *s = input_tensor(g, n, 1),
-                       *zp = input_tensor(g, n, 2);
+    const graph_tensor *x = ops_input(g, n, 0), *s = ops_input(g, n, 1), *zp = ops_input(g, n, 2);
     if (!x || !s) return refuse(g, n, "input and scale are required");
     if (s->dtype != TDM_DTYPE_FLOAT) return refuse(g, n, "scale must be float");
     if (s->rank > 1) return refuse(g, n, "scale must be a scalar or 1-D (per-axis)");
@@ -421,7 +416,7 @@ static int check_node(graph *g, const graph_node *n)
         return check_constant(g, n);
     case OP_DROPOUT: {
         /* Inference only: a training_mode input must be a constant false. */
-        const graph_tensor *tm = input_tensor(g, n, 2);
+        const graph_tensor *tm = ops_input(g, n, 2);
         if (tm && (!tm->data || tm->nbytes < 1 || ((const uint8_t *)tm->data)[0]))
             return refuse(g, n, "training mode is not supported");
         return 0;

@@ -28,4 +28,14 @@ int ops_infer(graph *g, int node);
 /* True if the op is a pure function of its inputs, so constant folding may run it. */
 bool ops_foldable(graph_op op);
 
+/* For ops.c and ops_shape.c: fails with status and a message that reads
+ * "node '<name>' (op <OpType>): <what>", so a user can find the node in a
+ * model viewer. */
+int ops_node_fail(graph *g, const graph_node *n, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* For ops.c and ops_shape.c: the tensor at input position i of n, or NULL
+ * when absent or omitted. */
+const graph_tensor *ops_input(const graph *g, const graph_node *n, int i);
+
 #endif

@@ -8,8 +8,6 @@
  * (Reshape's shape, Slice's bounds, ...) must be constants by then; when they
  * are not, the node cannot be planned and the caller gets TDM_ERR_INVALID.
  */
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "ops.h"
@@ -18,25 +16,7 @@
  * it keeps products of a few dims far from int64 overflow. */
 #define OPS_MAX_DIM ((int64_t)1 << 40)
 
-static int infer_fail(graph *g, const graph_node *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int infer_fail(graph *g, const graph_node *n, const char *fmt, ...)
-{
-    char what[GRAPH_ERR_LEN];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    return graph_fail(g, TDM_ERR_INVALID, "node '%s' (op %s): %s", n->name ? n->name : "",
-                      n->op_type ? n->op_type : ops_name(n->op), what);
-}
-
-static const graph_tensor *in_t(const graph *g, const graph_node *n, int i)
-{
-    if (i < 0 || i >= n->ninputs || n->inputs[i] < 0 || n->inputs[i] >= g->ntensors) return NULL;
-    return &g->tensors[n->inputs[i]];
-}
+#define infer_fail(g, n, ...) ops_node_fail(g, n, TDM_ERR_INVALID, __VA_ARGS__)
 
 /* Reads a constant integer tensor (int64 or int32) of at most max elements. */
 static int const_ints(graph *g, const graph_node *n, const graph_tensor *t, int64_t *vals, int max,
@@ -75,7 +55,7 @@ static int ints_attr_or_input(graph *g, const graph_node *n, const char *name, i
         *count = a->n;
         return 0;
     }
-    const graph_tensor *t = in_t(g, n, idx);
+    const graph_tensor *t = ops_input(g, n, idx);
     if (!t) {
         *count = -1;
         return 0;
@@ -155,7 +135,7 @@ static int infer_window(graph *g, const graph_node *n, const graph_tensor *x, in
 
 static int infer_conv(graph *g, const graph_node *n, const graph_tensor *x)
 {
-    const graph_tensor *w = in_t(g, n, 1), *b = in_t(g, n, 2);
+    const graph_tensor *w = ops_input(g, n, 1), *b = ops_input(g, n, 2);
     if (x->rank != 4 || w->rank != 4)
         return infer_fail(g, n, "input and weight must have rank 4 (NCHW, OIHW)");
     int64_t group = graph_attr_int(n, "group", 1);
@@ -236,7 +216,7 @@ static int infer_gemm(graph *g, const graph_node *n, const graph_tensor *a, cons
         return infer_fail(g, n, "inner dimensions differ (%lld vs %lld)", (long long)ka,
                           (long long)kb);
     int64_t dims[2] = {m, nn};
-    const graph_tensor *c = in_t(g, n, 2);
+    const graph_tensor *c = ops_input(g, n, 2);
     if (c) {
         graph_tensor out = *a;
         out.rank = 2;
@@ -255,7 +235,7 @@ static int infer_reshape(graph *g, const graph_node *n, const graph_tensor *x)
 {
     int64_t shape[GRAPH_MAX_RANK];
     int cnt, rc, minus = -1;
-    if ((rc = const_ints(g, n, in_t(g, n, 1), shape, GRAPH_MAX_RANK, &cnt))) return rc;
+    if ((rc = const_ints(g, n, ops_input(g, n, 1), shape, GRAPH_MAX_RANK, &cnt))) return rc;
     int64_t known = 1, total = 1;
     for (int i = 0; i < x->rank; i++)
         total = dim_mul(total, x->dims[i]);
@@ -366,7 +346,7 @@ static int infer_concat(graph *g, const graph_node *n, const graph_tensor *x)
     if ((rc = norm_axis(g, n, graph_attr_int(n, "axis", 0), x->rank, &axis))) return rc;
     memcpy(dims, x->dims, sizeof dims);
     for (int i = 1; i < n->ninputs; i++) {
-        const graph_tensor *t = in_t(g, n, i);
+        const graph_tensor *t = ops_input(g, n, i);
         if (!t) return infer_fail(g, n, "input %d is missing", i);
         if (t->rank != x->rank || t->dtype != x->dtype)
             return infer_fail(g, n, "inputs differ in rank or dtype");
@@ -411,7 +391,7 @@ static int infer_shape(graph *g, const graph_node *n, const graph_tensor *x)
 
 static int infer_gather(graph *g, const graph_node *n, const graph_tensor *x)
 {
-    const graph_tensor *idx = in_t(g, n, 1);
+    const graph_tensor *idx = ops_input(g, n, 1);
     int64_t axis = 0, dims[GRAPH_MAX_RANK];
     int rc, r = 0;
     if (idx->dtype != TDM_DTYPE_INT64 && idx->dtype != TDM_DTYPE_INT32)
@@ -496,7 +476,7 @@ static int infer_constant(graph *g, const graph_node *n)
 /* Per-axis Q/DQ: a 1-D scale must have one value per element of the axis. */
 static int check_qdq_axis(graph *g, const graph_node *n, const graph_tensor *x)
 {
-    const graph_tensor *s = in_t(g, n, 1), *zp = in_t(g, n, 2);
+    const graph_tensor *s = ops_input(g, n, 1), *zp = ops_input(g, n, 2);
     int64_t ns = graph_tensor_numel(s), axis = 0;
     int rc;
     if (zp && graph_tensor_numel(zp) != ns && ns >= 0)
@@ -525,12 +505,12 @@ int ops_infer(graph *g, int node)
     if (!g || node < 0 || node >= g->nnodes) return TDM_ERR_INVALID;
     const graph_node *n = &g->nodes[node];
     for (int i = 0; i < n->ninputs; i++) {
-        const graph_tensor *t = in_t(g, n, i);
+        const graph_tensor *t = ops_input(g, n, i);
         if (t && t->rank < 0)
             return infer_fail(g, n, "the shape of input '%s' is unknown", t->name);
     }
     if (n->op == OP_CONSTANT) return infer_constant(g, n);
-    const graph_tensor *x = in_t(g, n, 0), *y = in_t(g, n, 1);
+    const graph_tensor *x = ops_input(g, n, 0), *y = ops_input(g, n, 1);
     if (!x) return infer_fail(g, n, "the first input is missing");
     switch (n->op) {
     case OP_CONV:
@@ -549,7 +529,7 @@ int ops_infer(graph *g, int node)
     case OP_BATCHNORM:
         if (x->rank < 2) return infer_fail(g, n, "input must have rank >= 2");
         for (int i = 1; i < 5; i++) {
-            const graph_tensor *p = in_t(g, n, i);
+            const graph_tensor *p = ops_input(g, n, i);
             if (!p || p->rank != 1 ||
                 (p->dims[0] >= 0 && x->dims[1] >= 0 && p->dims[0] != x->dims[1]))
                 return infer_fail(g, n,
@@ -567,7 +547,7 @@ int ops_infer(graph *g, int node)
     }
     case OP_CLIP:
         for (int i = 1; i < 3; i++) {
-            const graph_tensor *b = in_t(g, n, i);
+            const graph_tensor *b = ops_input(g, n, i);
             if (b && graph_tensor_numel(b) != 1)
                 return infer_fail(g, n, "min and max must be scalars");
         }
@@ -597,7 +577,7 @@ int ops_infer(graph *g, int node)
     case OP_MAX:
         return infer_binary(g, n, x, y);
     case OP_QUANTIZELINEAR: {
-        const graph_tensor *zp = in_t(g, n, 2);
+        const graph_tensor *zp = ops_input(g, n, 2);
         int rc = check_qdq_axis(g, n, x);
         return rc ? rc : set_out(g, n, 0, zp ? zp->dtype : TDM_DTYPE_UINT8, x->rank, x->dims);
     }
