@@ -12,16 +12,38 @@
 #include "graph.h"
 #include "xalloc.h"
 
-/* A tensor of rank dims given as int64_t varargs (-1: unknown rank). */
-static inline int tensor(graph *g, const char *name, tdm_dtype dt, int rank, ...)
+/* A tensor of rank dims read from ap as int64_t (rank -1: unknown). */
+static inline int tensor_v(graph *g, const char *name, tdm_dtype dt, int rank, va_list ap)
 {
     int64_t dims[GRAPH_MAX_RANK];
-    va_list ap;
-    va_start(ap, rank);
     for (int i = 0; i < rank; i++)
         dims[i] = va_arg(ap, int64_t);
-    va_end(ap);
     return graph_add_tensor(g, name, dt, rank, dims);
+}
+
+/* A tensor of rank dims given as int64_t varargs (rank -1: unknown). */
+static inline int tensor(graph *g, const char *name, tdm_dtype dt, int rank, ...)
+{
+    va_list ap;
+    va_start(ap, rank);
+    int t = tensor_v(g, name, dt, rank, ap);
+    va_end(ap);
+    return t;
+}
+
+/* Makes tensor t an input, or an output, of the graph. */
+static inline void mark_input(graph *g, int t)
+{
+    g->tensors[t].is_input = true;
+    g->inputs = xrealloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *g->inputs);
+    g->inputs[g->ninputs++] = t;
+}
+
+static inline void mark_output(graph *g, int t)
+{
+    g->tensors[t].is_output = true;
+    g->outputs = xrealloc(g->outputs, (size_t)(g->noutputs + 1) * sizeof *g->outputs);
+    g->outputs[g->noutputs++] = t;
 }
 
 /* A constant 1-D int64 tensor. */

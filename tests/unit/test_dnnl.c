@@ -22,14 +22,6 @@ static float frand(void)
     return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-static int tensor_v(graph *g, const char *name, tdm_dtype dt, int rank, va_list ap)
-{
-    int64_t dims[GRAPH_MAX_RANK];
-    for (int i = 0; i < rank; i++)
-        dims[i] = va_arg(ap, int64_t);
-    return graph_add_tensor(g, name, dt, rank, dims);
-}
-
 /* The graph input (float unless dt says otherwise). */
 static int input(graph *g, tdm_dtype dt, int rank, ...)
 {
@@ -37,9 +29,7 @@ static int input(graph *g, tdm_dtype dt, int rank, ...)
     va_start(ap, rank);
     int t = tensor_v(g, "x", dt, rank, ap);
     va_end(ap);
-    g->tensors[t].is_input = true;
-    g->inputs = realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *g->inputs);
-    g->inputs[g->ninputs++] = t;
+    mark_input(g, t);
     return t;
 }
 
@@ -61,13 +51,6 @@ static int weight(graph *g, const char *name, float scale, int rank, ...)
 static int value(graph *g, const char *name)
 {
     return graph_add_tensor(g, name, TDM_DTYPE_FLOAT, -1, NULL);
-}
-
-static void output(graph *g, int t)
-{
-    g->tensors[t].is_output = true;
-    g->outputs = realloc(g->outputs, (size_t)(g->noutputs + 1) * sizeof *g->outputs);
-    g->outputs[g->noutputs++] = t;
 }
 
 /* A node reading nin tensors and writing one. */
@@ -251,7 +234,7 @@ static void conv_graph(graph *g, int v)
     default:
         break;
     }
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(conv_variants)
@@ -290,7 +273,7 @@ static void residual_graph(graph *g, int v)
                   weight(g, "b2", 0.5f, 1, (int64_t)16));
     post_sum(g, n2, r);
     if (v & 2) post(g, n2, POST_FAKEQUANT, 0.04f, 1.0f, -128, 127);
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(conv_residual_sum)
@@ -350,7 +333,7 @@ static void channel_graph(graph *g, int v)
         post(g, n, POST_FAKEQUANT, 0.02f, -128.0f, -128, 127);
         break;
     }
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(conv_per_channel_min_max)
@@ -376,7 +359,7 @@ static void pool_graph(graph *g, int v)
                                      : OP_AVGPOOL;
     int n = node(g, op, "Pool", y, 1, x);
     if (v >= 5) {
-        output(g, y);
+        mark_output(g, y);
         return;
     }
     int64_t k = v == 3 ? 2 : 3;
@@ -385,7 +368,7 @@ static void pool_graph(graph *g, int v)
     if (v < 3) attr_ints(g, n, "pads", 4, (int64_t[]){1, 1, 1, 1});
     if (v == 2) attr_int(g, n, "count_include_pad", 1);
     if (v >= 3) attr_int(g, n, "ceil_mode", 1);
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(pools)
@@ -421,7 +404,7 @@ static void matmul_graph(graph *g, int v)
         attr_ints(g, tn, "perm", 3, (int64_t[]){0, 2, 1});
         node(g, OP_MATMUL, "MatMul", y, 2, x, p);
     }
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(gemm_matmul)
@@ -473,7 +456,7 @@ static void binary_graph(graph *g, int v)
         break;
     }
     (void)n;
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(binary)
@@ -509,7 +492,7 @@ static void unary_graph(graph *g, int v)
         if (v == 3) fakequant_attrs(g, n, 0.03f, 128.0f, 0, 255);
         if (v == 6) attr_float(g, n, "alpha", 0.2f);
     }
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(unary)
@@ -549,7 +532,7 @@ static void quant_graph(graph *g, int v)
         node(g, OP_QUANTIZELINEAR, "QuantizeLinear", q, 3, x, s, z);
         node(g, OP_DEQUANTIZELINEAR, "DequantizeLinear", y, 3, q, s, z);
     }
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(quantize_dequantize)
@@ -570,7 +553,7 @@ static void softmax_graph(graph *g, int v)
     int n = node(g, OP_SOFTMAX, "Softmax", y, 1, x);
     attr_int(g, n, "axis", v == 0 ? -1 : 1);
     attr_int(g, n, "coerce_2d", v);
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(softmax)
@@ -586,7 +569,7 @@ static void transpose_graph(graph *g, int v)
     int y = value(g, "y");
     int n = node(g, OP_TRANSPOSE, "Transpose", y, 1, x);
     attr_ints(g, n, "perm", 4, v == 0 ? (int64_t[]){0, 2, 3, 1} : (int64_t[]){3, 1, 0, 2});
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(transpose)
@@ -612,7 +595,7 @@ static void pad_graph(graph *g, int v)
                  weight(g, "w", 0.3f, 4, (int64_t)8, (int64_t)1, (int64_t)3, (int64_t)3));
     attr_int(g, n, "group", 8);
     attr_ints(g, n, "strides", 2, (int64_t[]){2, 2});
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(pad_into_conv)
@@ -636,7 +619,7 @@ static void mixed_graph(graph *g, int v)
     attr_int(g, cn, "axis", 1);
     node(g, OP_CONV, "Conv", y, 2, cc,
          weight(g, "w3", 0.3f, 4, (int64_t)4, (int64_t)16, (int64_t)3, (int64_t)3));
-    output(g, y);
+    mark_output(g, y);
     (void)v;
 }
 

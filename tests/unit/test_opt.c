@@ -20,25 +20,18 @@
 
 static int graph_input(graph *g, const char *name, int rank, ...)
 {
-    int64_t dims[GRAPH_MAX_RANK];
     va_list ap;
     va_start(ap, rank);
-    for (int i = 0; i < rank; i++)
-        dims[i] = va_arg(ap, int64_t);
+    int t = tensor_v(g, name, TDM_DTYPE_FLOAT, rank, ap);
     va_end(ap);
-    int t = graph_add_tensor(g, name, TDM_DTYPE_FLOAT, rank, dims);
-    g->tensors[t].is_input = true;
-    g->inputs = realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *g->inputs);
-    g->inputs[g->ninputs++] = t;
+    mark_input(g, t);
     return t;
 }
 
 static int graph_output(graph *g, const char *name)
 {
     int t = graph_add_tensor(g, name, TDM_DTYPE_FLOAT, -1, NULL);
-    g->tensors[t].is_output = true;
-    g->outputs = realloc(g->outputs, (size_t)(g->noutputs + 1) * sizeof *g->outputs);
-    g->outputs[g->noutputs++] = t;
+    mark_output(g, t);
     return t;
 }
 
