@@ -16,12 +16,18 @@
  * element-wise ops runs as a binary add of a zero scalar carrying the chain as
  * post-ops: oneDNN 2.6 runs eltwise primitives with post-ops only in its
  * reference code, binary ones in JIT code.
+ *
+ * Int8: a convolution between two fake quantisations runs as a oneDNN int8
+ * convolution reading and writing the 8-bit forms of its tensors (see
+ * dnnl_int8.h); its post-op chain is the same compiled chain, started in
+ * the units of the first fake quantisation and ended on the integers.
  */
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
 
+#include "dnnl_int8.h"
 #include "dnnl_util.h"
 #include "tandem/engine.h"
 
@@ -173,7 +179,7 @@ typedef struct eop {
     int cls;
     dnnl_alg_kind_t alg; /* RAW, BIN */
     float a, b;
-    int tensor; /* BIN */
+    int tensor; /* BIN; its constant multiplied by a when a is not 0 */
 } eop;
 
 #define CHAIN_MAX (4 * (GRAPH_MAX_POST + 1) + 4)
@@ -206,14 +212,20 @@ static void emit(chain *ch, int cls, dnnl_alg_kind_t alg, float a, float b)
     if (ch->n < CHAIN_MAX) ch->ops[ch->n++] = (eop){cls, alg, a, b, -1};
 }
 
-static void flush(chain *ch)
+/* Emits the pending clamp only. */
+static void flush_clip(chain *ch)
 {
     if (ch->lo > -INFINITY || ch->hi < INFINITY)
         emit(ch, EO_CLIP, dnnl_alg_kind_undef, bounded(ch->lo), bounded(ch->hi));
-    if (ch->k != 1.0f) emit(ch, EO_SCALE, dnnl_alg_kind_undef, ch->k, 0);
-    ch->k = 1.0f;
     ch->lo = -INFINITY;
     ch->hi = INFINITY;
+}
+
+static void flush(chain *ch)
+{
+    flush_clip(ch);
+    if (ch->k != 1.0f) emit(ch, EO_SCALE, dnnl_alg_kind_undef, ch->k, 0);
+    ch->k = 1.0f;
 }
 
 static void chain_clip(chain *ch, float a, float b)
@@ -261,10 +273,15 @@ static void chain_fq(chain *ch, float s, float zp, float qmin, float qmax)
     ch->k = s;
 }
 
-static void compile_chain(const citem *it, int n, chain *ch)
+/* Compiles items it[0..n) for a primitive whose output is the true value
+ * divided by k0. With quant_out the chain must end in a fake quantisation
+ * and leaves its integer (less the zero point, which the caller adds as
+ * oneDNN's dst zero point) instead of the float value: what an 8-bit dst
+ * stores. False when it does not end so. */
+static bool compile_chain(const citem *it, int n, float k0, bool quant_out, chain *ch)
 {
     ch->n = 0;
-    ch->k = 1.0f;
+    ch->k = k0;
     ch->lo = -INFINITY;
     ch->hi = INFINITY;
     for (int i = 0; i < n; i++) {
@@ -281,11 +298,14 @@ static void compile_chain(const citem *it, int n, chain *ch)
         case CI_SUM:
             flush(ch);
             emit(ch, EO_SUM, dnnl_alg_kind_undef, 0, 0);
+            if (ch->n > 0) ch->ops[ch->n - 1].tensor = it[i].tensor;
             break;
         case CI_BIN:
-            /* The constant is per channel, so no scale or clamp moves past it. */
-            flush(ch);
-            emit(ch, EO_BIN, it[i].alg, 0, 0);
+            /* The constant is per channel, so no clamp moves past it; the
+             * scale does, dividing the constant (min(k u, c) = k min(u, c / k)
+             * for k > 0), which keeps a quantised u in its integer units. */
+            flush_clip(ch);
+            emit(ch, EO_BIN, it[i].alg, ch->k != 1.0f ? 1.0f / ch->k : 0.0f, 0);
             if (ch->n > 0) ch->ops[ch->n - 1].tensor = it[i].tensor;
             break;
         default:
@@ -294,7 +314,15 @@ static void compile_chain(const citem *it, int n, chain *ch)
             break;
         }
     }
-    flush(ch);
+    if (!quant_out) {
+        flush(ch);
+        return true;
+    }
+    if (n < 1 || it[n - 1].kind != CI_FQ || ch->k != it[n - 1].a || !isfinite(ch->lo) ||
+        !isfinite(ch->hi))
+        return false;
+    emit(ch, EO_CLIP, dnnl_alg_kind_undef, ch->lo, ch->hi);
+    return true;
 }
 
 /* oneDNN 2.6's JIT post-op code keeps one set of parameters per eltwise
@@ -401,12 +429,20 @@ static bool next_seg(dn_prim *p, dnnl_post_ops_t *first, dnnl_post_ops_t *cur, i
     return true;
 }
 
+/* What differs for a primitive writing 8-bit data (see dnnl_int8.h). */
+typedef struct qchain {
+    float k0;               /* the primitive's own output is the true value / k0 */
+    dnnl_data_type_t dst_dt; /* u8 or s8: dst holds the last fake quantisation's integers */
+} qchain;
+
 /* Splits the compiled chain into post-op lists: the first for the primitive
  * itself, the others for in-place follow-up passes (p->follow_po). A binary
  * post-op's operand is an input (DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) |
- * DNNL_ARG_SRC_1) of whichever pass carries it. */
-static int chain_to_posts(const graph *g, int y, const chain *ch, bool allow_sum, dn_prim *p,
-                          dnnl_post_ops_t *first)
+ * DNNL_ARG_SRC_1) of whichever pass carries it. With q, everything must fit
+ * the primitive (a follow-up pass would compute on integers), and a sum
+ * reads the 8-bit addend through its grid. */
+static int chain_to_posts(const graph *g, int y, const chain *ch, bool allow_sum,
+                          const qchain *q, dn_prim *p, dnnl_post_ops_t *first)
 {
     dnnl_post_ops_t cur = NULL;
     seg_state st = {.nused = 0};
@@ -418,19 +454,24 @@ static int chain_to_posts(const graph *g, int y, const chain *ch, bool allow_sum
         float a, b;
         dnnl_status_t s;
         if (e->cls == EO_SUM) {
+            dnq_params r;
             if (!allow_sum || seg > 0) goto fail;
-            s = dnnl_post_ops_append_sum(cur, 1.0f);
+            if (q && (!dnq_tensor_params(g, e->tensor, &r) || r.dt != q->dst_dt)) goto fail;
+            s = q ? dnnl_post_ops_append_sum_v3(cur, r.scale, r.zp, r.dt)
+                  : dnnl_post_ops_append_sum(cur, 1.0f);
         } else if (e->cls == EO_BIN) {
             dnnl_memory_desc_t md;
             if (p->nin == DN_MAX_IN || !bin_operand(g, y, e->tensor, &md)) goto fail;
-            if (count == DN_MAX_POSTS && !next_seg(p, first, &cur, &seg, &st, &count)) goto fail;
+            if (count == DN_MAX_POSTS && (q || !next_seg(p, first, &cur, &seg, &st, &count)))
+                goto fail;
             s = dnnl_post_ops_append_binary(cur, e->alg, &md);
             add_const(p, DNNL_ARG_ATTR_MULTIPLE_POST_OP(count) | DNNL_ARG_SRC_1, e->tensor,
                       g->tensors[e->tensor].data, &md, &md);
             p->in[p->nin - 1].pass = seg;
+            p->in[p->nin - 1].qscale = e->a;
         } else {
             if (!pick_alg(&st, e, &alg, &a, &b) || count == DN_MAX_POSTS) {
-                if (!next_seg(p, first, &cur, &seg, &st, &count) ||
+                if (q || !next_seg(p, first, &cur, &seg, &st, &count) ||
                     !pick_alg(&st, e, &alg, &a, &b))
                     goto fail;
             }
@@ -501,9 +542,10 @@ static bool gather_items(const graph *g, const graph_node *n, const citem *pre, 
 
 /* A primitive attribute with a user-managed scratchpad (so sessions on
  * different threads never share one) and, from pre then node n's posts, its
- * post-ops; what does not fit goes to follow-up passes (p->follow_po). */
-static int make_attr(const graph *g, const graph_node *n, const citem *pre, int npre,
-                     bool allow_sum, dn_prim *p, dnnl_primitive_attr_t *out)
+ * post-ops; what does not fit goes to follow-up passes (p->follow_po).
+ * With q, the post-ops of an 8-bit primitive (qchain). */
+static int make_attr_q(const graph *g, const graph_node *n, const citem *pre, int npre,
+                       bool allow_sum, const qchain *q, dn_prim *p, dnnl_primitive_attr_t *out)
 {
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
@@ -517,9 +559,11 @@ static int make_attr(const graph *g, const graph_node *n, const citem *pre, int 
         goto out;
     for (int i = 0; i < nit; i++)
         if (it[i].kind == CI_SUM) p->sum_tensor = it[i].tensor;
+    if (q && !nit) goto out;
     if (nit) {
-        compile_chain(it, nit, &ch);
-        if ((rc = chain_to_posts(g, n ? n->outputs[0] : -1, &ch, allow_sum, p, &po))) goto out;
+        if (!compile_chain(it, nit, q ? q->k0 : 1.0f, q != NULL, &ch)) goto out;
+        if ((rc = chain_to_posts(g, n ? n->outputs[0] : -1, &ch, allow_sum, q, p, &po)))
+            goto out;
         rc = TDM_ERR_UNSUPPORTED;
         if (dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success) goto out;
     }
@@ -532,6 +576,12 @@ out:
     }
     *out = attr;
     return 0;
+}
+
+static int make_attr(const graph *g, const graph_node *n, const citem *pre, int npre,
+                     bool allow_sum, dn_prim *p, dnnl_primitive_attr_t *out)
+{
+    return make_attr_q(g, n, pre, npre, allow_sum, NULL, p, out);
 }
 
 /* Creates the primitive descriptor; refuses oneDNN's reference
@@ -616,8 +666,60 @@ static bool conv_md(bool blocked, const int64_t *dims, dnnl_data_type_t dt, dnnl
     return dnnl_memory_desc_init_by_tag(md, 4, d, dt, tag) == dnnl_success;
 }
 
-static int build_conv(const dn_ctx *c, const graph *g, const graph_node *n, bool blocked,
-                      dn_prim *p)
+/* The grids of a convolution that runs in int8 (see dnnl_int8.h): src x and
+ * dst y, and the weights' one scale. */
+typedef struct qconv {
+    dnq_params x, y;
+    float ws;
+} qconv;
+
+/* Whether node n (a Conv) may run in int8: its input lies on a grid, its
+ * weights are 8-bit integers times one scale, and its output ends in a fake
+ * quantisation. Only with oneDNN's own layouts, in f32 mode. */
+static bool conv_int8(const dn_ctx *c, const graph *g, const graph_node *n, qconv *q)
+{
+    if (c->bf16 || c->plain || n->npost < 1) return false;
+    const graph_post *last = &n->post[n->npost - 1];
+    return last->kind == POST_FAKEQUANT && dnq_grid(last->a, last->b, last->c, last->d, &q->y) &&
+           dnq_tensor_params(g, n->inputs[0], &q->x) &&
+           dnq_weight_scale(&g->tensors[n->inputs[1]], &q->ws);
+}
+
+/* The attribute of an int8 convolution: oneDNN computes
+ * os * (sum((x_q - x_zp) * w_q) + bias) and then the post-ops, so the
+ * output scale takes the convolution to the units of the first fake
+ * quantisation (where rounding happens) and the bias, converted, is in
+ * units of x_scale * w_scale. */
+static int conv_int8_attr(const graph *g, const graph_node *n, const qconv *q, dn_prim *p,
+                          dnnl_primitive_attr_t *out)
+{
+    qchain qc = {.k0 = q->y.scale, .dst_dt = q->y.dt};
+    for (int i = 0; i < n->npost; i++)
+        if (n->post[i].kind == POST_FAKEQUANT) {
+            qc.k0 = n->post[i].a;
+            break;
+        }
+    dnnl_primitive_attr_t attr;
+    int rc = make_attr_q(g, n, NULL, 0, true, &qc, p, &attr);
+    if (rc) return rc;
+    float os = q->x.scale * q->ws / qc.k0;
+    if (!isfinite(os) || !(os > 0.0f) ||
+        dnnl_primitive_attr_set_output_scales(attr, 1, 0, &os) != dnnl_success ||
+        (q->x.zp &&
+         dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &q->x.zp) != dnnl_success) ||
+        (q->y.zp &&
+         dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &q->y.zp) != dnnl_success)) {
+        dnnl_primitive_attr_destroy(attr);
+        return TDM_ERR_UNSUPPORTED;
+    }
+    *out = attr;
+    return 0;
+}
+
+/* A convolution in f32 (or bf16), or with q in int8 (in oneDNN's layout:
+ * its int8 kernels are the nhwc brgconv ones). */
+static int build_conv_as(const dn_ctx *c, const graph *g, const graph_node *n, bool blocked,
+                         const qconv *q, dn_prim *p)
 {
     int xi = n->inputs[0], wi = n->inputs[1], bi = n->ninputs > 2 ? n->inputs[2] : -1;
     int yi = n->outputs[0];
@@ -650,13 +752,15 @@ static int build_conv(const dn_ctx *c, const graph *g, const graph_node *n, bool
         pr[i] = pads[i + 2];
     }
     dnnl_data_type_t dt = c->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_data_type_t xdt = q ? q->x.dt : dt, ydt = q ? q->y.dt : dt, wdt = q ? dnnl_s8 : dt;
     dnnl_memory_desc_t src, wt, wt_user, bias, dst;
     int64_t wd[5] = {G, OC / G, w->dims[1], w->dims[2], w->dims[3]};
     const int64_t *wdims = G > 1 ? wd : w->dims;
     int wrank = G > 1 ? 5 : 4;
-    bool ok = c->plain ? dn_plain_md(x, dt, &src) && dn_plain_md(y, dt, &dst)
-                       : conv_md(blocked, x->dims, dt, &src) && conv_md(blocked, y->dims, dt, &dst);
-    if (!ok || !any_md(wrank, wdims, dt, &wt) || !dn_plain_dims(wrank, wdims, dnnl_f32, &wt_user) ||
+    bool ok = c->plain ? dn_plain_md(x, xdt, &src) && dn_plain_md(y, ydt, &dst)
+                       : conv_md(blocked && !q, x->dims, xdt, &src) &&
+                             conv_md(blocked && !q, y->dims, ydt, &dst);
+    if (!ok || !any_md(wrank, wdims, wdt, &wt) || !dn_plain_dims(wrank, wdims, dnnl_f32, &wt_user) ||
         !dn_plain_dims(1, &OC, dnnl_f32, &bias))
         return TDM_ERR_UNSUPPORTED;
     dnnl_convolution_desc_t cd;
@@ -665,14 +769,30 @@ static int build_conv(const dn_ctx *c, const graph *g, const graph_node *n, bool
             strides, dil, pl, pr) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
     dnnl_primitive_attr_t attr;
-    int rc = make_attr(g, n, NULL, 0, true, p, &attr);
+    int rc = q ? conv_int8_attr(g, n, q, p, &attr) : make_attr(g, n, NULL, 0, true, p, &attr);
     if (rc) return rc;
     if ((rc = create_pd(c, &cd, attr, &p->pd))) return rc;
     add_input(p, DNNL_ARG_SRC, xi)->md = *query_md(p->pd, dnnl_query_src_md);
     add_const(p, DNNL_ARG_WEIGHTS, wi, w->data, &wt_user, query_md(p->pd, dnnl_query_weights_md));
+    if (q) p->in[p->nin - 1].qscale = 1.0f / q->ws;
     if (b) add_const(p, DNNL_ARG_BIAS, bi, b->data, &bias, &bias);
+    if (b && q) p->in[p->nin - 1].qscale = 1.0f / (q->x.scale * q->ws);
     p->dst_md = *query_md(p->pd, dnnl_query_dst_md);
     return 0;
+}
+
+/* In int8 when it may and oneDNN has a fast kernel for it, else in f32. */
+static int build_conv(const dn_ctx *c, const graph *g, const graph_node *n, bool blocked,
+                      dn_prim *p)
+{
+    qconv q;
+    if (conv_int8(c, g, n, &q)) {
+        int rc = build_conv_as(c, g, n, false, &q, p);
+        if (rc != TDM_ERR_UNSUPPORTED) return rc;
+        memset(p, 0, sizeof *p);
+        p->sum_tensor = -1;
+    }
+    return build_conv_as(c, g, n, blocked, NULL, p);
 }
 
 /* ------------------------------------------------------------------------ */

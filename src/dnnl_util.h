@@ -31,6 +31,7 @@ typedef struct dn_input {
     dnnl_memory_desc_t md;      /* the layout the tensor must be in (in its own dims) */
     dnnl_memory_desc_t exec_md; /* how the primitive views those bytes; ndims 0: md itself */
     int pass; /* who reads it: 0 the primitive, k > 0 follow-up pass k - 1 (a post-op operand) */
+    float qscale; /* constants: 0, or the factor converting cdata into md multiplies by */
 } dn_input;
 
 typedef struct dn_prim {

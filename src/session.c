@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dnnl_int8.h"
 #include "dnnl_util.h"
 #include "kern_ref.h"
 #include "opt.h"
@@ -84,6 +85,7 @@ typedef struct step {
     int node;
     /* STEP_PRIM */
     dnnl_primitive_t prim;
+    bool int8; /* a graph node's primitive writing 8-bit data */
     int nargs;
     argref *refs;
     dnnl_exec_arg_t *args;
@@ -489,25 +491,37 @@ static int prim_step(tdm_session *s, dnnl_primitive_desc_t pd, int node, int nar
     return 0;
 }
 
+/* A reorder from one layout to another. Values are copied, multiplied by
+ * qscale when it is not 0, or, with t >= 0, converted between the f32 and
+ * the 8-bit form of tensor t (dnnl_int8.h). */
 static int reorder_pd(tdm_session *s, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
-                      dnnl_primitive_desc_t *pd)
+                      int t, float qscale, dnnl_primitive_desc_t *pd)
 {
     dnnl_primitive_attr_t attr;
     if (dnnl_primitive_attr_create(&attr) != dnnl_success) return TDM_ERR_NOMEM;
     dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success && qscale != 0.0f)
+        st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &qscale);
+    if (st == dnnl_success && t >= 0 &&
+        dnq_reorder_attr(s->g, t, from->data_type, to->data_type, attr)) {
+        dnnl_primitive_attr_destroy(attr);
+        return sfail(s, TDM_ERR_UNSUPPORTED, "tensor '%s' has no 8-bit grid to convert with",
+                     s->g->tensors[t].name);
+    }
     if (st == dnnl_success)
         st = dnnl_reorder_primitive_desc_create(pd, from, s->eng, to, s->eng, attr);
     dnnl_primitive_attr_destroy(attr);
     return st == dnnl_success ? 0 : sfail(s, dn_status(st), "oneDNN cannot convert a layout");
 }
 
-/* Appends a step copying buffer `from` (layout fmd) into buffer `to` (tmd). */
+/* Appends a step copying buffer `from` (layout fmd) into buffer `to` (tmd),
+ * converting values as reorder_pd does for tensor t (-1: none). */
 static int reorder_step(tdm_session *s, int from, const dnnl_memory_desc_t *fmd, int to,
-                        const dnnl_memory_desc_t *tmd)
+                        const dnnl_memory_desc_t *tmd, int t)
 {
     dnnl_primitive_desc_t pd;
     step *st;
-    int rc = reorder_pd(s, fmd, tmd, &pd);
+    int rc = reorder_pd(s, fmd, tmd, t, 0.0f, &pd);
     if (!rc) rc = prim_step(s, pd, -1, 2, &st);
     if (rc) return rc;
     int idx = s->nsteps - 1;
@@ -537,10 +551,24 @@ static int get_form(tdm_session *s, int t, const dnnl_memory_desc_t *md, int *bu
     if (ts->nforms == SESSION_MAX_FORMS)
         return sfail(s, TDM_ERR_UNSUPPORTED, "tensor '%s' is wanted in too many layouts",
                      gt->name);
+    int from = ts->forms[0].buf, rc;
+    const dnnl_memory_desc_t *fmd = &ts->forms[0].md;
+    dnnl_memory_desc_t mid;
+    /* oneDNN 2.6's reorder drops the source zero point when it changes
+     * the layout too (s8 acdb to f32 abcd of 1x1280x7x7, for one), and
+     * quantising while moving takes its slow path: an 8-bit form is
+     * converted where it lies first, then moved. */
+    bool q8 = fmd->data_type == dnnl_u8 || fmd->data_type == dnnl_s8 ||
+              md->data_type == dnnl_u8 || md->data_type == dnnl_s8;
+    if (q8 && fmd->data_type != md->data_type && dnq_retype(fmd, md->data_type, &mid) &&
+        !dnnl_memory_desc_equal(&mid, md)) {
+        if ((rc = get_form(s, t, &mid, &from))) return rc;
+        fmd = &mid;
+        t = -1;
+    }
     int nb = new_buffer(s, dnnl_memory_desc_get_size(md), s->nsteps, -1);
-    int rc = reorder_step(s, ts->forms[0].buf, &ts->forms[0].md, nb, md);
-    if (rc) return rc;
-    add_form(s, t, md, md_is_plain(gt, md), nb);
+    if ((rc = reorder_step(s, from, fmd, nb, md, t))) return rc;
+    add_form(s, (int)(ts - s->ts), md, md_is_plain(gt, md), nb);
     *buf = nb;
     return 0;
 }
@@ -570,9 +598,10 @@ static size_t align_up(size_t n)
     return (n + SESSION_ALIGN - 1) / SESSION_ALIGN * SESSION_ALIGN;
 }
 
-/* Converts a constant from layout user to md into new memory. */
+/* Converts a constant from layout user to md (multiplying by qscale when it
+ * is not 0) into new memory. */
 static int convert_const(tdm_session *s, const void *src, const dnnl_memory_desc_t *user,
-                         const dnnl_memory_desc_t *md, void **out)
+                         const dnnl_memory_desc_t *md, float qscale, void **out)
 {
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t prim = NULL;
@@ -580,7 +609,7 @@ static int convert_const(tdm_session *s, const void *src, const dnnl_memory_desc
     void *data = aligned_alloc(SESSION_ALIGN, align_up(dnnl_memory_desc_get_size(md) + 1));
     int rc = 0;
     if (!data) return sfail(s, TDM_ERR_NOMEM, "out of memory converting weights");
-    if ((rc = reorder_pd(s, user, md, &pd))) goto out;
+    if ((rc = reorder_pd(s, user, md, -1, qscale, &pd))) goto out;
     const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t ssz = smd ? dnnl_memory_desc_get_size(smd) : 0;
     void *scratch = ssz ? aligned_alloc(SESSION_ALIGN, align_up(ssz)) : NULL;
@@ -618,7 +647,7 @@ out:
  * folding made it. */
 static int const_in(tdm_session *s, const dn_input *in, const void **out)
 {
-    if (dnnl_memory_desc_equal(&in->user_md, &in->md)) {
+    if (in->qscale == 0.0f && dnnl_memory_desc_equal(&in->user_md, &in->md)) {
         *out = in->cdata;
         return 0;
     }
@@ -627,7 +656,8 @@ static int const_in(tdm_session *s, const dn_input *in, const void **out)
     void *data;
     int rc;
     if (!shared) {
-        if ((rc = convert_const(s, in->cdata, &in->user_md, &in->md, &data))) return rc;
+        if ((rc = convert_const(s, in->cdata, &in->user_md, &in->md, in->qscale, &data)))
+            return rc;
         s->owned = xgrow(s->owned, &s->cap_owned, s->nowned + 1, sizeof *s->owned);
         s->owned[s->nowned++] = data;
         *out = data;
@@ -635,19 +665,20 @@ static int const_in(tdm_session *s, const dn_input *in, const void **out)
     }
     pthread_mutex_lock(&m->lock);
     for (model_weight *w = m->weights; w; w = w->next)
-        if (w->src == in->cdata && dnnl_memory_desc_equal(&w->md, &in->md) &&
+        if (w->src == in->cdata && w->qscale == in->qscale && dnnl_memory_desc_equal(&w->md, &in->md) &&
             dnnl_memory_desc_equal(&w->user_md, &in->user_md)) {
             *out = w->data;
             pthread_mutex_unlock(&m->lock);
             return 0;
         }
     model_weight *w = calloc(1, sizeof *w);
-    rc = w ? convert_const(s, in->cdata, &in->user_md, &in->md, &data)
+    rc = w ? convert_const(s, in->cdata, &in->user_md, &in->md, in->qscale, &data)
            : sfail(s, TDM_ERR_NOMEM, "out of memory caching weights");
     if (!rc) {
         w->src = in->cdata;
         w->user_md = in->user_md;
         w->md = in->md;
+        w->qscale = in->qscale;
         w->data = data;
         w->next = m->weights;
         m->weights = w;
@@ -746,7 +777,7 @@ static int plan_dnnl(tdm_session *s, int node, dn_prim *p)
     if (dst_buf < 0) {
         dst_buf = new_buffer(s, dnnl_memory_desc_get_size(&p->dst_md), s->nsteps, -1);
         if (sum_buf >= 0 &&
-            (rc = reorder_step(s, sum_buf, &p->dst_md, dst_buf, &p->dst_md)))
+            (rc = reorder_step(s, sum_buf, &p->dst_md, dst_buf, &p->dst_md, -1)))
             goto fail;
     }
     step *st;
@@ -754,6 +785,7 @@ static int plan_dnnl(tdm_session *s, int node, dn_prim *p)
     p->pd = NULL;
     if (rc) goto fail;
     int idx = s->nsteps - 1;
+    st->int8 = p->dst_md.data_type == dnnl_s8 || p->dst_md.data_type == dnnl_u8;
     for (int k = 0; k < p->nin; k++) {
         const dn_input *in = &p->in[k];
         const dnnl_memory_desc_t *md = in->exec_md.ndims ? &in->exec_md : &in->md;
@@ -994,7 +1026,7 @@ int tdm_session_create(tdm_model *model, int batch, tdm_session **out, char *err
         goto out;
     }
     if (s->dnnl) {
-        if ((rc = absorb_pads(g)) || (rc = fuse_more(g))) {
+        if ((rc = absorb_pads(g)) || (rc = fuse_more(g)) || (rc = dnq_drop_requant(g))) {
             sfail(s, rc, "out of memory rewriting the graph");
             goto out;
         }
@@ -1094,6 +1126,8 @@ void session_get_stats(const tdm_session *s, session_stats *out)
             out->reorder_steps++;
         else
             out->prim_steps++;
+        if (s->steps[i].kind == STEP_PRIM && s->steps[i].node >= 0 && s->steps[i].int8)
+            out->int8_steps++;
     }
     out->arena_bytes = s->arena_size;
     for (int i = 0; i < s->nbufs; i++)

@@ -19,10 +19,12 @@
 
 /* One converted weight: the constant it came from (a payload of the model's
  * own graph, so the address stays unique while the model lives), its layout
- * there, the layout it was converted to, and the converted bytes. */
+ * there, the layout it was converted to, the scale applied on the way (int8
+ * weights and biases), and the converted bytes. */
 typedef struct model_weight {
     const void *src;
     dnnl_memory_desc_t user_md, md;
+    float qscale; /* the factor the conversion multiplied by (0: none) */
     void *data;
     struct model_weight *next;
 } model_weight;
@@ -40,6 +42,7 @@ typedef struct session_stats {
     int prim_steps;    /* oneDNN primitives for graph nodes (follow-up passes included) */
     int reorder_steps; /* layout conversions inserted between nodes */
     int ref_steps;     /* nodes run on the reference kernels */
+    int int8_steps;    /* of prim_steps, those writing 8-bit data (dnnl_int8.h) */
     size_t arena_bytes, buffer_bytes; /* the arena, and the sum of the buffers in it */
 } session_stats;
 

@@ -1,0 +1,338 @@
+/*
+ * The int8 convolution path (dnnl_int8.h): the grid and weight-scale
+ * checks on their own, then small fake-quantised graphs planned twice
+ * (backend REF, which runs them in float, and backend DNNL, which should run
+ * their convolutions in int8), compared within one quantisation step. Bad
+ * quantisation parameters must leave the graph on the float path, never
+ * crash it.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dnnl_int8.h"
+#include "session.h"
+#include "test.h"
+
+/* ---- the checks on their own ------------------------------------------ */
+
+TEST(grid_accepts_the_two_8bit_ranges)
+{
+    dnq_params q;
+    ASSERT(dnq_grid(0.02f, 128.0f, 0.0f, 255.0f, &q));
+    ASSERT_EQ(q.dt, dnnl_u8);
+    ASSERT_EQ(q.zp, 128);
+    ASSERT(dnq_grid(0.5f, -128.0f, -128.0f, 127.0f, &q)); /* stored as uint8 */
+    ASSERT_EQ(q.dt, dnnl_u8);
+    ASSERT_EQ(q.zp, 0);
+    ASSERT(dnq_grid(0.5f, 3.0f, -128.0f, 127.0f, &q));
+    ASSERT_EQ(q.zp, 131);
+}
+
+TEST(grid_refuses_malformed_parameters)
+{
+    dnq_params q;
+    ASSERT(!dnq_grid(0.0f, 0.0f, 0.0f, 255.0f, &q));        /* zero scale */
+    ASSERT(!dnq_grid(-0.1f, 0.0f, 0.0f, 255.0f, &q));       /* negative scale */
+    ASSERT(!dnq_grid(NAN, 0.0f, 0.0f, 255.0f, &q));
+    ASSERT(!dnq_grid(INFINITY, 0.0f, 0.0f, 255.0f, &q));
+    ASSERT(!dnq_grid(1e-45f, 0.0f, 0.0f, 255.0f, &q));      /* 1 / scale overflows */
+    ASSERT(!dnq_grid(0.1f, 256.0f, 0.0f, 255.0f, &q));      /* zero point out of range */
+    ASSERT(!dnq_grid(0.1f, -129.0f, -128.0f, 127.0f, &q));
+    ASSERT(!dnq_grid(0.1f, 3.5f, 0.0f, 255.0f, &q));        /* fractional zero point */
+    ASSERT(!dnq_grid(0.1f, NAN, 0.0f, 255.0f, &q));
+    ASSERT(!dnq_grid(0.1f, 0.0f, 0.0f, 127.0f, &q));        /* not an 8-bit type's range */
+    ASSERT(!dnq_grid(0.1f, 0.0f, -32768.0f, 32767.0f, &q));
+}
+
+static graph_tensor const_f32(float *d, int64_t n)
+{
+    graph_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = TDM_DTYPE_FLOAT;
+    t.rank = 1;
+    t.dims[0] = n;
+    t.data = d;
+    t.nbytes = (size_t)n * sizeof *d;
+    return t;
+}
+
+TEST(weight_scale_recovers_the_grid)
+{
+    float d[6] = {127 * 0.013f, -5 * 0.013f, 0.0f, 64 * 0.013f, -127 * 0.013f, 1 * 0.013f};
+    graph_tensor t = const_f32(d, 6);
+    float s = 0;
+    ASSERT(dnq_weight_scale(&t, &s));
+    ASSERT_NEAR(s, 0.013, 1e-8);
+    float z[3] = {0, 0, 0};
+    t = const_f32(z, 3);
+    ASSERT(dnq_weight_scale(&t, &s));
+}
+
+TEST(weight_scale_refuses_off_grid_weights)
+{
+    float d[3] = {1.0f, 0.3f, -0.77f};
+    graph_tensor t = const_f32(d, 3);
+    float s = 0;
+    ASSERT(!dnq_weight_scale(&t, &s));
+    float n[2] = {1.0f, NAN};
+    t = const_f32(n, 2);
+    ASSERT(!dnq_weight_scale(&t, &s));
+    t = const_f32(d, 3);
+    t.dtype = TDM_DTYPE_INT32;
+    ASSERT(!dnq_weight_scale(&t, &s));
+    t = const_f32(d, 3);
+    t.nbytes = 4; /* a payload shorter than its shape */
+    ASSERT(!dnq_weight_scale(&t, &s));
+}
+
+/* ---- graph building (as in test_dnnl.c) --------------------------------- */
+
+static unsigned rng = 1;
+
+static float frand(void)
+{
+    rng = rng * 1103515245u + 12345u;
+    return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static int input4(graph *g, int64_t c, int64_t h, int64_t w)
+{
+    int64_t dims[4] = {1, c, h, w};
+    int t = graph_add_tensor(g, "x", TDM_DTYPE_FLOAT, 4, dims);
+    g->tensors[t].is_input = true;
+    g->inputs = realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *g->inputs);
+    g->inputs[g->ninputs++] = t;
+    return t;
+}
+
+static int value(graph *g, const char *name)
+{
+    return graph_add_tensor(g, name, TDM_DTYPE_FLOAT, -1, NULL);
+}
+
+static void output(graph *g, int t)
+{
+    g->tensors[t].is_output = true;
+    g->outputs = realloc(g->outputs, (size_t)(g->noutputs + 1) * sizeof *g->outputs);
+    g->outputs[g->noutputs++] = t;
+}
+
+/* A float constant of n values: integers in [-127, 127] times scale (an
+ * int8 exporter's weights), or off any grid when scale is 0. */
+static int grid_const(graph *g, const char *name, float scale, int rank, const int64_t *dims)
+{
+    int t = graph_add_tensor(g, name, TDM_DTYPE_FLOAT, rank, dims);
+    int64_t n = graph_tensor_numel(&g->tensors[t]);
+    float *d = malloc((size_t)n * sizeof *d);
+    for (int64_t i = 0; i < n; i++)
+        d[i] = scale > 0 ? rintf(frand() * 127.0f) * scale : frand() * 0.3f;
+    if (scale > 0) d[0] = 127.0f * scale;
+    graph_set_data(g, t, d, (size_t)n * sizeof *d);
+    return t;
+}
+
+static graph_attr *new_attr(graph *g, int n, const char *name, graph_attr_type type)
+{
+    graph_node *nd = &g->nodes[n];
+    nd->attrs = realloc(nd->attrs, (size_t)(nd->nattrs + 1) * sizeof *nd->attrs);
+    graph_attr *a = &nd->attrs[nd->nattrs++];
+    memset(a, 0, sizeof *a);
+    a->name = strdup(name);
+    a->type = type;
+    a->tensor = -1;
+    return a;
+}
+
+static void attr_ints(graph *g, int n, const char *name, int cnt, const int64_t *v)
+{
+    graph_attr *a = new_attr(g, n, name, ATTR_INTS);
+    a->ints = malloc((size_t)cnt * sizeof *v);
+    memcpy(a->ints, v, (size_t)cnt * sizeof *v);
+    a->n = cnt;
+}
+
+static void post(graph *g, int n, graph_post_kind kind, float a, float b, float c, float d)
+{
+    graph_node *nd = &g->nodes[n];
+    nd->post[nd->npost++] = (graph_post){.kind = kind, .a = a, .b = b, .c = c, .d = d, .input = -1};
+}
+
+/* An extra input t of node n read by a post-op (POST_SUM, POST_*_CHANNEL). */
+static void post_input(graph *g, int n, graph_post_kind kind, int t)
+{
+    graph_node *nd = &g->nodes[n];
+    int pos = nd->ninputs < 3 ? 3 : nd->ninputs;
+    nd->inputs = realloc(nd->inputs, (size_t)(pos + 1) * sizeof *nd->inputs);
+    for (int k = nd->ninputs; k < pos; k++)
+        nd->inputs[k] = -1;
+    nd->inputs[pos] = t;
+    nd->ninputs = pos + 1;
+    nd->post[nd->npost++] = (graph_post){.kind = kind, .input = pos};
+}
+
+/* x -> FAKEQUANT(scale, zp, qmin, qmax) -> y */
+static int fakequant(graph *g, int x, float scale, float zp, float qmin, float qmax)
+{
+    int y = value(g, "xq");
+    int n = graph_add_node(g, "fq", "FakeQuant", OP_FAKEQUANT, 1, &x, 1, &y);
+    new_attr(g, n, "scale", ATTR_FLOAT)->f = scale;
+    new_attr(g, n, "zero_point", ATTR_FLOAT)->f = zp;
+    new_attr(g, n, "qmin", ATTR_FLOAT)->f = qmin;
+    new_attr(g, n, "qmax", ATTR_FLOAT)->f = qmax;
+    return y;
+}
+
+typedef struct qconv_case {
+    int64_t c, oc, h, k, stride, group;
+    int64_t pads[4];
+    float xs, xzp, xmin, xmax; /* the input's grid */
+    float ws;                  /* weight scale; 0: weights off any grid */
+    float ys, yzp;             /* the output's grid (s8) */
+    bool relu6, chmin, sum;
+} qconv_case;
+
+/* The MobileNetV2 shapes (expand, depthwise stride 1 and 2 with the
+ * explicit Pad's asymmetric padding, project with a residual sum, the
+ * 320->1280 head whose channels oneDNN pads), a u8 input, and then
+ * malformed cases that must stay in float. */
+static const qconv_case cases[] = {
+    {16, 96, 12, 1, 1, 1, {0, 0, 0, 0}, 0.42f, 3, -128, 127, 0.004f, 0.0235f, -128, true, false, false},
+    {32, 32, 12, 3, 1, 32, {1, 1, 1, 1}, 0.0235f, -128, -128, 127, 0.02f, 0.06f, -128, false, true, false},
+    {48, 48, 12, 3, 2, 48, {0, 0, 1, 1}, 0.0235f, -128, -128, 127, 0.02f, 0.09f, -128, false, true, false},
+    {24, 24, 9, 1, 1, 1, {0, 0, 0, 0}, 0.09f, -128, -128, 127, 0.003f, 0.33f, -8, false, false, true},
+    {320, 1280, 7, 1, 1, 1, {0, 0, 0, 0}, 0.19f, 28, -128, 127, 0.002f, 0.0235f, -128, true, false, false},
+    {8, 16, 10, 3, 2, 1, {0, 0, 1, 1}, 0.0078f, 127, 0, 255, 0.01f, 0.05f, 3, true, false, false},
+    /* malformed: weights off any grid; a zero point outside the range; a
+     * non-8-bit range; then a zero output scale, which the float path
+     * refuses too */
+    {16, 24, 8, 1, 1, 1, {0, 0, 0, 0}, 0.1f, 0, -128, 127, 0.0f, 0.05f, 0, false, false, false},
+    {16, 24, 8, 1, 1, 1, {0, 0, 0, 0}, 0.1f, 300, 0, 255, 0.01f, 0.05f, 0, false, false, false},
+    {16, 24, 8, 1, 1, 1, {0, 0, 0, 0}, 0.1f, 0, 0, 127, 0.01f, 0.05f, 0, false, false, false},
+    {16, 24, 8, 1, 1, 1, {0, 0, 0, 0}, 0.1f, 0, -128, 127, 0.01f, 0.0f, 0, false, false, false},
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+#define NGOOD 6
+
+static void qconv_graph(graph *g, int v)
+{
+    const qconv_case *q = &cases[v];
+    int x = input4(g, q->c, q->h, q->h);
+    int xq = fakequant(g, x, q->xs, q->xzp, q->xmin, q->xmax);
+    int64_t wd[4] = {q->oc, q->c / q->group, q->k, q->k}, bd[1] = {q->oc};
+    int w = grid_const(g, "w", q->ws, 4, wd);
+    int b = grid_const(g, "b", q->xs * (q->ws > 0 ? q->ws : 0.01f), 1, bd);
+    int y = value(g, "y");
+    int ins[3] = {xq, w, b};
+    int n = graph_add_node(g, "conv", "Conv", OP_CONV, 3, ins, 1, &y);
+    new_attr(g, n, "group", ATTR_INT)->i = q->group;
+    attr_ints(g, n, "strides", 2, (int64_t[]){q->stride, q->stride});
+    attr_ints(g, n, "pads", 4, q->pads);
+    attr_ints(g, n, "kernel_shape", 2, (int64_t[]){q->k, q->k});
+    if (q->relu6) post(g, n, POST_CLIP, 0.0f, 6.0f, 0, 0);
+    if (q->chmin) {
+        /* depthwise blocks: relu, quantise, a per-channel ceiling, quantise */
+        post(g, n, POST_RELU, 0, 0, 0, 0);
+        post(g, n, POST_FAKEQUANT, q->ys, q->yzp, -128, 127);
+        int64_t cd[4] = {1, q->oc, 1, 1};
+        post_input(g, n, POST_MIN_CHANNEL, grid_const(g, "ceil", 0.05f, 4, cd));
+    }
+    if (q->sum) {
+        /* the residual: the input itself, on its own grid */
+        post(g, n, POST_FAKEQUANT, q->ys * 0.8f, 2, -128, 127);
+        post_input(g, n, POST_SUM, xq);
+    }
+    post(g, n, POST_FAKEQUANT, q->ys, q->yzp, -128, 127);
+    output(g, y);
+}
+
+typedef struct result {
+    float *out;
+    size_t n;
+    session_stats st;
+} result;
+
+static int run_backend(int v, tdm_backend backend, result *r)
+{
+    tdm_model *m = calloc(1, sizeof *m);
+    char err[256];
+    rng = 1000u + (unsigned)v;
+    m->g = graph_new();
+    qconv_graph(m->g, v);
+    tdm_options_init(&m->opt);
+    m->opt.backend = backend;
+    m->opt.threads = 1;
+    pthread_mutex_init(&m->lock, NULL);
+    tdm_session *s = NULL;
+    int rc = tdm_session_create(m, 1, &s, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "  session: %s\n", err);
+        tdm_model_free(m);
+        return rc;
+    }
+    size_t nin = tdm_session_input_bytes(s), nout = tdm_session_output_bytes(s);
+    float *in = malloc(nin);
+    rng = 77;
+    for (size_t i = 0; i < nin / sizeof *in; i++)
+        in[i] = frand() * 4.0f;
+    r->out = malloc(nout);
+    r->n = nout / sizeof(float);
+    rc = tdm_session_run(s, in, nin, r->out, nout);
+    if (rc) fprintf(stderr, "  run: %s\n", tdm_session_error(s));
+    session_get_stats(s, &r->st);
+    free(in);
+    tdm_session_free(s);
+    tdm_model_free(m);
+    return rc;
+}
+
+/* Runs case v on both backends: the outputs may differ by one step of the
+ * output grid on at most 1 % of the elements (rounding ties), and the DNNL
+ * session must have run int8_min..int8_max primitives writing 8-bit data. */
+static int compare(int v, int int8_min, int int8_max)
+{
+    result ref = {0}, dn = {0};
+    int bad = 1;
+    if (run_backend(v, TDM_BACKEND_REF, &ref) || run_backend(v, TDM_BACKEND_DNNL, &dn)) goto out;
+    if (ref.n != dn.n || ref.n == 0) goto out;
+    double step = cases[v].ys;
+    size_t off = 0;
+    double worst = 0;
+    for (size_t i = 0; i < ref.n; i++) {
+        double d = fabs((double)ref.out[i] - dn.out[i]);
+        if (!(d <= 1e-5)) off++;
+        if (!(d <= worst)) worst = d;
+    }
+    bool ok = off * 100 <= ref.n && worst <= step * 1.01;
+    if (!ok) fprintf(stderr, "  case %d: %zu/%zu off, worst %g\n", v, off, ref.n, worst);
+    if (dn.st.int8_steps < int8_min || dn.st.int8_steps > int8_max) {
+        fprintf(stderr, "  case %d: %d int8 primitives\n", v, dn.st.int8_steps);
+        ok = false;
+    }
+    bad = !ok;
+out:
+    free(ref.out);
+    free(dn.out);
+    return bad;
+}
+
+TEST(int8_convolutions_match_the_float_graph)
+{
+    for (int v = 0; v < NGOOD; v++)
+        ASSERT_EQ(compare(v, 1, 1), 0);
+}
+
+TEST(malformed_quantisation_stays_in_float)
+{
+    for (int v = NGOOD; v < NCASES - 1; v++)
+        ASSERT_EQ(compare(v, 0, 0), 0);
+}
+
+TEST(zero_scale_is_an_error_not_a_crash)
+{
+    result r = {0};
+    ASSERT(run_backend(NCASES - 1, TDM_BACKEND_DNNL, &r) != 0);
+    free(r.out);
+}
+
+TEST_MAIN()
