@@ -912,7 +912,37 @@ static void extend(const graph_tensor *t, int r, int64_t *d)
         d[i] = i < off ? 1 : t->dims[i - off];
 }
 
-static int build_matmul(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+/* A MatMul with constant weights reading a tensor on an 8-bit grid: the
+ * grid and the weights' one scale (see dnnl_int8.h). Its output stays f32. */
+typedef struct qmatmul {
+    dnq_params x;
+    float ws;
+} qmatmul;
+
+static bool matmul_int8(const dn_ctx *c, const graph *g, const graph_node *n, qmatmul *q)
+{
+    return !c->bf16 && !c->plain && g->tensors[n->inputs[1]].data &&
+           dnq_tensor_params(g, n->inputs[0], &q->x) &&
+           dnq_weight_scale(&g->tensors[n->inputs[1]], &q->ws);
+}
+
+/* Output scale and source zero point of an int8 MatMul; its post-ops then
+ * see the true f32 product. */
+static int matmul_int8_attr(const qmatmul *q, dnnl_primitive_attr_t attr)
+{
+    float os = q->x.scale * q->ws;
+    if (!isfinite(os) || !(os > 0.0f) ||
+        dnnl_primitive_attr_set_output_scales(attr, 1, 0, &os) != dnnl_success ||
+        (q->x.zp &&
+         dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &q->x.zp) != dnnl_success)) {
+        dnnl_primitive_attr_destroy(attr);
+        return TDM_ERR_UNSUPPORTED;
+    }
+    return 0;
+}
+
+static int build_matmul_as(const dn_ctx *c, const graph *g, const graph_node *n,
+                           const qmatmul *q, dn_prim *p)
 {
     int ai = n->inputs[0], bi = n->inputs[1], yi = n->outputs[0];
     if (!is_float(g, ai) || !is_float(g, bi) || !is_float(g, yi)) return TDM_ERR_UNSUPPORTED;
@@ -923,18 +953,20 @@ static int build_matmul(const dn_ctx *c, const graph *g, const graph_node *n, dn
     int64_t ad[GRAPH_MAX_RANK], bd[GRAPH_MAX_RANK];
     extend(a, r, ad);
     extend(b, r, bd);
+    dnnl_data_type_t xdt = q ? q->x.dt : dnnl_f32;
     dnnl_memory_desc_t src, src_view, wt, wt_user, dst;
-    if (!dn_plain_md(a, dnnl_f32, &src) || !dn_plain_dims(r, ad, dnnl_f32, &src_view) ||
+    if (!dn_plain_md(a, xdt, &src) || !dn_plain_dims(r, ad, xdt, &src_view) ||
         !dn_plain_dims(r, bd, dnnl_f32, &wt_user) || !dn_plain_dims(r, y->dims, dnnl_f32, &dst))
         return TDM_ERR_UNSUPPORTED;
     wt = wt_user;
-    if (b->data && !any_md(r, bd, dnnl_f32, &wt)) return TDM_ERR_UNSUPPORTED;
+    if (b->data && !any_md(r, bd, q ? dnnl_s8 : dnnl_f32, &wt)) return TDM_ERR_UNSUPPORTED;
     dnnl_matmul_desc_t md;
     if (dnnl_matmul_desc_init(&md, &src_view, &wt, NULL, &dst) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
     dnnl_primitive_attr_t attr;
     int rc = make_attr(g, n, NULL, 0, false, p, &attr);
     if (rc) return rc;
+    if (q && (rc = matmul_int8_attr(q, attr))) return rc;
     if ((rc = create_pd(c, &md, attr, &p->pd))) return rc;
     dn_input *in = add_input(p, DNNL_ARG_SRC, ai);
     in->md = src;
@@ -942,6 +974,7 @@ static int build_matmul(const dn_ctx *c, const graph *g, const graph_node *n, dn
     if (b->data) {
         add_const(p, DNNL_ARG_WEIGHTS, bi, b->data, &wt_user,
                   query_md(p->pd, dnnl_query_weights_md));
+        if (q) p->in[p->nin - 1].qscale = 1.0f / q->ws;
     } else {
         in = add_input(p, DNNL_ARG_WEIGHTS, bi);
         if (!dn_plain_md(b, dnnl_f32, &in->md)) return TDM_ERR_UNSUPPORTED;
@@ -950,6 +983,20 @@ static int build_matmul(const dn_ctx *c, const graph *g, const graph_node *n, dn
     if (!dn_plain_md(y, dnnl_f32, &p->dst_md)) return TDM_ERR_UNSUPPORTED;
     p->dst_exec_md = dst;
     return 0;
+}
+
+/* In int8 when it may and oneDNN has a fast kernel for it, else in f32. */
+static int build_matmul(const dn_ctx *c, const graph *g, const graph_node *n, dn_prim *p)
+{
+    qmatmul q;
+    if (matmul_int8(c, g, n, &q)) {
+        int rc = build_matmul_as(c, g, n, &q, p);
+        if (rc != TDM_ERR_UNSUPPORTED) return rc;
+        if (p->pd) dnnl_primitive_desc_destroy(p->pd);
+        memset(p, 0, sizeof *p);
+        p->sum_tensor = -1;
+    }
+    return build_matmul_as(c, g, n, NULL, p);
 }
 
 /* ------------------------------------------------------------------------ */
