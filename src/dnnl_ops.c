@@ -145,15 +145,20 @@ static bool same_dims(const graph_tensor *a, const graph_tensor *b)
 }
 
 /* The layout an op that follows its input should read x in: the layout x is
- * in now when it is a float one, else plain f32. */
+ * in now when it is a float one, that layout in f32 when x is in an 8-bit
+ * form (dnnl_int8.h), else plain f32. */
 static bool follow_md(const dn_ctx *c, const graph *g, int x, dnnl_memory_desc_t *md)
 {
     const dnnl_memory_desc_t *cur = c->plain ? NULL : c->layout(c->planner, x);
-    if (cur && (cur->data_type == dnnl_f32 || cur->data_type == dnnl_bf16) &&
-        cur->ndims == (g->tensors[x].rank > 0 ? g->tensors[x].rank : 1)) {
+    bool rank_ok = cur && cur->ndims == (g->tensors[x].rank > 0 ? g->tensors[x].rank : 1);
+    if (rank_ok && (cur->data_type == dnnl_f32 || cur->data_type == dnnl_bf16)) {
         *md = *cur;
         return true;
     }
+    if (rank_ok && g->tensors[x].dtype == TDM_DTYPE_FLOAT &&
+        (cur->data_type == dnnl_u8 || cur->data_type == dnnl_s8) &&
+        dnq_retype(cur, dnnl_f32, md))
+        return true;
     return dn_plain_md(&g->tensors[x], dnnl_f32, md);
 }
 
