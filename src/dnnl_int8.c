@@ -39,8 +39,7 @@ static int producer_of(const graph *g, int t)
         g->nodes[p].outputs[0] == t)
         return p;
     for (int i = 0; i < g->nnodes; i++)
-        if (!g->nodes[i].dead && g->nodes[i].noutputs > 0 && g->nodes[i].outputs[0] == t)
-            return i;
+        if (!g->nodes[i].dead && g->nodes[i].noutputs > 0 && g->nodes[i].outputs[0] == t) return i;
     return -1;
 }
 
@@ -92,9 +91,8 @@ bool dnq_tensor_params(const graph *g, int t, dnq_params *q)
         return last->kind == POST_FAKEQUANT && dnq_grid(last->a, last->b, last->c, last->d, q);
     }
     if (n->op == OP_DEQUANTIZELINEAR) return dequant_grid(g, n, q);
-    if (n->op != OP_FAKEQUANT || !graph_attr_get(n, "scale") ||
-        !graph_attr_get(n, "zero_point") || !graph_attr_get(n, "qmin") ||
-        !graph_attr_get(n, "qmax"))
+    if (n->op != OP_FAKEQUANT || !graph_attr_get(n, "scale") || !graph_attr_get(n, "zero_point") ||
+        !graph_attr_get(n, "qmin") || !graph_attr_get(n, "qmax"))
         return false;
     return dnq_grid(graph_attr_float(n, "scale", 0), graph_attr_float(n, "zero_point", 0),
                     graph_attr_float(n, "qmin", 0), graph_attr_float(n, "qmax", 0), q);

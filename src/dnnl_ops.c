@@ -765,8 +765,8 @@ static int build_conv_as(const dn_ctx *c, const graph *g, const graph_node *n, b
     bool ok = c->plain ? dn_plain_md(x, xdt, &src) && dn_plain_md(y, ydt, &dst)
                        : conv_md(blocked && !q, x->dims, xdt, &src) &&
                              conv_md(blocked && !q, y->dims, ydt, &dst);
-    if (!ok || !any_md(wrank, wdims, wdt, &wt) || !dn_plain_dims(wrank, wdims, dnnl_f32, &wt_user) ||
-        !dn_plain_dims(1, &OC, dnnl_f32, &bias))
+    if (!ok || !any_md(wrank, wdims, wdt, &wt) ||
+        !dn_plain_dims(wrank, wdims, dnnl_f32, &wt_user) || !dn_plain_dims(1, &OC, dnnl_f32, &bias))
         return TDM_ERR_UNSUPPORTED;
     dnnl_convolution_desc_t cd;
     if (dnnl_dilated_convolution_forward_desc_init(

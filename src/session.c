@@ -665,7 +665,8 @@ static int const_in(tdm_session *s, const dn_input *in, const void **out)
     }
     pthread_mutex_lock(&m->lock);
     for (model_weight *w = m->weights; w; w = w->next)
-        if (w->src == in->cdata && w->qscale == in->qscale && dnnl_memory_desc_equal(&w->md, &in->md) &&
+        if (w->src == in->cdata && w->qscale == in->qscale &&
+            dnnl_memory_desc_equal(&w->md, &in->md) &&
             dnnl_memory_desc_equal(&w->user_md, &in->user_md)) {
             *out = w->data;
             pthread_mutex_unlock(&m->lock);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dnnl_int8.h"
+#include "graph_build.h"
 #include "session.h"
 #include "test.h"
 
@@ -32,16 +33,16 @@ TEST(grid_accepts_the_two_8bit_ranges)
 TEST(grid_refuses_malformed_parameters)
 {
     dnq_params q;
-    ASSERT(!dnq_grid(0.0f, 0.0f, 0.0f, 255.0f, &q));        /* zero scale */
-    ASSERT(!dnq_grid(-0.1f, 0.0f, 0.0f, 255.0f, &q));       /* negative scale */
+    ASSERT(!dnq_grid(0.0f, 0.0f, 0.0f, 255.0f, &q));  /* zero scale */
+    ASSERT(!dnq_grid(-0.1f, 0.0f, 0.0f, 255.0f, &q)); /* negative scale */
     ASSERT(!dnq_grid(NAN, 0.0f, 0.0f, 255.0f, &q));
     ASSERT(!dnq_grid(INFINITY, 0.0f, 0.0f, 255.0f, &q));
-    ASSERT(!dnq_grid(1e-45f, 0.0f, 0.0f, 255.0f, &q));      /* 1 / scale overflows */
-    ASSERT(!dnq_grid(0.1f, 256.0f, 0.0f, 255.0f, &q));      /* zero point out of range */
+    ASSERT(!dnq_grid(1e-45f, 0.0f, 0.0f, 255.0f, &q)); /* 1 / scale overflows */
+    ASSERT(!dnq_grid(0.1f, 256.0f, 0.0f, 255.0f, &q)); /* zero point out of range */
     ASSERT(!dnq_grid(0.1f, -129.0f, -128.0f, 127.0f, &q));
-    ASSERT(!dnq_grid(0.1f, 3.5f, 0.0f, 255.0f, &q));        /* fractional zero point */
+    ASSERT(!dnq_grid(0.1f, 3.5f, 0.0f, 255.0f, &q)); /* fractional zero point */
     ASSERT(!dnq_grid(0.1f, NAN, 0.0f, 255.0f, &q));
-    ASSERT(!dnq_grid(0.1f, 0.0f, 0.0f, 127.0f, &q));        /* not an 8-bit type's range */
+    ASSERT(!dnq_grid(0.1f, 0.0f, 0.0f, 127.0f, &q)); /* not an 8-bit type's range */
     ASSERT(!dnq_grid(0.1f, 0.0f, -32768.0f, 32767.0f, &q));
 }
 
@@ -86,7 +87,7 @@ TEST(weight_scale_refuses_off_grid_weights)
     ASSERT(!dnq_weight_scale(&t, &s));
 }
 
-/* ---- graph building (as in test_dnnl.c) --------------------------------- */
+/* ---- graph building ----------------------------------------------------- */
 
 static unsigned rng = 1;
 
@@ -96,26 +97,9 @@ static float frand(void)
     return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-static int input4(graph *g, int64_t c, int64_t h, int64_t w)
-{
-    int64_t dims[4] = {1, c, h, w};
-    int t = graph_add_tensor(g, "x", TDM_DTYPE_FLOAT, 4, dims);
-    g->tensors[t].is_input = true;
-    g->inputs = realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *g->inputs);
-    g->inputs[g->ninputs++] = t;
-    return t;
-}
-
 static int value(graph *g, const char *name)
 {
     return graph_add_tensor(g, name, TDM_DTYPE_FLOAT, -1, NULL);
-}
-
-static void output(graph *g, int t)
-{
-    g->tensors[t].is_output = true;
-    g->outputs = realloc(g->outputs, (size_t)(g->noutputs + 1) * sizeof *g->outputs);
-    g->outputs[g->noutputs++] = t;
 }
 
 /* A float constant of n values: integers in [-127, 127] times scale (an
@@ -132,26 +116,6 @@ static int grid_const(graph *g, const char *name, float scale, int rank, const i
     return t;
 }
 
-static graph_attr *new_attr(graph *g, int n, const char *name, graph_attr_type type)
-{
-    graph_node *nd = &g->nodes[n];
-    nd->attrs = realloc(nd->attrs, (size_t)(nd->nattrs + 1) * sizeof *nd->attrs);
-    graph_attr *a = &nd->attrs[nd->nattrs++];
-    memset(a, 0, sizeof *a);
-    a->name = strdup(name);
-    a->type = type;
-    a->tensor = -1;
-    return a;
-}
-
-static void attr_ints(graph *g, int n, const char *name, int cnt, const int64_t *v)
-{
-    graph_attr *a = new_attr(g, n, name, ATTR_INTS);
-    a->ints = malloc((size_t)cnt * sizeof *v);
-    memcpy(a->ints, v, (size_t)cnt * sizeof *v);
-    a->n = cnt;
-}
-
 static void post(graph *g, int n, graph_post_kind kind, float a, float b, float c, float d)
 {
     graph_node *nd = &g->nodes[n];
@@ -163,7 +127,7 @@ static void post_input(graph *g, int n, graph_post_kind kind, int t)
 {
     graph_node *nd = &g->nodes[n];
     int pos = nd->ninputs < 3 ? 3 : nd->ninputs;
-    nd->inputs = realloc(nd->inputs, (size_t)(pos + 1) * sizeof *nd->inputs);
+    nd->inputs = xrealloc(nd->inputs, (size_t)(pos + 1) * sizeof *nd->inputs);
     for (int k = nd->ninputs; k < pos; k++)
         nd->inputs[k] = -1;
     nd->inputs[pos] = t;
@@ -176,10 +140,10 @@ static int fakequant(graph *g, int x, float scale, float zp, float qmin, float q
 {
     int y = value(g, "xq");
     int n = graph_add_node(g, "fq", "FakeQuant", OP_FAKEQUANT, 1, &x, 1, &y);
-    new_attr(g, n, "scale", ATTR_FLOAT)->f = scale;
-    new_attr(g, n, "zero_point", ATTR_FLOAT)->f = zp;
-    new_attr(g, n, "qmin", ATTR_FLOAT)->f = qmin;
-    new_attr(g, n, "qmax", ATTR_FLOAT)->f = qmax;
+    attr_float(g, n, "scale", scale);
+    attr_float(g, n, "zero_point", zp);
+    attr_float(g, n, "qmin", qmin);
+    attr_float(g, n, "qmax", qmax);
     return y;
 }
 
@@ -197,11 +161,91 @@ typedef struct qconv_case {
  * 320->1280 head whose channels oneDNN pads), a u8 input, and then
  * malformed cases that must stay in float. */
 static const qconv_case cases[] = {
-    {16, 96, 12, 1, 1, 1, {0, 0, 0, 0}, 0.42f, 3, -128, 127, 0.004f, 0.0235f, -128, true, false, false},
-    {32, 32, 12, 3, 1, 32, {1, 1, 1, 1}, 0.0235f, -128, -128, 127, 0.02f, 0.06f, -128, false, true, false},
-    {48, 48, 12, 3, 2, 48, {0, 0, 1, 1}, 0.0235f, -128, -128, 127, 0.02f, 0.09f, -128, false, true, false},
-    {24, 24, 9, 1, 1, 1, {0, 0, 0, 0}, 0.09f, -128, -128, 127, 0.003f, 0.33f, -8, false, false, true},
-    {320, 1280, 7, 1, 1, 1, {0, 0, 0, 0}, 0.19f, 28, -128, 127, 0.002f, 0.0235f, -128, true, false, false},
+    {16,
+     96,
+     12,
+     1,
+     1,
+     1,
+     {0, 0, 0, 0},
+     0.42f,
+     3,
+     -128,
+     127,
+     0.004f,
+     0.0235f,
+     -128,
+     true,
+     false,
+     false},
+    {32,
+     32,
+     12,
+     3,
+     1,
+     32,
+     {1, 1, 1, 1},
+     0.0235f,
+     -128,
+     -128,
+     127,
+     0.02f,
+     0.06f,
+     -128,
+     false,
+     true,
+     false},
+    {48,
+     48,
+     12,
+     3,
+     2,
+     48,
+     {0, 0, 1, 1},
+     0.0235f,
+     -128,
+     -128,
+     127,
+     0.02f,
+     0.09f,
+     -128,
+     false,
+     true,
+     false},
+    {24,
+     24,
+     9,
+     1,
+     1,
+     1,
+     {0, 0, 0, 0},
+     0.09f,
+     -128,
+     -128,
+     127,
+     0.003f,
+     0.33f,
+     -8,
+     false,
+     false,
+     true},
+    {320,
+     1280,
+     7,
+     1,
+     1,
+     1,
+     {0, 0, 0, 0},
+     0.19f,
+     28,
+     -128,
+     127,
+     0.002f,
+     0.0235f,
+     -128,
+     true,
+     false,
+     false},
     {8, 16, 10, 3, 2, 1, {0, 0, 1, 1}, 0.0078f, 127, 0, 255, 0.01f, 0.05f, 3, true, false, false},
     /* malformed: weights off any grid; a zero point outside the range; a
      * non-8-bit range; then a zero output scale, which the float path
@@ -217,7 +261,8 @@ static const qconv_case cases[] = {
 static void qconv_graph(graph *g, int v)
 {
     const qconv_case *q = &cases[v];
-    int x = input4(g, q->c, q->h, q->h);
+    int x = tensor(g, "x", TDM_DTYPE_FLOAT, 4, (int64_t)1, q->c, q->h, q->h);
+    mark_input(g, x);
     int xq = fakequant(g, x, q->xs, q->xzp, q->xmin, q->xmax);
     int64_t wd[4] = {q->oc, q->c / q->group, q->k, q->k}, bd[1] = {q->oc};
     int w = grid_const(g, "w", q->ws, 4, wd);
@@ -225,7 +270,7 @@ static void qconv_graph(graph *g, int v)
     int y = value(g, "y");
     int ins[3] = {xq, w, b};
     int n = graph_add_node(g, "conv", "Conv", OP_CONV, 3, ins, 1, &y);
-    new_attr(g, n, "group", ATTR_INT)->i = q->group;
+    attr_int(g, n, "group", q->group);
     attr_ints(g, n, "strides", 2, (int64_t[]){q->stride, q->stride});
     attr_ints(g, n, "pads", 4, q->pads);
     attr_ints(g, n, "kernel_shape", 2, (int64_t[]){q->k, q->k});
@@ -243,7 +288,7 @@ static void qconv_graph(graph *g, int v)
         post_input(g, n, POST_SUM, xq);
     }
     post(g, n, POST_FAKEQUANT, q->ys, q->yzp, -128, 127);
-    output(g, y);
+    mark_output(g, y);
 }
 
 /* A MatMul with grid weights reading a fake-quantised [2, 64] tensor (v 0:
@@ -251,17 +296,15 @@ static void qconv_graph(graph *g, int v)
  * as the classifier head of the int8 models has; v 2: weights off any grid. */
 static void qmatmul_graph(graph *g, int v)
 {
-    int64_t xd[2] = {2, 64}, wd[2] = {64, 40};
-    int t = graph_add_tensor(g, "x", TDM_DTYPE_FLOAT, 2, xd);
-    g->tensors[t].is_input = true;
-    g->inputs = realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *g->inputs);
-    g->inputs[g->ninputs++] = t;
+    int64_t wd[2] = {64, 40};
+    int t = tensor(g, "x", TDM_DTYPE_FLOAT, 2, (int64_t)2, (int64_t)64);
+    mark_input(g, t);
     int xq = v == 1 ? fakequant(g, t, 0.03f, -128, -128, 127) : fakequant(g, t, 0.03f, 5, 0, 255);
     int w = grid_const(g, "w", v == 2 ? 0.0f : 0.004f, 2, wd);
     int y = value(g, "y"), ins[2] = {xq, w};
     int n = graph_add_node(g, "mm", "MatMul", OP_MATMUL, 2, ins, 1, &y);
     post(g, n, POST_FAKEQUANT, 0.05f, 0, -128, 127);
-    output(g, y);
+    mark_output(g, y);
 }
 
 typedef void (*builder)(graph *g, int v);
@@ -284,7 +327,8 @@ static int run_backend(builder b, int v, tdm_backend backend, result *r)
     m->opt.threads = 1;
     pthread_mutex_init(&m->lock, NULL);
     tdm_session *s = NULL;
-    int rc = tdm_session_create(m, (int)m->g->tensors[m->g->inputs[0]].dims[0], &s, err, sizeof err);
+    int rc =
+        tdm_session_create(m, (int)m->g->tensors[m->g->inputs[0]].dims[0], &s, err, sizeof err);
     if (rc) {
         fprintf(stderr, "  session: %s\n", err);
         tdm_model_free(m);
@@ -373,26 +417,19 @@ TEST(int8_matmul_matches_the_float_graph)
  * a uint8 input, which no grid describes. */
 static void dequant_graph(graph *g, int v)
 {
-    int64_t xd[4] = {1, 3, 12, 12}, wd[4] = {8, 3, 3, 3}, one = 1;
-    int x = graph_add_tensor(g, "x", TDM_DTYPE_UINT8, 4, xd);
-    g->tensors[x].is_input = true;
-    g->inputs = realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *g->inputs);
-    g->inputs[g->ninputs++] = x;
-    int sc = graph_add_tensor(g, "s", TDM_DTYPE_FLOAT, 0, NULL);
-    float *sd = malloc(sizeof *sd);
-    *sd = 0.0078f;
-    graph_set_data(g, sc, sd, sizeof *sd);
-    int zp = graph_add_tensor(g, "z", v == 1 ? TDM_DTYPE_INT8 : TDM_DTYPE_UINT8, 1, &one);
-    unsigned char *zd = malloc(1);
-    *zd = v == 1 ? 0xf0 : 128;
-    graph_set_data(g, zp, zd, 1);
+    int64_t wd[4] = {8, 3, 3, 3};
+    int x = tensor(g, "x", TDM_DTYPE_UINT8, 4, (int64_t)1, (int64_t)3, (int64_t)12, (int64_t)12);
+    mark_input(g, x);
+    int sc = const_scalar(g, "s", TDM_DTYPE_FLOAT, 0.0078);
+    int zp = v == 1 ? const_scalar(g, "z", TDM_DTYPE_INT8, -16)
+                    : const_scalar(g, "z", TDM_DTYPE_UINT8, 128);
     int xf = value(g, "xf"), y = value(g, "y"), ins[3] = {x, sc, zp};
     graph_add_node(g, "dq", "DequantizeLinear", OP_DEQUANTIZELINEAR, 3, ins, 1, &xf);
     int cins[2] = {xf, grid_const(g, "w", 0.01f, 4, wd)};
     int n = graph_add_node(g, "conv", "Conv", OP_CONV, 2, cins, 1, &y);
     attr_ints(g, n, "pads", 4, (int64_t[]){1, 1, 1, 1});
     post(g, n, POST_FAKEQUANT, 0.02f, -128, -128, 127);
-    output(g, y);
+    mark_output(g, y);
 }
 
 TEST(dequantized_input_feeds_an_int8_convolution)
