@@ -147,6 +147,39 @@ static int fakequant(graph *g, int x, float scale, float zp, float qmin, float q
     return y;
 }
 
+TEST(tensor_grids_come_from_producers)
+{
+    graph *g = graph_new();
+    int x = tensor(g, "x", TDM_DTYPE_FLOAT, 2, (int64_t)1, (int64_t)8);
+    mark_input(g, x);
+    int a = fakequant(g, x, 0.1f, -128, -128, 127);
+    int b = fakequant(g, a, 0.1f, -128, -128, 127); /* the same grid again */
+    int c = fakequant(g, b, 0.2f, 0, 0, 255);       /* another grid */
+    int r = value(g, "r"), y = value(g, "y");
+    graph_add_node(g, "relu", "Relu", OP_RELU, 1, &c, 1, &r);
+    int ins[2] = {r, a};
+    graph_add_node(g, "add", "Add", OP_ADD, 2, ins, 1, &y);
+    mark_output(g, y);
+    dnq_params q;
+    ASSERT(!dnq_tensor_params(g, x, &q)); /* a graph input */
+    ASSERT(dnq_tensor_params(g, a, &q));
+    ASSERT_EQ(q.zp, 0);
+    ASSERT(dnq_tensor_params(g, c, &q));
+    ASSERT_NEAR(q.scale, 0.2, 1e-7);
+    ASSERT(!dnq_tensor_params(g, r, &q)); /* a Relu is no fake quantisation */
+    ASSERT(!dnq_tensor_params(g, -1, &q));
+    ASSERT(!dnq_tensor_params(g, g->ntensors, &q));
+    /* b re-quantises a onto its own grid: dropped, c reads a; c's grid is
+     * another one, so c stays. */
+    ASSERT_EQ(dnq_drop_requant(g), 0);
+    ASSERT_EQ(g->nnodes, 4);
+    int fq = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        fq += g->nodes[i].op == OP_FAKEQUANT;
+    ASSERT_EQ(fq, 2);
+    graph_free(g);
+}
+
 typedef struct qconv_case {
     int64_t c, oc, h, k, stride, group;
     int64_t pads[4];
