@@ -1,16 +1,19 @@
 /*
- * dnnl_int8: running fake-quantised convolutions as real 8-bit ones.
+ * dnnl_int8: running fake-quantised convolutions and MatMuls as real 8-bit
+ * ones.
  *
  * The optimiser leaves a QDQ model in float: weights dequantised into f32
  * constants, QuantizeLinear->DequantizeLinear pairs as fake quantisation
  * (FAKEQUANT nodes or post-ops). A tensor whose producer ends in a fake
- * quantisation holds only values s * (q - zp) with q an 8-bit integer, so
- * the oneDNN backend may store it as q (a u8/s8 "form" of the tensor) and
- * convert to f32 only where a consumer needs floats. A convolution reading
- * such a tensor, whose weights are an 8-bit grid times one scale and whose
- * output ends in a fake quantisation, then runs as one oneDNN int8
- * convolution (u8/s8 src with its zero point, s8 weights, s32 accumulation,
- * output scale, post-ops in f32, dst zero point) that writes q directly.
+ * quantisation (or is a DequantizeLinear) holds only values s * (q - zp)
+ * with q an 8-bit integer, so the oneDNN backend may store it as q (a u8
+ * "form" of the tensor; int8 grids are stored shifted to uint8) and convert
+ * to f32 only where a consumer needs floats. A convolution reading such a
+ * tensor, whose weights are an 8-bit grid times one scale and whose output
+ * ends in a fake quantisation, then runs as one oneDNN int8 convolution (u8
+ * src with its zero point, s8 weights, s32 accumulation, output scale,
+ * post-ops in f32, dst zero point) that writes q directly; a MatMul with
+ * such weights reads q and writes f32.
  *
  * Nothing here changes what the graph computes: the reference kernels keep
  * running the float graph, and every value the int8 path stores is one the
