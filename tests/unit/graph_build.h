@@ -75,6 +75,33 @@ static inline int const_scalar(graph *g, const char *name, tdm_dtype dt, double 
     return t;
 }
 
+/* A float tensor whose shape inference will tell. */
+static inline int value(graph *g, const char *name)
+{
+    return graph_add_tensor(g, name, TDM_DTYPE_FLOAT, -1, NULL);
+}
+
+/* Appends a post-op with parameters a..d to node n. */
+static inline void post(graph *g, int n, graph_post_kind kind, float a, float b, float c, float d)
+{
+    graph_node *nd = &g->nodes[n];
+    nd->post[nd->npost++] = (graph_post){.kind = kind, .a = a, .b = b, .c = c, .d = d, .input = -1};
+}
+
+/* Appends a post-op of node n that reads tensor t (POST_SUM, POST_*_CHANNEL)
+ * as an extra input, placed past a convolution's optional bias. */
+static inline void post_input(graph *g, int n, graph_post_kind kind, int t)
+{
+    graph_node *nd = &g->nodes[n];
+    int pos = nd->ninputs < 3 && nd->op == OP_CONV ? 3 : nd->ninputs;
+    nd->inputs = xrealloc(nd->inputs, (size_t)(pos + 1) * sizeof *nd->inputs);
+    for (int k = nd->ninputs; k < pos; k++)
+        nd->inputs[k] = -1;
+    nd->inputs[pos] = t;
+    nd->ninputs = pos + 1;
+    nd->post[nd->npost++] = (graph_post){.kind = kind, .input = pos};
+}
+
 /* Attributes of node n. */
 static inline void attr_int(graph *g, int n, const char *name, int64_t v)
 {

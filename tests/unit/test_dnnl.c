@@ -48,11 +48,6 @@ static int weight(graph *g, const char *name, float scale, int rank, ...)
     return t;
 }
 
-static int value(graph *g, const char *name)
-{
-    return graph_add_tensor(g, name, TDM_DTYPE_FLOAT, -1, NULL);
-}
-
 /* A node reading nin tensors and writing one. */
 static int node(graph *g, graph_op op, const char *type, int out, int nin, ...)
 {
@@ -63,25 +58,6 @@ static int node(graph *g, graph_op op, const char *type, int out, int nin, ...)
         ins[i] = va_arg(ap, int);
     va_end(ap);
     return graph_add_node(g, type, type, op, nin, ins, 1, &out);
-}
-
-static void post(graph *g, int n, graph_post_kind kind, float a, float b, float c, float d)
-{
-    graph_node *nd = &g->nodes[n];
-    nd->post[nd->npost++] = (graph_post){.kind = kind, .a = a, .b = b, .c = c, .d = d, .input = -1};
-}
-
-/* A POST_SUM of tensor t: appended as an extra input of node n. */
-static void post_sum(graph *g, int n, int t)
-{
-    graph_node *nd = &g->nodes[n];
-    int pos = nd->ninputs < 3 && nd->op == OP_CONV ? 3 : nd->ninputs;
-    nd->inputs = realloc(nd->inputs, (size_t)(pos + 1) * sizeof *nd->inputs);
-    for (int k = nd->ninputs; k < pos; k++)
-        nd->inputs[k] = -1;
-    nd->inputs[pos] = t;
-    nd->ninputs = pos + 1;
-    nd->post[nd->npost++] = (graph_post){.kind = POST_SUM, .input = pos};
 }
 
 static void fakequant_attrs(graph *g, int n, float scale, float zp, float qmin, float qmax)
@@ -271,7 +247,7 @@ static void residual_graph(graph *g, int v)
     int n2 = node(g, OP_CONV, "Conv", y, 3, t, weight(g, "w2", 0.2f, 4, (int64_t)16, (int64_t)16,
                                                      (int64_t)1, (int64_t)1),
                   weight(g, "b2", 0.5f, 1, (int64_t)16));
-    post_sum(g, n2, r);
+    post_input(g, n2, POST_SUM, r);
     if (v & 2) post(g, n2, POST_FAKEQUANT, 0.04f, 1.0f, -128, 127);
     mark_output(g, y);
 }
@@ -282,14 +258,6 @@ TEST(conv_residual_sum)
         ASSERT_EQ(compare(residual_graph, v, TDM_PRECISION_FP32, 1e-4, v & 2 ? 0.04 : 0, 2, 0),
                   0);
     ASSERT_EQ(compare(residual_graph, 1, TDM_PRECISION_BF16, 3e-2, 0, 2, 0), 0);
-}
-
-/* A per-channel Min or Max post-op of constant t: appended as an extra input
- * of node n, like a POST_SUM addend. */
-static void post_channel(graph *g, int n, graph_post_kind kind, int t)
-{
-    post_sum(g, n, t);
-    g->nodes[n].post[g->nodes[n].npost - 1].kind = kind;
 }
 
 /* Per-channel bounds as oneDNN binary post-ops. 0: depthwise 3x3 with a
@@ -315,10 +283,10 @@ static void channel_graph(graph *g, int v)
                        : weight(g, "hi", 1.0f, 4, (int64_t)1, OC, (int64_t)1, (int64_t)1);
     switch (v) {
     case 0:
-        post_channel(g, n, POST_MIN_CHANNEL, bound);
+        post_input(g, n, POST_MIN_CHANNEL, bound);
         break;
     case 1:
-        post_channel(g, n, POST_MAX_CHANNEL, bound);
+        post_input(g, n, POST_MAX_CHANNEL, bound);
         break;
     default:
         if (v == 3) {
@@ -327,7 +295,7 @@ static void channel_graph(graph *g, int v)
         }
         post(g, n, POST_RELU, 0, 0, 0, 0);
         post(g, n, POST_FAKEQUANT, 0.02f, -128.0f, -128, 127);
-        post_channel(g, n, POST_MIN_CHANNEL, bound);
+        post_input(g, n, POST_MIN_CHANNEL, bound);
         post(g, n, POST_FAKEQUANT, 0.02f, -128.0f, -128, 127);
         post(g, n, POST_RELU, 0, 0, 0, 0);
         post(g, n, POST_FAKEQUANT, 0.02f, -128.0f, -128, 127);

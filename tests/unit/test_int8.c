@@ -97,11 +97,6 @@ static float frand(void)
     return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-static int value(graph *g, const char *name)
-{
-    return graph_add_tensor(g, name, TDM_DTYPE_FLOAT, -1, NULL);
-}
-
 /* A float constant of n values: integers in [-127, 127] times scale (an
  * int8 exporter's weights), or off any grid when scale is 0. */
 static int grid_const(graph *g, const char *name, float scale, int rank, const int64_t *dims)
@@ -114,25 +109,6 @@ static int grid_const(graph *g, const char *name, float scale, int rank, const i
     if (scale > 0) d[0] = 127.0f * scale;
     graph_set_data(g, t, d, (size_t)n * sizeof *d);
     return t;
-}
-
-static void post(graph *g, int n, graph_post_kind kind, float a, float b, float c, float d)
-{
-    graph_node *nd = &g->nodes[n];
-    nd->post[nd->npost++] = (graph_post){.kind = kind, .a = a, .b = b, .c = c, .d = d, .input = -1};
-}
-
-/* An extra input t of node n read by a post-op (POST_SUM, POST_*_CHANNEL). */
-static void post_input(graph *g, int n, graph_post_kind kind, int t)
-{
-    graph_node *nd = &g->nodes[n];
-    int pos = nd->ninputs < 3 ? 3 : nd->ninputs;
-    nd->inputs = xrealloc(nd->inputs, (size_t)(pos + 1) * sizeof *nd->inputs);
-    for (int k = nd->ninputs; k < pos; k++)
-        nd->inputs[k] = -1;
-    nd->inputs[pos] = t;
-    nd->ninputs = pos + 1;
-    nd->post[nd->npost++] = (graph_post){.kind = kind, .input = pos};
 }
 
 /* x -> FAKEQUANT(scale, zp, qmin, qmax) -> y */
