@@ -13,8 +13,10 @@
 #      has the CPUs to itself; jobs just queue.
 #   2. the same at the machine's limit: wrk, 2 threads, 4 connections:
 #      req/s and p50/p99, vs what the CPUs allow (CPUs / sync p50).
-#   3. jobs/s with 2 workers draining a backlog of JOBS jobs, vs 2 / async
-#      p50 (target >= 85 %).
+#   3. jobs/s with 2 workers draining a backlog of JOBS jobs (first start to
+#      last finish, from the job records) vs two async benches run side by
+#      side just before (target >= 85 %), and vs the model time the jobs
+#      themselves recorded, which is the service's own overhead.
 #   4. async completion with an empty queue: POST then GET /job/{id}?wait=30,
 #      one at a time: client time POST -> result, and the job record's
 #      created -> finished, vs the async model's p50 (target 1.2x + 10 ms).
@@ -50,15 +52,8 @@ calc() { /usr/bin/python3 -c "print('%.2f' % ($1))" 2>/dev/null || echo nan; }
 echo "== model compute (tandem bench, 1 thread, 30 runs)"
 SYNC_MS=$("$TANDEM" bench --model "$SYNC_MODEL" --threads 1 --iterations 30 | num p50_ms)
 ASYNC_MS=$("$TANDEM" bench --model "$ASYNC_MODEL" --threads 1 --iterations 20 | num p50_ms)
-# Two inferences at once run slower than one alone (the two CPUs share caches
-# and memory bandwidth, and on this kind of VM perhaps a physical core): 2
-# benches side by side measure what the CPUs allow the 2 workers.
-"$TANDEM" bench --model "$ASYNC_MODEL" --threads 1 --iterations 20 >"$TMP/pair1.json" &
-ASYNC_PAIR_MS=$("$TANDEM" bench --model "$ASYNC_MODEL" --threads 1 --iterations 20 | num p50_ms)
-wait
-ASYNC_PAIR_MS=$(calc "($ASYNC_PAIR_MS + $(num p50_ms <"$TMP/pair1.json")) / 2")
 echo "sync  $(basename "$SYNC_MODEL"): p50 $SYNC_MS ms"
-echo "async $(basename "$ASYNC_MODEL"): p50 $ASYNC_MS ms alone, $ASYNC_PAIR_MS ms with a second bench beside it"
+echo "async $(basename "$ASYNC_MODEL"): p50 $ASYNC_MS ms"
 
 start_redis || { echo "redis-server did not start" >&2; exit 1; }
 PORT=$(free_port)
@@ -120,6 +115,15 @@ echo "== 3. jobs/s with 2 workers ($JOBS jobs queued, then the workers start)"
 # Keep exactly JOBS of the queued jobs; the images of the others just expire.
 rcli LTRIM queue:jobs 0 $((JOBS - 1)) >/dev/null
 queued=$(rcli LLEN queue:jobs)
+ids=$(rcli LRANGE queue:jobs 0 -1)
+# Two inferences at once run slower than one alone (the two CPUs share caches
+# and memory bandwidth): two benches side by side, just before the workers
+# start, measure what the CPUs allow them.
+"$TANDEM" bench --model "$ASYNC_MODEL" --threads 1 --iterations 20 >"$TMP/pair1.json" &
+other=$!
+pair=$("$TANDEM" bench --model "$ASYNC_MODEL" --threads 1 --iterations 20 | num p50_ms)
+wait "$other"
+pair=$(calc "($pair + $(num p50_ms <"$TMP/pair1.json")) / 2")
 before=$(rcli HGET metrics:workers processed)
 before=${before:-0}
 start_bg worker "$TANDEM" worker
@@ -129,15 +133,19 @@ up() { [ "$(rcli SCARD workers)" -ge 2 ]; }
 wait_until 60 up
 tstart=$(date +%s%N)
 wait_until 600 drained
-t1=$(date +%s%N)
-secs=$(calc "($t1 - $tstart) / 1e9")
+# The span from the first job's start to the last one's finish, read from
+# the job records (ms), not from this script's 0.1 s polling.
+read -r secs job_ms < <(for id in $ids; do echo "HMGET job:$id started finished inference_ms"; done |
+    rcli | /usr/bin/python3 -c "
+import statistics, sys
+v = sys.stdin.read().split()
+start, end, ms = [int(x) for x in v[0::3]], [int(x) for x in v[1::3]], [float(x) for x in v[2::3]]
+print('%.3f %.2f' % ((max(end) - min(start)) / 1000.0, statistics.median(ms)))")
 jps=$(calc "$queued / $secs")
-ideal=$(calc "2 * 1000 / $ASYNC_PAIR_MS")
-solo=$(calc "2 * 1000 / $ASYNC_MS")
-echo "$queued jobs in $secs s (after $(calc "($tstart - $t0) / 1e9") s of worker start-up): $jps jobs/s" \
-    "| 2 CPUs allow $ideal jobs/s (two side-by-side benches, $ASYNC_PAIR_MS ms each)" \
-    "| achieved $(calc "100 * $jps / $ideal") %, target >= 85 %" \
-    "| $(calc "100 * $jps / $solo") % of twice a lone bench's rate ($solo jobs/s)"
+ideal=$(calc "2 * 1000 / $pair")
+echo "$queued jobs in $secs s, first start to last finish (after $(calc "($tstart - $t0) / 1e9") s of worker start-up): $jps jobs/s"
+echo "  vs two side-by-side benches ($pair ms each, $ideal jobs/s): $(calc "100 * $jps / $ideal") %, target >= 85 %"
+echo "  vs the jobs' own model time (median $job_ms ms, $(calc "2000 / $job_ms") jobs/s): $(calc "100 * $jps * $job_ms / 2000") %"
 
 echo
 echo "== 4. async completion, empty queue, one job at a time ($ASYNC_RUNS runs)"
