@@ -75,7 +75,7 @@ $(BUILD)/libtandem.a: $(LIB_OBJS)
 $(BUILD)/tandem: $(MAIN_OBJS) $(BUILD)/libtandem.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/graph_build.h $(BUILD)/libtandem.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/graph_build.h tests/unit/backend_run.h $(BUILD)/libtandem.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libtandem.a $(LDLIBS_ALL)
 

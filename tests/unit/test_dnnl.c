@@ -8,19 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_run.h"
 #include "graph_build.h"
 #include "session.h"
 #include "test.h"
 
 /* ---- graph building ---------------------------------------------------- */
-
-static unsigned rng = 1;
-
-static float frand(void)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
-}
 
 /* The graph input (float unless dt says otherwise). */
 static int input(graph *g, tdm_dtype dt, int rank, ...)
@@ -70,60 +63,6 @@ static void fakequant_attrs(graph *g, int n, float scale, float zp, float qmin, 
 
 /* ---- running both backends -------------------------------------------- */
 
-typedef void (*builder)(graph *g, int variant);
-
-typedef struct result {
-    float *out;
-    size_t n;
-    session_stats st;
-} result;
-
-static int run_backend(builder b, int variant, tdm_backend backend, tdm_precision prec,
-                       int threads, result *r)
-{
-    tdm_model *m = calloc(1, sizeof *m);
-    char err[256];
-    rng = 1000u + (unsigned)variant;
-    m->g = graph_new();
-    b(m->g, variant);
-    tdm_options_init(&m->opt);
-    m->opt.backend = backend;
-    m->opt.precision = prec;
-    m->opt.threads = threads;
-    pthread_mutex_init(&m->lock, NULL);
-    tdm_session *s = NULL;
-    int batch = (int)m->g->tensors[m->g->inputs[0]].dims[0];
-    int rc = tdm_session_create(m, batch, &s, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "  session: %s\n", err);
-        tdm_model_free(m);
-        return rc;
-    }
-    size_t nin = tdm_session_input_bytes(s), nout = tdm_session_output_bytes(s);
-    unsigned char *in = malloc(nin);
-    tdm_tensor_info ii;
-    tdm_session_input_info(s, &ii);
-    rng = 77;
-    for (size_t i = 0; i < nin; i++) {
-        if (ii.dtype == TDM_DTYPE_FLOAT && i % 4 == 0) {
-            float v = frand() * 2.0f;
-            memcpy(in + i, &v, 4);
-            i += 3;
-        } else {
-            in[i] = (unsigned char)(frand() * 127.0f);
-        }
-    }
-    r->out = malloc(nout);
-    r->n = nout / 4;
-    rc = tdm_session_run(s, in, nin, r->out, nout);
-    if (rc) fprintf(stderr, "  run: %s\n", tdm_session_error(s));
-    session_get_stats(s, &r->st);
-    free(in);
-    tdm_session_free(s);
-    tdm_model_free(m);
-    return rc;
-}
-
 /* Runs variant through both backends: outputs must agree within tol of the
  * largest magnitude (elements may differ by up to `step` on at most 1 % of
  * them when step > 0: fake quantisation ties), and the DNNL session must run
@@ -133,8 +72,8 @@ static int compare(builder b, int variant, tdm_precision prec, double tol, doubl
 {
     result ref = {0}, dn = {0};
     int bad = 1;
-    if (run_backend(b, variant, TDM_BACKEND_REF, TDM_PRECISION_FP32, 1, &ref) ||
-        run_backend(b, variant, TDM_BACKEND_DNNL, prec, 2, &dn))
+    if (run_backend(b, variant, TDM_BACKEND_REF, TDM_PRECISION_FP32, 1, 2.0f, &ref) ||
+        run_backend(b, variant, TDM_BACKEND_DNNL, prec, 2, 2.0f, &dn))
         goto out;
     if (ref.n != dn.n || ref.n == 0) {
         fprintf(stderr, "  output sizes %zu vs %zu\n", ref.n, dn.n);

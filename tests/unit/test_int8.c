@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_run.h"
 #include "dnnl_int8.h"
 #include "graph_build.h"
 #include "session.h"
@@ -88,14 +89,6 @@ TEST(weight_scale_refuses_off_grid_weights)
 }
 
 /* ---- graph building ----------------------------------------------------- */
-
-static unsigned rng = 1;
-
-static float frand(void)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
-}
 
 /* A float constant of n values: integers in [-127, 127] times scale (an
  * int8 exporter's weights), or off any grid when scale is 0. */
@@ -316,49 +309,6 @@ static void qmatmul_graph(graph *g, int v)
     mark_output(g, y);
 }
 
-typedef void (*builder)(graph *g, int v);
-
-typedef struct result {
-    float *out;
-    size_t n;
-    session_stats st;
-} result;
-
-static int run_backend(builder b, int v, tdm_backend backend, result *r)
-{
-    tdm_model *m = calloc(1, sizeof *m);
-    char err[256];
-    rng = 1000u + (unsigned)v;
-    m->g = graph_new();
-    b(m->g, v);
-    tdm_options_init(&m->opt);
-    m->opt.backend = backend;
-    m->opt.threads = 1;
-    pthread_mutex_init(&m->lock, NULL);
-    tdm_session *s = NULL;
-    int rc =
-        tdm_session_create(m, (int)m->g->tensors[m->g->inputs[0]].dims[0], &s, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "  session: %s\n", err);
-        tdm_model_free(m);
-        return rc;
-    }
-    size_t nin = tdm_session_input_bytes(s), nout = tdm_session_output_bytes(s);
-    float *in = malloc(nin);
-    rng = 77;
-    for (size_t i = 0; i < nin / sizeof *in; i++)
-        in[i] = frand() * 4.0f;
-    r->out = malloc(nout);
-    r->n = nout / sizeof(float);
-    rc = tdm_session_run(s, in, nin, r->out, nout);
-    if (rc) fprintf(stderr, "  run: %s\n", tdm_session_error(s));
-    session_get_stats(s, &r->st);
-    free(in);
-    tdm_session_free(s);
-    tdm_model_free(m);
-    return rc;
-}
-
 /* Runs case v on both backends: the outputs may differ by one step of the
  * output grid on at most 1 % of the elements (rounding ties), and the DNNL
  * session must have run int8_min..int8_max primitives writing 8-bit data. */
@@ -366,7 +316,8 @@ static int compare_graph(builder b, int v, double step, int int8_min, int int8_m
 {
     result ref = {0}, dn = {0};
     int bad = 1;
-    if (run_backend(b, v, TDM_BACKEND_REF, &ref) || run_backend(b, v, TDM_BACKEND_DNNL, &dn))
+    if (run_backend(b, v, TDM_BACKEND_REF, TDM_PRECISION_FP32, 1, 4.0f, &ref) ||
+        run_backend(b, v, TDM_BACKEND_DNNL, TDM_PRECISION_FP32, 1, 4.0f, &dn))
         goto out;
     if (ref.n != dn.n || ref.n == 0) goto out;
     size_t off = 0;
@@ -409,7 +360,8 @@ TEST(malformed_quantisation_stays_in_float)
 TEST(zero_scale_is_an_error_not_a_crash)
 {
     result r = {0};
-    ASSERT(run_backend(qconv_graph, NCASES - 1, TDM_BACKEND_DNNL, &r) != 0);
+    ASSERT(run_backend(qconv_graph, NCASES - 1, TDM_BACKEND_DNNL, TDM_PRECISION_FP32, 1, 4.0f,
+                       &r) != 0);
     free(r.out);
 }
 
@@ -446,7 +398,7 @@ TEST(dequantized_input_feeds_an_int8_convolution)
     ASSERT_EQ(compare_graph(dequant_graph, 0, 0.02, 1, 1), 0);
     /* Mismatched zero point type: an error or the float path, no crash. */
     result r = {0};
-    int rc = run_backend(dequant_graph, 1, TDM_BACKEND_DNNL, &r);
+    int rc = run_backend(dequant_graph, 1, TDM_BACKEND_DNNL, TDM_PRECISION_FP32, 1, 4.0f, &r);
     ASSERT(rc != 0 || r.st.int8_steps == 0);
     free(r.out);
 }
