@@ -181,12 +181,7 @@ int dnq_drop_requant(graph *g)
             !same_grid(&in, &out))
             continue;
         n->dead = true;
-        for (int j = 0; j < g->nnodes; j++) {
-            graph_node *r = &g->nodes[j];
-            if (r->dead) continue;
-            for (int k = 0; k < r->ninputs; k++)
-                if (r->inputs[k] == y) r->inputs[k] = x;
-        }
+        graph_replace_uses(g, y, x);
     }
     return graph_compact(g);
 }

@@ -296,6 +296,16 @@ int64_t graph_tensor_numel(const graph_tensor *t)
 /* Counts reads, so a node that reads t twice (Mul(x, x)) counts twice: a
  * fusion that needs "the only reader" must not fire on it. A POST_SUM addend
  * is one of node->inputs, so it is counted like any other read. */
+void graph_replace_uses(graph *g, int from, int to)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        graph_node *n = &g->nodes[i];
+        if (n->dead) continue;
+        for (int k = 0; k < n->ninputs; k++)
+            if (n->inputs[k] == from) n->inputs[k] = to;
+    }
+}
+
 int graph_consumers(const graph *g, int tensor)
 {
     int count = 0;

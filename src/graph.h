@@ -191,6 +191,10 @@ void graph_attr_set_string(graph_node *n, const char *name, const char *v);
 /* Element count of a tensor with known shape, or -1 if any dim is unknown. */
 int64_t graph_tensor_numel(const graph_tensor *t);
 
+/* Makes every live node that reads tensor `from` (as an input or a post-op
+ * operand) read `to` instead. */
+void graph_replace_uses(graph *g, int from, int to);
+
 /* Number of live nodes reading tensor t (including as a POST_SUM addend), plus
  * one if it is a graph output. */
 int graph_consumers(const graph *g, int tensor);

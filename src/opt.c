@@ -98,17 +98,6 @@ static bool const_uniform(const graph *g, int t, double *v)
     return true;
 }
 
-/* Replaces every read of tensor from by tensor to in live nodes. */
-static void replace_uses(graph *g, int from, int to)
-{
-    for (int i = 0; i < g->nnodes; i++) {
-        graph_node *n = &g->nodes[i];
-        if (n->dead) continue;
-        for (int k = 0; k < n->ninputs; k++)
-            if (n->inputs[k] == from) n->inputs[k] = to;
-    }
-}
-
 /* The only live node reading tensor t, or -1 when there is not exactly one
  * reader or t is a graph output. */
 static int sole_consumer(const graph *g, int t)
@@ -380,7 +369,7 @@ static int remove_passthrough(graph *g)
         int x = n->inputs[0], y = n->outputs[0];
         if (!g->tensors[y].is_output) {
             n->dead = true;
-            replace_uses(g, y, x);
+            graph_replace_uses(g, y, x);
             continue;
         }
         graph_tensor *xt = &g->tensors[x];
@@ -398,7 +387,7 @@ static int remove_passthrough(graph *g)
         g->tensors[y].producer = p;
         xt->producer = -1;
         n->dead = true;
-        replace_uses(g, x, y);
+        graph_replace_uses(g, x, y);
     }
     return 0;
 }
