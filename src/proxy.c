@@ -580,7 +580,7 @@ static int load_model(struct proxy *p)
         LOG(ERROR, "%s: %s", p->cfg.sync_model_path, err);
         return rc;
     }
-    p->pp.max_pixels = (uint64_t)p->cfg.max_pixels;
+    config_image_limits(&p->cfg, &p->pp.limits);
     if (p->cfg.labels_path[0]) {
         tdm_labels *labels;
         rc = tdm_labels_load(p->cfg.labels_path, &labels, err, sizeof err);

@@ -98,7 +98,7 @@ static int load_model(struct worker *w)
     rc = tdm_preprocess_for_model(w->model, cfg->async_model_path, &w->pp, err, sizeof err);
     if (rc) goto fail;
     w->pp_ready = 1;
-    w->pp.max_pixels = (uint64_t)cfg->max_pixels;
+    config_image_limits(cfg, &w->pp.limits);
     tdm_tensor_info out;
     rc = tdm_session_output_info(w->session, &out);
     if (rc) {
