@@ -525,6 +525,14 @@ static int abort_on_stop(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, 
     return atomic_load(&d->w->stop) ? 1 : 0;
 }
 
+/* curl_slist_append keeps the list when it fails: remember the failure. */
+static struct curl_slist *append(struct curl_slist *l, const char *s, int *failed)
+{
+    struct curl_slist *n = *failed ? NULL : curl_slist_append(l, s);
+    if (!n) *failed = 1;
+    return n ? n : l;
+}
+
 /* One POST. Returns the HTTP status, or -1 with the reason in err. */
 static long post(struct deliverer *d, const webhook_target *t, const char *msg_id, const char *body,
                  char *err, size_t errlen)
@@ -540,20 +548,23 @@ static long post(struct deliverer *d, const webhook_target *t, const char *msg_i
         return -1;
     }
     curl_easy_reset(c);
-    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    int failed = 0;
+    hdrs = append(hdrs, "Content-Type: application/json", &failed);
+    /* No "Expect: 100-continue" round trip before the body. */
+    hdrs = append(hdrs, "Expect:", &failed);
     snprintf(line, sizeof line, "webhook-id: %s", msg_id);
-    hdrs = hdrs ? curl_slist_append(hdrs, line) : NULL;
+    hdrs = append(hdrs, line, &failed);
     snprintf(line, sizeof line, "webhook-timestamp: %lld", ts);
-    hdrs = hdrs ? curl_slist_append(hdrs, line) : NULL;
+    hdrs = append(hdrs, line, &failed);
     snprintf(line, sizeof line, "webhook-signature: %s", sig);
-    hdrs = hdrs ? curl_slist_append(hdrs, line) : NULL;
+    hdrs = append(hdrs, line, &failed);
     if (!t->host_is_ip) {
         snprintf(line, sizeof line, "%s:%d:%s%s%s", t->host, t->port,
                  t->addr.ss_family == AF_INET6 ? "[" : "", t->addr_text,
                  t->addr.ss_family == AF_INET6 ? "]" : "");
-        resolve = curl_slist_append(NULL, line);
+        resolve = append(resolve, line, &failed);
     }
-    if (!hdrs || (!t->host_is_ip && !resolve)) {
+    if (failed) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }

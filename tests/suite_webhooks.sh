@@ -39,7 +39,7 @@ HPORT=$(free_port)
 SECRET=whsec_$(head -c 32 /dev/urandom | base64 -w0)
 export REDIS_HOST=127.0.0.1 REDIS_PORT=$RPORT SYNC_MODEL_PATH=$FAST ASYNC_MODEL_PATH=$SLOW \
     PORT NUM_WORKERS=2 SYNC_THREADS=2 JOB_TTL=3600 MAX_QUEUE=1000 LOG_LEVEL=info \
-    QUEUE_NAME=queue:jobs WEBHOOK_ALLOW=127.0.0.1 WEBHOOK_SECRET=$SECRET WEBHOOK_BACKOFF_MS=200 \
+    QUEUE_NAME=queue:jobs WEBHOOK_ALLOW="127.0.0.1, localhost:$HPORT" WEBHOOK_SECRET=$SECRET WEBHOOK_BACKOFF_MS=200 \
     WEBHOOK_MAX_ATTEMPTS=3 WEBHOOK_TIMEOUT_MS=3000
 unset LABELS_PATH JOB_ID_LENGTH
 URL=http://127.0.0.1:$PORT
@@ -99,7 +99,7 @@ if ! wait_until 30 health || ! wait_until 10 listening; then
     finish
     exit 1
 fi
-check "the proxy logs that webhooks are on" grep -q 'webhooks on: destinations 127.0.0.1' "$TMP/proxy.log"
+check "the proxy logs that webhooks are on" grep -q 'webhooks on: destinations 127.0.0.1, localhost' "$TMP/proxy.log"
 
 # ---- agreement -----------------------------------------------------------------------
 declare -A FASTL
@@ -167,6 +167,14 @@ h2_ok() { hooks verify "$H2" >/dev/null && grep -qF '"path": "/ok/raw?x=1&y=2"' 
 check "a raw image body with ?callback_url= (URL-encoded, with its own query) is delivered there" \
     h2_ok
 
+# A listed name: resolved once by the proxy, connected to at the checked
+# address, and the request still names the host.
+req h5 -X POST -H 'Content-Type: image/png' --data-binary @"$CAT" "$URL/predict?callback_url=http://LocalHost:$HPORT/ok/name"
+H5=$(jget h5 job_id)
+wait_until 30 got_one "$H5"
+h5_ok() { hooks verify "$H5" >/dev/null && grep -F "\"webhook-id\": \"$H5\"" "$LOG" | grep -qiF "\"host\": \"localhost:$HPORT\""; }
+check "a callback to a listed name (localhost:$HPORT) is delivered, Host header kept" h5_ok
+
 # ---- retries -------------------------------------------------------------------------
 req h3 -X POST -H 'Content-Type: application/json' --data-binary @"$(cat_file "$HOOK/flaky/2")" "$URL/predict"
 H3=$(jget h3 job_id)
@@ -218,7 +226,7 @@ refused "IPv4-mapped metadata address" "http://[::ffff:169.254.169.254]/"
 refused "decimal spelling of 10.0.0.1" "http://167772161/"
 refused "public address not in WEBHOOK_ALLOW" "http://93.184.216.34/"
 refused "a name not in WEBHOOK_ALLOW (not even looked up)" "http://example.com/hook"
-refused "localhost: a name, and only 127.0.0.1 is listed" "http://localhost:$HPORT/ok/localhost"
+refused "localhost at a port other than the listed one" "http://localhost:$RPORT/ok/localhost"
 refused "gopher:// to Redis" "gopher://127.0.0.1:$RPORT/_FLUSHALL"
 refused "credentials in the URL" "http://u:p@127.0.0.1:$HPORT/ok/cred"
 refused "not a URL" "hook"
@@ -273,8 +281,8 @@ check "... and match the job records ($n_agree of $n_total agree)" \
 delivered_n=$(metric 'tandem_webhook_attempts_total{result="delivered"}')
 retried_n=$(metric 'tandem_webhook_attempts_total{result="retried"}')
 failed_n=$(metric 'tandem_webhook_attempts_total{result="failed"}')
-check "webhook counters: delivered $delivered_n (= 23), retried $retried_n (2 + 2), failed $failed_n (1)" \
-    bash -c "[ '$delivered_n' = 23 ] && [ '$retried_n' = 4 ] && [ '$failed_n' = 1 ]"
+check "webhook counters: delivered $delivered_n (= 24), retried $retried_n (2 + 2), failed $failed_n (1)" \
+    bash -c "[ '$delivered_n' = 24 ] && [ '$retried_n' = 4 ] && [ '$failed_n' = 1 ]"
 check "nothing left to deliver (webhooks:due empty)" test "$(rcli ZCARD webhooks:due)" -eq 0
 
 # ---- shutdown -------------------------------------------------------------------------------
