@@ -749,9 +749,9 @@ int cli_proxy(int argc, char **argv)
                               .timeout_ms = p->cfg.redis_timeout_ms,
                               .queue_name = p->cfg.queue_name,
                               .job_ttl = p->cfg.job_ttl};
-    char err[512];
-    if (webhook_start(&p->cfg, &p->qopt, &p->hooks, err, sizeof err)) {
-        LOG(ERROR, "webhooks: %s", err);
+    char werr[512];
+    if (webhook_start(&p->cfg, &p->qopt, &p->hooks, werr, sizeof werr)) {
+        LOG(ERROR, "webhooks: %s", werr);
         goto out;
     }
     if (p->cfg.webhook_allow[0])
@@ -779,6 +779,7 @@ int cli_proxy(int argc, char **argv)
                        .max_body = (size_t)p->cfg.max_body_bytes,
                        .handler = on_request,
                        .ud = p};
+    char err[256];
     if (http_start(&ho, &p->http, err, sizeof err)) {
         LOG(ERROR, "%s", err);
         goto out;
