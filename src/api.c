@@ -189,6 +189,7 @@ char *api_b64_encode(const void *data, size_t len, size_t *out_len)
 void api_image_clear(api_image *img)
 {
     free(img->owned);
+    free(img->callback_url);
     memset(img, 0, sizeof *img);
 }
 
@@ -243,6 +244,7 @@ static int parse_json_body(const char *body, size_t len, api_image *out, char *e
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     int rc = API_ERR_BAD_REQUEST;
     unsigned char *bin = NULL;
+    char *url = NULL;
     size_t n = 0;
     if (!root) {
         snprintf(err, errlen, "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
@@ -280,11 +282,27 @@ static int parse_json_body(const char *body, size_t len, api_image *out, char *e
     if (rc) goto out;
     rc = check_image(bin, n, err, errlen);
     if (rc) goto out;
+    json_t *cb = json_object_get(root, "callback_url");
+    if (cb && !json_is_null(cb)) {
+        if (!json_is_string(cb)) {
+            rc = API_ERR_BAD_REQUEST;
+            snprintf(err, errlen, "\"callback_url\" must be a string (an http or https URL)");
+            goto out;
+        }
+        if (!(url = strdup(json_string_value(cb)))) {
+            rc = API_ERR_NOMEM;
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+    }
     out->data = bin;
     out->len = n;
     out->owned = bin;
+    out->callback_url = url;
     bin = NULL;
+    url = NULL;
 out:
+    free(url);
     free(bin);
     json_decref(root);
     return rc;
@@ -414,6 +432,16 @@ char *api_job_json(const char *id, const queue_job *job)
     if (job->created_ms) json_object_set_new(j, "created_ms", json_integer(job->created_ms));
     if (job->started_ms) json_object_set_new(j, "started_ms", json_integer(job->started_ms));
     if (job->finished_ms) json_object_set_new(j, "finished_ms", json_integer(job->finished_ms));
+    if (job->sync_label) json_object_set_new(j, "fast_prediction", str(job->sync_label));
+    if (done && job->agreement != QUEUE_AGREE_UNKNOWN)
+        json_object_set_new(j, "agrees_with_fast", json_boolean(job->agreement == QUEUE_AGREE_YES));
+    /* The destination itself stays out: a URL may carry a token in its query. */
+    if (job->webhook[0]) {
+        json_t *h =
+            json_pack("{s:s,s:i}", "status", job->webhook, "attempts", job->webhook_attempts);
+        if (h && job->webhook_error) json_object_set_new(h, "error", str(job->webhook_error));
+        if (h) json_object_set_new(j, "webhook", h);
+    }
     if (job->sync_label) {
         json_t *s = json_object();
         json_object_set_new(s, "prediction", str(job->sync_label));

@@ -58,6 +58,7 @@ typedef struct api_image {
     const unsigned char *data;
     size_t len;
     unsigned char *owned; /* the decoded copy when the body was JSON, else NULL */
+    char *callback_url;   /* a JSON body's "callback_url" (unchecked), else NULL */
 } api_image;
 
 void api_image_clear(api_image *img);
@@ -103,7 +104,9 @@ typedef struct api_prediction {
 char *api_prediction_json(const api_prediction *p);
 
 /* {"<id>": {"prediction": label or "", "status", "attempts", "error" (when
- * there is one), "top5", "model", "inference_ms", "sync": {...}}} */
+ * there is one), "top5", "model", "inference_ms", "fast_prediction",
+ * "agrees_with_fast" (once done), "webhook": {"status", "attempts", "error"}
+ * (with a callback), "sync": {...}}} */
 char *api_job_json(const char *id, const queue_job *job);
 
 #endif

@@ -78,6 +78,18 @@ static const struct opt opts[] = {
      "seconds a silent worker counts as alive"},
     {"LOG_LEVEL", OPT_LEVEL, "info", 0, 0, FIELD(log_level), P | W | U,
      "debug, info, warn or error"},
+    {"WEBHOOK_ALLOW", OPT_STR, "", 0, 0, FIELD(webhook_allow), P | U,
+     "callback_url destinations: host[:port], IP[:port] or CIDR, comma-separated (empty: off)"},
+    {"WEBHOOK_SECRET", OPT_STR, "", 0, 0, FIELD(webhook_secret), P | U,
+     "webhook signing key, whsec_<base64 of 24-64 bytes> (needed with WEBHOOK_ALLOW)"},
+    {"WEBHOOK_MAX_ATTEMPTS", OPT_INT, "6", 1, 50, FIELD(webhook_max_attempts), P | U,
+     "webhook delivery attempts before it is given up"},
+    {"WEBHOOK_BACKOFF_MS", OPT_INT, "1000", 10, 3600000, FIELD(webhook_backoff_ms), P | U,
+     "delay before the first webhook retry (ms); doubles each retry, at most 1 h"},
+    {"WEBHOOK_TIMEOUT_MS", OPT_INT, "5000", 100, 120000, FIELD(webhook_timeout_ms), P | U,
+     "time limit of one webhook attempt (ms)"},
+    {"WEBHOOK_THREADS", OPT_INT, "2", 1, 64, FIELD(webhook_threads), P | U,
+     "webhook delivery threads per proxy"},
 };
 
 #undef P
@@ -229,7 +241,9 @@ void config_print(FILE *f, int roles, const struct config *cfg)
                                                  : (long long)*(const int *)field);
             break;
         case OPT_STR:
-            fprintf(f, "%s=%s\n", o->env, field);
+            /* A secret is not echoed: only whether it is set. */
+            fprintf(f, "%s=%s\n", o->env,
+                    strstr(o->env, "_SECRET") && *field ? "(set, not shown)" : field);
             break;
         case OPT_LEVEL: {
             /* Lower case, as the variable is written. */

@@ -50,6 +50,12 @@ struct config {
     int max_attempts;         /* MAX_ATTEMPTS */
     int heartbeat_ttl;        /* HEARTBEAT_TTL, seconds */
     int log_level;            /* LOG_LEVEL: enum log_level */
+    char webhook_allow[CONFIG_PATH_MAX];  /* WEBHOOK_ALLOW; "" = webhooks off */
+    char webhook_secret[CONFIG_NAME_MAX]; /* WEBHOOK_SECRET: whsec_<base64> */
+    int webhook_max_attempts;             /* WEBHOOK_MAX_ATTEMPTS */
+    int webhook_backoff_ms;               /* WEBHOOK_BACKOFF_MS: first retry delay, doubling */
+    int webhook_timeout_ms;               /* WEBHOOK_TIMEOUT_MS: one attempt, connect to answer */
+    int webhook_threads;                  /* WEBHOOK_THREADS: delivery threads per proxy */
 };
 
 /* Fills every field with its default (sync_threads resolved to the CPU count). */

@@ -44,6 +44,7 @@
 #include "queue.h"
 #include "tandem/engine.h"
 #include "tandem/image.h"
+#include "webhook.h"
 
 /* The sample picture of GET /predict/test (data/sample.jpg, a landscape drawn
  * for this project), built into the binary so the endpoint works wherever the
@@ -86,6 +87,8 @@ struct task {
     double wait_s;
     struct timespec deadline;
     int held; /* with the waiter thread */
+    int has_callback; /* ?callback_url= was given (the JSON field comes with the body) */
+    char callback_url[WEBHOOK_URL_MAX + 1];
 };
 
 struct taskq {
@@ -128,6 +131,7 @@ struct proxy {
     atomic_int nwaiting;
     char wake_key[128]; /* queue_wait_any's wake key: one per proxy process */
     atomic_int stopping;
+    webhook *hooks; /* callback_url checks and delivery threads (webhook.h) */
 };
 
 static double ms_since(const struct timespec *t0)
@@ -239,6 +243,18 @@ static void do_predict(struct worker *w, struct task *t)
             goto out;
         }
     }
+    const char *callback = img.callback_url;
+    if (t->has_callback && callback) {
+        reply_error(r, t->ep, 400, "callback_url given both in the body and in the query");
+        goto out;
+    }
+    if (t->has_callback) callback = t->callback_url;
+    if (callback && webhook_check(p->hooks, callback, err, sizeof err)) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "callback_url refused: %s", err);
+        reply_error(r, t->ep, 400, msg);
+        goto out;
+    }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = tdm_image_to_input(img.data, img.len, &p->pp, w->in, w->in_len, err, sizeof err);
@@ -276,6 +292,7 @@ static void do_predict(struct worker *w, struct task *t)
                         .sync_label = label,
                         .sync_model = p->model_name,
                         .sync_top5 = top_json,
+                        .callback_url = callback,
                         .id_len = p->cfg.job_id_length,
                         .max_backlog = p->cfg.max_queue};
     char id[QUEUE_ID_MAX + 1];
@@ -547,6 +564,16 @@ static void on_request(void *ud, http_request *r)
     }
     const char *ct = http_header(r, "Content-Type");
     if (ct) snprintf(t->content_type, sizeof t->content_type, "%s", ct);
+    const char *cb = http_query(r, "callback_url");
+    if (cb && strlen(cb) >= sizeof t->callback_url) {
+        free(t);
+        reply_error(r, ep, 400, "callback_url is longer than 2048 characters");
+        return;
+    }
+    if (cb) {
+        t->has_callback = 1;
+        snprintf(t->callback_url, sizeof t->callback_url, "%s", cb);
+    }
     int is_infer = ep == API_EP_PREDICT || ep == API_EP_PREDICT_TEST;
     if (taskq_push(is_infer ? &p->infer_q : &p->io_q, t)) {
         free(t);
@@ -722,6 +749,14 @@ int cli_proxy(int argc, char **argv)
                               .timeout_ms = p->cfg.redis_timeout_ms,
                               .queue_name = p->cfg.queue_name,
                               .job_ttl = p->cfg.job_ttl};
+    char werr[512];
+    if (webhook_start(&p->cfg, &p->qopt, &p->hooks, werr, sizeof werr)) {
+        LOG(ERROR, "webhooks: %s", werr);
+        goto out;
+    }
+    if (p->cfg.webhook_allow[0])
+        LOG(INFO, "webhooks on: destinations %s, %d delivery threads, %d attempts",
+            p->cfg.webhook_allow, p->cfg.webhook_threads, p->cfg.webhook_max_attempts);
     if (load_model(p)) goto out;
     p->ninfer = p->cfg.sync_threads;
     p->infer = calloc((size_t)p->ninfer, sizeof *p->infer);
@@ -761,6 +796,7 @@ int cli_proxy(int argc, char **argv)
     status = 0;
 out:
     shutdown_proxy(p);
+    webhook_stop(p->hooks);
     if (p->infer)
         for (int i = 0; i < p->ninfer; i++)
             worker_free(&p->infer[i]);

@@ -417,4 +417,83 @@ TEST(metrics_text)
     free(t);
 }
 
+TEST(job_answer_agreement_and_webhook)
+{
+    queue_job job;
+    memset(&job, 0, sizeof job);
+    snprintf(job.status, sizeof job.status, "running");
+    job.sync_label = (char *)"tabby";
+    json_t *v = load(api_job_json("abc123", &job));
+    json_t *j = json_object_get(v, "abc123");
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "fast_prediction")), "tabby");
+    ASSERT(!json_object_get(j, "agrees_with_fast")); /* not before it is done */
+    ASSERT(!json_object_get(j, "webhook"));
+    json_decref(v);
+    snprintf(job.status, sizeof job.status, "done");
+    job.label = (char *)"tabby";
+    job.agreement = QUEUE_AGREE_YES;
+    job.callback_url = (char *)"http://127.0.0.1:9/hook?token=secret";
+    snprintf(job.webhook, sizeof job.webhook, "pending");
+    job.webhook_attempts = 2;
+    job.webhook_error = (char *)"HTTP 500";
+    v = load(api_job_json("abc123", &job));
+    j = json_object_get(v, "abc123");
+    ASSERT(json_is_true(json_object_get(j, "agrees_with_fast")));
+    json_t *h = json_object_get(j, "webhook");
+    ASSERT_STR_EQ(json_string_value(json_object_get(h, "status")), "pending");
+    ASSERT_EQ(json_integer_value(json_object_get(h, "attempts")), 2);
+    ASSERT_STR_EQ(json_string_value(json_object_get(h, "error")), "HTTP 500");
+    char *text = json_dumps(v, 0);
+    ASSERT(!strstr(text, "token=secret")); /* the destination is not shown */
+    free(text);
+    json_decref(v);
+    job.label = (char *)"tiger cat";
+    job.agreement = QUEUE_AGREE_NO;
+    v = load(api_job_json("abc123", &job));
+    j = json_object_get(v, "abc123");
+    ASSERT(json_is_false(json_object_get(j, "agrees_with_fast")));
+    json_decref(v);
+}
+
+TEST(predict_body_callback_url)
+{
+    api_image img = {0};
+    char err[512];
+    char *b64 = api_b64_encode(jpeg, sizeof jpeg, NULL);
+    char body[256];
+    snprintf(body, sizeof body, "{\"image_data\":\"%s\",\"callback_url\":\"http://h/x\"}", b64);
+    ASSERT_EQ(parse("application/json", body, strlen(body), &img, err), API_OK);
+    ASSERT_STR_EQ(img.callback_url, "http://h/x");
+    api_image_clear(&img);
+    ASSERT(img.callback_url == NULL);
+    snprintf(body, sizeof body, "{\"image_data\":\"%s\",\"callback_url\":null}", b64);
+    ASSERT_EQ(parse("application/json", body, strlen(body), &img, err), API_OK);
+    ASSERT(img.callback_url == NULL);
+    api_image_clear(&img);
+    snprintf(body, sizeof body, "{\"image_data\":\"%s\",\"callback_url\":42}", b64);
+    expect_refused(failed_, "application/json", body, strlen(body), API_ERR_BAD_REQUEST,
+                   "callback_url");
+    free(b64);
+}
+
+TEST(metrics_agreement_and_webhooks)
+{
+    queue_stats st;
+    memset(&st, 0, sizeof st);
+    st.agree = 5;
+    st.upgrade = 3;
+    st.webhook_delivered = 7;
+    st.webhook_retried = 2;
+    st.webhook_failed = 1;
+    size_t len = 0;
+    char *t = metrics_render(&st, &len);
+    ASSERT(t != NULL);
+    ASSERT(strstr(t, "tandem_fast_slow_agreement_total{result=\"agree\"} 5\n"));
+    ASSERT(strstr(t, "tandem_fast_slow_agreement_total{result=\"upgrade\"} 3\n"));
+    ASSERT(strstr(t, "tandem_webhook_attempts_total{result=\"delivered\"} 7\n"));
+    ASSERT(strstr(t, "tandem_webhook_attempts_total{result=\"retried\"} 2\n"));
+    ASSERT(strstr(t, "tandem_webhook_attempts_total{result=\"failed\"} 1\n"));
+    free(t);
+}
+
 TEST_MAIN()
