@@ -21,7 +21,8 @@ schema_check() { # both checkers must pass
 }
 
 if ! /usr/bin/python3 -c 'import kubernetes, yaml' 2>/dev/null ||
-    [ ! -d node_modules/kubernetes-models ] || [ ! -x "$TANDEM" ]; then
+    ! (cd tests/k8s && node -e "require.resolve('kubernetes-models/package.json'); require.resolve('@kubernetes-models/keda/package.json')") 2>/dev/null ||
+    [ ! -x "$TANDEM" ]; then
     bad "prerequisites" "need python3-kubernetes, python3-yaml, npm kubernetes-models (make deps) and $TANDEM"
     finish
     exit 1
@@ -38,6 +39,33 @@ listed=$(/usr/bin/python3 -c 'import sys, yaml; print("\n".join(sorted(yaml.safe
     "$K8S/kustomization.yaml")
 present=$(cd "$K8S" && ls *.yaml | grep -vx kustomization.yaml | sort)
 check "kustomization.yaml lists exactly the manifests" test "$listed" = "$present"
+
+# The compose file's Sentinel variant: parses, three sentinels watch the
+# master, and proxy and workers find it through all three.
+compose=$(/usr/bin/python3 - "$TANDEM" <<'PY' 2>&1
+import re, subprocess, sys, yaml
+c = yaml.safe_load(open("docker-compose.sentinel.yml"))
+s = c["services"]
+errs = []
+sentinels = sorted(k for k in s if k.startswith("sentinel-"))
+if len(sentinels) != 3: errs.append("three sentinels")
+known = set(re.findall(r"^  ([A-Z][A-Z0-9_]+)\s", subprocess.run([sys.argv[1], "proxy", "--help"],
+            capture_output=True, text=True).stdout, re.M))
+for name in ("proxy", "worker"):
+    env = s[name]["environment"]
+    listed = sorted(h.split(":")[0] for h in env.get("REDIS_SENTINELS", "").split(","))
+    if listed != sentinels: errs.append(f"{name} lists the sentinels")
+    if str(env.get("REDIS_MIN_REPLICAS")) != "1": errs.append(f"{name} REDIS_MIN_REPLICAS=1")
+    for k in env:
+        if k not in known and k not in ("ASYNC_MODEL_PATH", "NUM_WORKERS"): errs.append(f"{name}: unknown {k}")
+for k in sentinels:
+    if "monitor mymaster redis-a" not in " ".join(s[k]["command"]): errs.append(f"{k} monitors redis-a")
+if "--replicaof" not in s["redis-b"]["command"]: errs.append("redis-b replicates redis-a")
+print("; ".join(errs) if errs else "fine")
+PY
+)
+check "docker-compose.sentinel.yml: master, replica, 3 sentinels, tandem through them ($compose)" \
+    test "$compose" = fine
 
 # Broken copies: each must be refused by the checker that owns the rule.
 mutate() { # name, file, sed expression
