@@ -11,7 +11,7 @@ packages=(
     libdnnl-dev libhiredis-dev libmicrohttpd-dev libjansson-dev
     libjpeg62-turbo-dev libspng-dev libsodium-dev libcurl4-openssl-dev libssl-dev
     redis-server curl wrk
-    python3-torchvision python3-onnx python3-numpy python3-pil python3-yaml
+    python3-torchvision python3-onnx python3-numpy python3-pil python3-yaml python3-kubernetes
 )
 # The machine image ships Node.js with its own npm; Debian's npm would clash with it.
 command -v npm >/dev/null || packages+=(nodejs npm)

@@ -33,6 +33,13 @@ struct config {
     char redis_host[CONFIG_NAME_MAX];       /* REDIS_HOST */
     int redis_port;                         /* REDIS_PORT */
     int redis_timeout_ms;                   /* REDIS_TIMEOUT_MS */
+    char redis_username[CONFIG_NAME_MAX];   /* REDIS_USERNAME */
+    char redis_password[CONFIG_NAME_MAX];   /* REDIS_PASSWORD */
+    char redis_sentinels[CONFIG_PATH_MAX];  /* REDIS_SENTINELS; "" = plain REDIS_HOST */
+    char redis_master_name[CONFIG_NAME_MAX]; /* REDIS_MASTER_NAME */
+    char redis_sentinel_password[CONFIG_NAME_MAX]; /* REDIS_SENTINEL_PASSWORD */
+    int redis_min_replicas;                 /* REDIS_MIN_REPLICAS; 0 = no WAIT */
+    int redis_wait_timeout_ms;              /* REDIS_WAIT_TIMEOUT_MS */
     char queue_name[CONFIG_NAME_MAX];       /* QUEUE_NAME */
     char model_dir[CONFIG_PATH_MAX];        /* MODEL_DIR */
     char sync_model_path[CONFIG_PATH_MAX];  /* SYNC_MODEL_PATH */

@@ -744,11 +744,7 @@ int cli_proxy(int argc, char **argv)
     gethostname(host, sizeof host - 1);
     snprintf(p->wake_key, sizeof p->wake_key, "wake:proxy:%s:%d:%08x", host, (int)getpid(),
              randombytes_random());
-    p->qopt = (queue_options){.host = p->cfg.redis_host,
-                              .port = p->cfg.redis_port,
-                              .timeout_ms = p->cfg.redis_timeout_ms,
-                              .queue_name = p->cfg.queue_name,
-                              .job_ttl = p->cfg.job_ttl};
+    queue_options_from_config(&p->cfg, &p->qopt);
     char werr[512];
     if (webhook_start(&p->cfg, &p->qopt, &p->hooks, werr, sizeof werr)) {
         LOG(ERROR, "webhooks: %s", werr);

@@ -19,6 +19,10 @@
  */
 #include "queue.h"
 
+#include "config.h"
+#include "log.h"
+#include "sentinel.h"
+
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
@@ -39,8 +43,12 @@ const double queue_hist_bounds[QUEUE_HIST_BUCKETS] = {5,   10,   25,   50,   100
 
 struct queue {
     redisContext *c;
-    char *host;
+    char *host; /* REDIS_HOST, or the master the sentinels named last */
     int port;
+    char *username, *password;
+    char *sentinels, *master_name, *sentinel_password; /* sentinels NULL: plain host */
+    int min_replicas, wait_timeout_ms;
+    char endpoint[300];
     int timeout_ms;
     char *qname;
     int job_ttl;
@@ -323,21 +331,83 @@ static struct timeval tv_ms(int64_t ms)
     return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 }
 
+/* With sentinels: points q->host/port at the master they name now. */
+static int discover_master(queue *q)
+{
+    char host[256], err[512];
+    int port;
+    if (sentinel_master(q->sentinels, q->master_name, q->sentinel_password, q->timeout_ms, host,
+                        sizeof host, &port, err, sizeof err))
+        return fail(q, QUEUE_ERR_IO, "redis master \"%s\": %s", q->master_name, err);
+    if (strcmp(host, q->host) || port != q->port) {
+        char *h = strdup(host);
+        if (!h) return fail(q, QUEUE_ERR_NOMEM, "out of memory");
+        LOG(INFO, "redis: master \"%s\" is %s:%d (was %s:%d)", q->master_name, host, port,
+            q->host, q->port);
+        free(q->host);
+        q->host = h;
+        q->port = port;
+    }
+    snprintf(q->endpoint, sizeof q->endpoint, "%s:%d", q->host, q->port);
+    return 0;
+}
+
+/* AUTH, and with sentinels a check that the server is still a master (one
+ * named just before a failover may have been demoted since). */
+static int handshake(queue *q, redisContext *c)
+{
+    redisReply *r = NULL;
+    int rc = 0;
+    if (q->password) {
+        r = q->username ? redisCommand(c, "AUTH %s %s", q->username, q->password)
+                        : redisCommand(c, "AUTH %s", q->password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            rc = fail(q, QUEUE_ERR_IO, "redis %s: AUTH: %s", q->endpoint,
+                      r ? r->str : c->errstr);
+            goto out;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (q->sentinels) {
+        r = redisCommand(c, "ROLE");
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+            r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "master"))
+            rc = fail(q, QUEUE_ERR_IO, "redis %s: not a master (yet): %s", q->endpoint,
+                      r && r->type == REDIS_REPLY_ERROR ? r->str : "ROLE says otherwise");
+    }
+out:
+    if (r) freeReplyObject(r);
+    return rc;
+}
+
 static int ensure_connected(queue *q)
 {
     if (q->c) return 0;
     if (q->next_try_ms && now_ms(CLOCK_MONOTONIC) < q->next_try_ms)
         return QUEUE_ERR_IO; /* q->err still says why */
+    if (q->sentinels) {
+        int rc = discover_master(q);
+        if (rc) {
+            drop_connection(q);
+            return rc;
+        }
+    }
     redisContext *c = redisConnectWithTimeout(q->host, q->port, tv_ms(q->timeout_ms));
     if (!c || c->err) {
-        fail(q, QUEUE_ERR_IO, "redis %s:%d: %s", q->host, q->port,
+        fail(q, QUEUE_ERR_IO, "redis %s: %s", q->endpoint,
              c ? c->errstr : "cannot allocate a context");
         if (c) redisFree(c);
         drop_connection(q);
         return QUEUE_ERR_IO;
     }
     if (redisSetTimeout(c, tv_ms(q->timeout_ms)) != REDIS_OK) {
-        fail(q, QUEUE_ERR_IO, "redis %s:%d: cannot set timeout", q->host, q->port);
+        fail(q, QUEUE_ERR_IO, "redis %s: cannot set timeout", q->endpoint);
+        redisFree(c);
+        drop_connection(q);
+        return QUEUE_ERR_IO;
+    }
+    if (handshake(q, c)) {
         redisFree(c);
         drop_connection(q);
         return QUEUE_ERR_IO;
@@ -357,7 +427,7 @@ static int command(queue *q, int argc, const char **argv, const size_t *lens, re
     if (rc) return rc;
     redisReply *r = redisCommandArgv(q->c, argc, argv, lens);
     if (!r) {
-        fail(q, QUEUE_ERR_IO, "redis %s:%d: %s", q->host, q->port,
+        fail(q, QUEUE_ERR_IO, "redis %s: %s", q->endpoint,
              q->c->errstr[0] ? q->c->errstr : "connection lost");
         drop_connection(q);
         /* The next call retries at once: a single broken connection (e.g.
@@ -366,9 +436,14 @@ static int command(queue *q, int argc, const char **argv, const size_t *lens, re
         return QUEUE_ERR_IO;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        fail(q, QUEUE_ERR_REPLY, "redis: %.*s", (int)r->len, r->str);
+        /* A master demoted by a failover: find the new one, at once. */
+        int demoted = !strncmp(r->str, "READONLY", 8);
+        fail(q, demoted ? QUEUE_ERR_IO : QUEUE_ERR_REPLY, "redis: %.*s", (int)r->len, r->str);
         freeReplyObject(r);
-        return QUEUE_ERR_REPLY;
+        if (!demoted) return QUEUE_ERR_REPLY;
+        drop_connection(q);
+        q->next_try_ms = 0;
+        return QUEUE_ERR_IO;
     }
     *out = r;
     return 0;
@@ -434,22 +509,59 @@ static int reply_int(queue *q, redisReply *r, long long *out)
 
 /* ------------------------------------------------------------------------ */
 
+void queue_options_from_config(const struct config *cfg, queue_options *o)
+{
+    *o = (queue_options){.host = cfg->redis_host,
+                         .port = cfg->redis_port,
+                         .timeout_ms = cfg->redis_timeout_ms,
+                         .queue_name = cfg->queue_name,
+                         .job_ttl = cfg->job_ttl,
+                         .username = cfg->redis_username,
+                         .password = cfg->redis_password,
+                         .sentinels = cfg->redis_sentinels,
+                         .master_name = cfg->redis_master_name,
+                         .sentinel_password = cfg->redis_sentinel_password,
+                         .min_replicas = cfg->redis_min_replicas,
+                         .wait_timeout_ms = cfg->redis_wait_timeout_ms};
+}
+
+/* strdup of an optional string: NULL stays NULL and so does "". */
+static int dup_opt(const char *s, char **out)
+{
+    *out = NULL;
+    if (!s || !s[0]) return 0;
+    *out = strdup(s);
+    return *out ? 0 : -1;
+}
+
 int queue_open(const queue_options *opt, queue **out)
 {
+    int ha = opt && opt->sentinels && opt->sentinels[0];
     if (!opt || !opt->host || !opt->host[0] || opt->port <= 0 || opt->port > 65535 ||
-        opt->timeout_ms <= 0 || !opt->queue_name || !opt->queue_name[0] || opt->job_ttl <= 0)
+        opt->timeout_ms <= 0 || !opt->queue_name || !opt->queue_name[0] || opt->job_ttl <= 0 ||
+        (ha && (!opt->master_name || !opt->master_name[0])) || opt->min_replicas < 0 ||
+        (opt->min_replicas > 0 && opt->wait_timeout_ms <= 0))
         return QUEUE_ERR_INVALID;
     queue *q = calloc(1, sizeof *q);
     if (!q) return QUEUE_ERR_NOMEM;
     q->host = strdup(opt->host);
     q->qname = strdup(opt->queue_name);
-    if (!q->host || !q->qname) {
+    if (!q->host || !q->qname || dup_opt(opt->username, &q->username) ||
+        dup_opt(opt->password, &q->password) || dup_opt(opt->sentinels, &q->sentinels) ||
+        dup_opt(ha ? opt->master_name : NULL, &q->master_name) ||
+        dup_opt(opt->sentinel_password, &q->sentinel_password)) {
         queue_close(q);
         return QUEUE_ERR_NOMEM;
     }
     q->port = opt->port;
     q->timeout_ms = opt->timeout_ms;
     q->job_ttl = opt->job_ttl;
+    q->min_replicas = opt->min_replicas;
+    q->wait_timeout_ms = opt->wait_timeout_ms;
+    if (ha)
+        snprintf(q->endpoint, sizeof q->endpoint, "master \"%s\"", q->master_name);
+    else
+        snprintf(q->endpoint, sizeof q->endpoint, "%s:%d", q->host, q->port);
     (void)ensure_connected(q);
     *out = q;
     return 0;
@@ -461,7 +573,17 @@ void queue_close(queue *q)
     if (q->c) redisFree(q->c);
     free(q->host);
     free(q->qname);
+    free(q->username);
+    free(q->password);
+    free(q->sentinels);
+    free(q->master_name);
+    free(q->sentinel_password);
     free(q);
+}
+
+const char *queue_endpoint(const queue *q)
+{
+    return q ? q->endpoint : "";
 }
 
 const char *queue_errstr(const queue *q)
@@ -532,6 +654,30 @@ static int random_id(char *out, int n)
 /* ------------------------------------------------------------------------ */
 /* Proxy side                                                               */
 
+static int blocking(queue *q, double block_s, int argc, const char **argv, redisReply **out);
+
+/* With min_replicas: 0 once that many replicas hold this connection's
+ * writes so far, else QUEUE_ERR_IO (a failover now could lose them). */
+static int replicated(queue *q, const char *what)
+{
+    if (q->min_replicas <= 0) return 0;
+    char n[12], ms[12];
+    snprintf(n, sizeof n, "%d", q->min_replicas);
+    snprintf(ms, sizeof ms, "%d", q->wait_timeout_ms);
+    const char *argv[3] = {"WAIT", n, ms};
+    redisReply *r = NULL;
+    long long acked = 0;
+    int rc = blocking(q, q->wait_timeout_ms / 1000.0, 3, argv, &r);
+    if (rc) return rc;
+    rc = reply_int(q, r, &acked);
+    freeReplyObject(r);
+    if (rc) return rc;
+    if (acked < q->min_replicas)
+        return fail(q, QUEUE_ERR_IO, "%s reached %lld of %d replicas in %d ms (REDIS_MIN_REPLICAS)",
+                    what, acked, q->min_replicas, q->wait_timeout_ms);
+    return 0;
+}
+
 int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id_cap)
 {
     if (!job || !job->image_b64 || job->id_len < QUEUE_ID_MIN || job->id_len > QUEUE_ID_MAX ||
@@ -575,6 +721,7 @@ int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id
         if (rc) return rc;
         if (v == -1) return fail(q, QUEUE_ERR_FULL, "backlog at its bound of %s jobs", max);
         if (v == 1) {
+            if ((rc = replicated(q, "the new job"))) return rc;
             memcpy(id_out, id, (size_t)job->id_len + 1);
             return 0;
         }
@@ -989,6 +1136,13 @@ int queue_job_done(queue *q, const char *id, const char *worker, const queue_res
     int rc = script(q, S_DONE, 5, 13, args, NULL, &r);
     if (rc) return rc;
     freeReplyObject(r);
+    /* The job is done on the master whatever WAIT says, and running it again
+     * would count it twice. If the master dies before a replica has the
+     * result, the new master still lists the job in this worker's processing
+     * list, and the worker runs it again when it reconnects. */
+    if (replicated(q, "the result"))
+        LOG(WARN, "job %s: %s; it is rerun if the master fails before a replica has it", id,
+            q->err);
     return 0;
 }
 

@@ -38,6 +38,8 @@
  * never gives up: a call made while Redis is away fails at once with
  * QUEUE_ERR_IO, and the next call after a back-off delay (100 ms doubling to
  * 5 s) reconnects by itself. queue_errstr() says what went wrong last.
+ * queue_endpoint() says which Redis it talks to (the master the sentinels
+ * named last, with sentinels).
  */
 #ifndef TANDEM_QUEUE_H
 #define TANDEM_QUEUE_H
@@ -73,7 +75,24 @@ typedef struct queue_options {
     int timeout_ms;         /* connect and command timeout (not counting a blocking wait) */
     const char *queue_name; /* "queue:jobs" */
     int job_ttl;            /* seconds for image:, result: and job: keys */
+    const char *username;   /* ACL user for AUTH, NULL or "" for the default user */
+    const char *password;   /* AUTH password, NULL or "" for none */
+    /* High availability: with sentinels ("host:port,..."), host/port are
+     * ignored; the master of master_name is found through them at every
+     * (re)connection and followed across failovers (a connection lost, or a
+     * -READONLY reply from a master that was demoted). */
+    const char *sentinels;
+    const char *master_name;
+    const char *sentinel_password;
+    /* Durability: with min_replicas > 0 a new job, and a result, count only
+     * once that many replicas acknowledged them (WAIT, wait_timeout_ms). */
+    int min_replicas;
+    int wait_timeout_ms;
 } queue_options;
+
+struct config;
+/* Fills o from the REDIS_* and queue settings of cfg (pointers into cfg). */
+void queue_options_from_config(const struct config *cfg, queue_options *o);
 
 const char *queue_strerror(int status);
 
@@ -84,6 +103,8 @@ int queue_open(const queue_options *opt, queue **out);
 void queue_close(queue *q);
 /* The last error's message, "" if none. */
 const char *queue_errstr(const queue *q);
+/* "host:port" of the Redis this handle last connected to (or will try). */
+const char *queue_endpoint(const queue *q);
 /* PING; 0 when Redis answers. */
 int queue_ping(queue *q);
 

@@ -297,11 +297,8 @@ int worker_run(const struct config *cfg, const char *id, volatile sig_atomic_t *
         status = WORKER_EXIT_MODEL;
         goto out;
     }
-    queue_options qo = {.host = cfg->redis_host,
-                        .port = cfg->redis_port,
-                        .timeout_ms = cfg->redis_timeout_ms,
-                        .queue_name = cfg->queue_name,
-                        .job_ttl = cfg->job_ttl};
+    queue_options qo;
+    queue_options_from_config(cfg, &qo);
     if (queue_open(&qo, &w.q)) {
         LOG(ERROR, "cannot set up the redis client");
         status = WORKER_EXIT_FAILED;

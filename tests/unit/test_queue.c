@@ -152,6 +152,39 @@ TEST(open_refuses_bad_options)
     ASSERT(q == NULL);
 }
 
+/* REDIS_USERNAME/REDIS_PASSWORD: an ACL user of the test's Redis. */
+TEST(auth_with_an_acl_user)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    redisReply *r = redisCommand(c, "ACL SETUSER tandem-t on >s3cret ~* &* +@all");
+    int set = r && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    ASSERT(set);
+    queue_options o = {.host = "127.0.0.1",
+                       .port = redis_port,
+                       .timeout_ms = 1000,
+                       .queue_name = "queue:jobs",
+                       .job_ttl = 3600,
+                       .username = "tandem-t",
+                       .password = "s3cret"};
+    queue *good = NULL, *bad = NULL;
+    int rc_open = queue_open(&o, &good);
+    o.password = "wrong";
+    rc_open |= queue_open(&o, &bad);
+    int ping_good = good ? queue_ping(good) : -1, ping_bad = bad ? queue_ping(bad) : 0;
+    int says_auth = bad && strstr(queue_errstr(bad), "AUTH") != NULL;
+    queue_close(good);
+    queue_close(bad);
+    r = redisCommand(c, "ACL DELUSER tandem-t");
+    freeReplyObject(r);
+    redisFree(c);
+    ASSERT_EQ(rc_open, 0);
+    ASSERT_EQ(ping_good, 0);
+    ASSERT_EQ(ping_bad, QUEUE_ERR_IO);
+    ASSERT(says_auth);
+}
+
 TEST(create_writes_seed_keys_atomically)
 {
     redisContext *c = redis();
