@@ -76,6 +76,12 @@ static const struct opt opts[] = {
      "tries per job before it is failed and dead-lettered"},
     {"HEARTBEAT_TTL", OPT_INT, "10", 2, 3600, FIELD(heartbeat_ttl), W | U,
      "seconds a silent worker counts as alive"},
+    {"SSE_MAX_STREAMS", OPT_INT, "256", 1, 65536, FIELD(sse_max_streams), P | U,
+     "event streams (GET /job/{id}/events) open at once; past it 503"},
+    {"SSE_HEARTBEAT_S", OPT_INT, "15", 1, 300, FIELD(sse_heartbeat_s), P | U,
+     "seconds between heartbeat comments on an idle event stream"},
+    {"PREFER_WAIT_MAX_S", OPT_INT, "30", 0, 300, FIELD(prefer_wait_max_s), P | U,
+     "cap of `Prefer: wait=N` on POST /predict (0: the preference is ignored)"},
     {"LOG_LEVEL", OPT_LEVEL, "info", 0, 0, FIELD(log_level), P | W | U,
      "debug, info, warn or error"},
 };
