@@ -84,9 +84,7 @@ static int emit(struct item *it, int seq, const char *event, const queue_job *jo
     char *text = malloc(cap);
     int rc = -1;
     if (text) {
-        /* retry: how long an EventSource waits before it reconnects. */
-        int n = snprintf(text, cap, "%sid: %d\nevent: %s\ndata: %s\n\n",
-                         it->last_event ? "" : "retry: 2000\n", seq, event, json);
+        int n = snprintf(text, cap, "id: %d\nevent: %s\ndata: %s\n\n", seq, event, json);
         rc = http_stream_write(it->stream, text, (size_t)n);
     }
     free(text);
@@ -238,7 +236,13 @@ void push_events(push *ps, queue *q, http_request *r, const char *id, int last_e
     double now = now_s();
     it->due = now + ps->opt.stream_max_s;
     it->last_write = now;
-    int sent = it->stream ? emit_job(it, &job) : -1;
+    /* Something to send at once, so that the headers leave now even when
+     * the client has every event so far; retry: how long an EventSource
+     * waits before it reconnects. */
+    static const char hello[] = "retry: 2000\n\n";
+    int sent = !it->stream                                            ? -1
+               : http_stream_write(it->stream, hello, sizeof hello - 1) ? -1
+                                                                        : emit_job(it, &job);
     queue_job_clear(&job);
     if (sent != 0) {
         /* Final, or the client is gone already. */
