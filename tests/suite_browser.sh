@@ -39,8 +39,9 @@ fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
-URL=http://127.0.0.1:$PORT IMAGE=$CAT OUT_DIR=$OUT WORKER_CMD="$TANDEM worker" \
-    WORKER_PID_FILE=$TMP/worker.pid timeout 150 node tests/browser/page.js >"$TMP/page.out" 2>&1
+URL=http://127.0.0.1:$PORT IMAGE=$CAT IMAGE2=$SHARED/images/dog.jpg OUT_DIR=$OUT WORKER_CMD="$TANDEM worker" \
+    WORKER_PID_FILE=$TMP/worker.pid REDIS_STOP_CMD="redis-cli -p $RPORT shutdown nosave" \
+    timeout 150 node tests/browser/page.js >"$TMP/page.out" 2>&1
 rc=$?
 [ -s "$TMP/worker.pid" ] && PGIDS+=("$(cat "$TMP/worker.pid")")
 cat "$TMP/page.out"

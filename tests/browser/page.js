@@ -2,15 +2,17 @@
 // playwright-core: against a running proxy with no worker yet, upload
 // chelsea.png, see the fast answer, start a worker, see the accurate answer
 // replace the fast one through Server-Sent Events, check the marks, the
-// history, the status line and an error message; screenshots go to OUT_DIR.
+// history, the status line, error messages (not an image; Redis stopped at
+// the end); screenshots go to OUT_DIR.
 //
 //   URL=http://127.0.0.1:PORT IMAGE=chelsea.png OUT_DIR=build/browser \
-//   WORKER_CMD='build/tandem worker' WORKER_PID_FILE=/tmp/x.pid node tests/browser/page.js
+//   WORKER_CMD='build/tandem worker' WORKER_PID_FILE=/tmp/x.pid \
+//   REDIS_STOP_CMD='redis-cli -p 6399 shutdown nosave' node tests/browser/page.js
 //
 // Prints "ok - ..." / "FAIL - ..." lines; exit status 1 if any failed.
 "use strict";
 const { chromium } = require("playwright-core");
-const { spawn } = require("child_process");
+const { spawn, execSync } = require("child_process");
 const fs = require("fs");
 const path = require("path");
 
@@ -105,11 +107,32 @@ async function main() {
     ok(`a sample chosen with the keyboard is classified (${(await page.textContent("#top1")).trim()})`);
     check("the error went away", await page.locator("#error").isHidden());
 
+    // A second image (dog.jpg, where the fast model is often wrong): the mark follows the labels.
+    if (process.env.IMAGE2) {
+      await page.setInputFiles("#file", process.env.IMAGE2);
+      await page.waitForSelector('#answer[data-stage="accurate"] .was', { timeout: 30000 });
+      const was = await page.textContent("#answer .was"), top = (await page.textContent("#top1")).trim();
+      const m = (await page.textContent("#mark")).trim();
+      check(`${path.basename(process.env.IMAGE2)}: ${top}, ${m}`, m === (was.startsWith(`Fast answer was ${top} (`) ? "confirmed" : "upgraded"), was);
+      await page.screenshot({ path: path.join(OUT, "second.png") });
+    }
+
     // Narrow screens: one column, nothing wider than the viewport.
     await page.setViewportSize({ width: 390, height: 1100 });
     const wide = await page.evaluate(() => document.documentElement.scrollWidth);
     check("on a phone-sized screen nothing overflows sideways", wide <= 390, `${wide} px`);
     await page.screenshot({ path: path.join(OUT, "narrow.png"), fullPage: true });
+
+    // Redis goes away: the fast answer still comes, with a readable warning.
+    await page.setViewportSize({ width: 1100, height: 820 });
+    execSync(process.env.REDIS_STOP_CMD);
+    await page.click('[data-s="rocket"]');
+    await page.waitForSelector('#answer[data-stage="fast"] .warn', { timeout: 20000 });
+    const warn = await page.textContent("#answer .warn");
+    await page.screenshot({ path: path.join(OUT, "redis-down.png") });
+    check(`with Redis down the fast answer comes with a warning (${warn.slice(0, 40)}…)`, /queue is unavailable/.test(warn));
+    await page.waitForFunction(() => /unreachable/.test(document.querySelector("#stats").textContent), null, { timeout: 10000 })
+      .then(() => ok("the status line says the job store is unreachable"), (e) => bad("status line with Redis down", e.message));
     check("no script errors", pageErrors.length === 0, pageErrors.join("; "));
   } finally {
     await browser.close();
