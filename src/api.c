@@ -495,7 +495,7 @@ char *api_prediction_with_job_json(const char *fast_json, const char *id, const 
     return dump(root);
 }
 
-char *api_stats_json(const queue_stats *st, long long event_streams)
+char *api_stats_json(const queue_stats *st, long long event_streams, long long max_body_bytes)
 {
     json_t *root = json_object();
     if (!root) return NULL;
@@ -510,5 +510,6 @@ char *api_stats_json(const queue_stats *st, long long event_streams)
         json_object_set_new(root, "expired", json_integer(st->expired));
     }
     json_object_set_new(root, "event_streams", json_integer(event_streams));
+    json_object_set_new(root, "max_body_bytes", json_integer(max_body_bytes));
     return dump(root);
 }

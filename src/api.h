@@ -128,7 +128,9 @@ char *api_prediction_with_job_json(const char *fast_json, const char *id, const 
 
 /* GET /stats: {"redis_up", and when Redis could be read "queue_length",
  * "processing", "workers_alive", "dead_letter_length", "processed",
- * "failed", "expired"; "event_streams": streams open on this proxy}. */
-char *api_stats_json(const queue_stats *stats, long long event_streams);
+ * "failed", "expired"; "event_streams": streams open on this proxy;
+ * "max_body_bytes": the largest upload it takes, so a page can say so
+ * before sending}. */
+char *api_stats_json(const queue_stats *stats, long long event_streams, long long max_body_bytes);
 
 #endif

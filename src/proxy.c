@@ -388,8 +388,9 @@ static void do_stats(struct worker *w, struct task *t)
     queue_stats st;
     int rc = queue_get_stats(w->q, &st);
     if (rc) metrics_redis_error();
-    reply(t->req, API_EP_STATS, 200, api_stats_json(rc ? NULL : &st, push_streams_open(w->p->push)),
-          "Cache-Control", "no-store");
+    char *json = api_stats_json(rc ? NULL : &st, push_streams_open(w->p->push),
+                                w->p->cfg.max_body_bytes);
+    reply(t->req, API_EP_STATS, 200, json, "Cache-Control", "no-store");
 }
 
 /* From another thread with Redis connection q: the waiter may be asleep in

@@ -28,7 +28,7 @@ done
 start_redis || { bad "redis-server starts"; finish; exit 1; }
 PORT=$(free_port)
 export REDIS_HOST=127.0.0.1 REDIS_PORT=$RPORT SYNC_MODEL_PATH=$FAST ASYNC_MODEL_PATH=$SLOW \
-    PORT NUM_WORKERS=1 SYNC_THREADS=2 MAX_QUEUE=1000 LOG_LEVEL=info
+    PORT NUM_WORKERS=1 SYNC_THREADS=2 MAX_QUEUE=1 MAX_BODY_BYTES=2M LOG_LEVEL=info
 start_bg proxy "$TANDEM" proxy
 health() { curl -s -m 2 "http://127.0.0.1:$PORT/health" 2>/dev/null | grep -q '"health"'; }
 if ! wait_until 30 health; then

@@ -123,8 +123,27 @@ async function main() {
     check("on a phone-sized screen nothing overflows sideways", wide <= 390, `${wide} px`);
     await page.screenshot({ path: path.join(OUT, "narrow.png"), fullPage: true });
 
-    // Redis goes away: the fast answer still comes, with a readable warning.
     await page.setViewportSize({ width: 1100, height: 820 });
+
+    // Too large for the server (MAX_BODY_BYTES=2M): said before anything is sent.
+    await page.setInputFiles("#file", { name: "big.jpg", mimeType: "image/jpeg", buffer: Buffer.alloc(3 << 20, 0xff) });
+    await page.waitForSelector("#error:not([hidden])", { timeout: 10000 });
+    const big = await page.textContent("#error");
+    check(`a file over the server's limit gets a readable message (${big})`, /too large: 3\.0 MB.*2\.0 MB/.test(big));
+
+    // The queue full (MAX_QUEUE=1, no worker): the fast answer, and why no accurate one follows.
+    const exited = new Promise((done) => (worker.exitCode !== null ? done() : worker.on("exit", done)));
+    process.kill(-worker.pid, "SIGTERM");
+    await exited;
+    worker = null;
+    await page.click('[data-s="coffee"]');
+    await page.waitForSelector('#answer[data-stage="fast"]', { timeout: 20000 });
+    await page.click('[data-s="astronaut"]');
+    await page.waitForSelector('#answer[data-stage="fast"] .warn', { timeout: 20000 });
+    const full = await page.textContent("#answer .warn");
+    check(`with the queue full the fast answer comes with a warning (${full.slice(0, 40)}…)`, /queue is full/.test(full));
+
+    // Redis goes away: the fast answer still comes, with a readable warning.
     execSync(process.env.REDIS_STOP_CMD);
     await page.click('[data-s="rocket"]');
     await page.waitForSelector('#answer[data-stage="fast"] .warn', { timeout: 20000 });

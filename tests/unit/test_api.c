@@ -437,13 +437,14 @@ TEST(push_answers)
     memset(&st, 0, sizeof st);
     st.queue_length = 3;
     st.workers_alive = 2;
-    v = load(api_stats_json(&st, 4));
+    v = load(api_stats_json(&st, 4, 1 << 20));
     ASSERT(json_is_true(json_object_get(v, "redis_up")));
     ASSERT_EQ(json_integer_value(json_object_get(v, "queue_length")), 3);
     ASSERT_EQ(json_integer_value(json_object_get(v, "workers_alive")), 2);
     ASSERT_EQ(json_integer_value(json_object_get(v, "event_streams")), 4);
+    ASSERT_EQ(json_integer_value(json_object_get(v, "max_body_bytes")), 1 << 20);
     json_decref(v);
-    v = load(api_stats_json(NULL, 0));
+    v = load(api_stats_json(NULL, 0, 1 << 20));
     ASSERT(json_is_false(json_object_get(v, "redis_up")));
     ASSERT(!json_object_get(v, "queue_length"));
     json_decref(v);
