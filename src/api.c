@@ -47,9 +47,9 @@ int api_http_status(int status)
 
 const char *api_endpoint_name(api_endpoint ep)
 {
-    static const char *const names[API_EP_COUNT] = {
-        "health", "metadata", "predict", "predict_test", "job",
-        "metrics", "events",  "stats",   "page",         "other"};
+    static const char *const names[API_EP_COUNT] = {"health", "metadata", "predict", "predict_test",
+                                                    "job",    "metrics",  "events",  "stats",
+                                                    "page",   "other"};
     return (unsigned)ep < API_EP_COUNT ? names[ep] : "other";
 }
 
@@ -67,9 +67,12 @@ int api_route(const char *method, const char *path, api_endpoint *ep, const char
         const char *path, *method;
         api_endpoint ep;
     } routes[] = {
-        {"/health", "GET", API_EP_HEALTH},    {"/metadata", "GET", API_EP_METADATA},
-        {"/predict", "POST", API_EP_PREDICT}, {"/predict/test", "GET", API_EP_PREDICT_TEST},
-        {"/metrics", "GET", API_EP_METRICS},  {"/stats", "GET", API_EP_STATS},
+        {"/health", "GET", API_EP_HEALTH},
+        {"/metadata", "GET", API_EP_METADATA},
+        {"/predict", "POST", API_EP_PREDICT},
+        {"/predict/test", "GET", API_EP_PREDICT_TEST},
+        {"/metrics", "GET", API_EP_METRICS},
+        {"/stats", "GET", API_EP_STATS},
         {"/", "GET", API_EP_PAGE},
     };
     /* HEAD is GET without a body: libmicrohttpd drops the body itself. */

@@ -37,7 +37,7 @@ typedef enum {
     API_EP_METRICS,
     API_EP_EVENTS, /* GET /job/{id}/events */
     API_EP_STATS,
-    API_EP_PAGE, /* GET / and GET /samples/{name} */
+    API_EP_PAGE,  /* GET / and GET /samples/{name} */
     API_EP_OTHER, /* unknown paths and refused requests */
     API_EP_COUNT
 } api_endpoint;

@@ -65,7 +65,7 @@ extern const unsigned char tandem_sample_jpg[], tandem_sample_jpg_end[];
 #define TOPK 5
 #define MAX_PENDING 1024 /* tasks waiting for a thread; past it 503 */
 #define MAX_WAITERS 1024 /* GET /job?wait= held at once; past it answered at once */
-#define MAX_HOLDS 1024   /* POST /predict with Prefer: wait held at once; past it answered at once */
+#define MAX_HOLDS 1024   /* POST /predict Prefer: wait held at once; past it answered at once */
 #define STREAM_MAX_S 600 /* an event stream ends after this; the EventSource reconnects */
 #define WAIT_BLOCK_S 1.0 /* longest sleep of the waiter in Redis: how soon it sees a shutdown */
 #define WAIT_RETRY_MS 50 /* pause of the waiter after a Redis error */
@@ -388,8 +388,8 @@ static void do_stats(struct worker *w, struct task *t)
     queue_stats st;
     int rc = queue_get_stats(w->q, &st);
     if (rc) metrics_redis_error();
-    char *json = api_stats_json(rc ? NULL : &st, push_streams_open(w->p->push),
-                                w->p->cfg.max_body_bytes);
+    char *json =
+        api_stats_json(rc ? NULL : &st, push_streams_open(w->p->push), w->p->cfg.max_body_bytes);
     reply(t->req, API_EP_STATS, 200, json, "Cache-Control", "no-store");
 }
 

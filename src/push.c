@@ -42,8 +42,8 @@ struct push {
     atomic_int streams, holds, stopping;
 };
 
-static const char *const stream_headers[] = {"Cache-Control", "no-store", "X-Accel-Buffering",
-                                             "no", NULL};
+static const char *const stream_headers[] = {"Cache-Control", "no-store", "X-Accel-Buffering", "no",
+                                             NULL};
 
 static double now_s(void)
 {
@@ -138,8 +138,8 @@ static void answer_hold(push *ps, struct item *it, queue *q)
         queue_job_clear(&job);
     } else if (q) {
         metrics_redis_error();
-        LOG(WARN, "Prefer: wait: cannot read job %s (%s); answering the fast result alone",
-            it->id, queue_strerror(rc));
+        LOG(WARN, "Prefer: wait: cannot read job %s (%s); answering the fast result alone", it->id,
+            queue_strerror(rc));
     }
     snprintf(applied, sizeof applied, "wait=%.0f", it->wait_s);
     LOG(DEBUG, "POST /predict (Prefer: %s) -> 200 in %.2f ms", applied, http_age_ms(it->req));
@@ -222,8 +222,8 @@ void push_events(push *ps, queue *q, http_request *r, const char *id, int last_e
             metrics_request(API_EP_EVENTS, 204, http_age_ms(r));
             http_respond(r, 204, NULL, NULL, 0, NULL, NULL);
         } else {
-            answer_json(r, 503, api_error_json("server out of memory, retry later"),
-                        "Retry-After", "5", API_EP_EVENTS);
+            answer_json(r, 503, api_error_json("server out of memory, retry later"), "Retry-After",
+                        "5", API_EP_EVENTS);
         }
         free(it);
         queue_job_clear(&job);
@@ -240,22 +240,23 @@ void push_events(push *ps, queue *q, http_request *r, const char *id, int last_e
      * the client has every event so far; retry: how long an EventSource
      * waits before it reconnects. */
     static const char hello[] = "retry: 2000\n\n";
-    int sent = !it->stream                                            ? -1
-               : http_stream_write(it->stream, hello, sizeof hello - 1) ? -1
-                                                                        : emit_job(it, &job);
+    int sent = -1;
+    if (it->stream && !http_stream_write(it->stream, hello, sizeof hello - 1))
+        sent = emit_job(it, &job);
     queue_job_clear(&job);
     if (sent != 0) {
         /* Final, or the client is gone already. */
-        if (it->stream) end_stream(ps, it);
-        else atomic_fetch_sub(&ps->streams, 1);
+        if (it->stream)
+            end_stream(ps, it);
+        else
+            atomic_fetch_sub(&ps->streams, 1);
         free(it);
         return;
     }
     hand_over(ps, q, it);
 }
 
-int push_hold(push *ps, queue *q, http_request *r, const char *id, char *fast_json,
-              double wait_s)
+int push_hold(push *ps, queue *q, http_request *r, const char *id, char *fast_json, double wait_s)
 {
     if (atomic_load(&ps->stopping)) return -1;
     if (atomic_fetch_add(&ps->holds, 1) >= ps->opt.max_holds) {

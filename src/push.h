@@ -55,8 +55,7 @@ void push_events(push *ps, queue *q, http_request *r, const char *id, int last_e
 /* Holds r, whose fast answer is fast_json (taken over when held), until job
  * id is final or wait_s pass. 0 when held; -1 when not (too many held, or
  * stopping): the caller answers as usual and keeps fast_json. */
-int push_hold(push *ps, queue *q, http_request *r, const char *id, char *fast_json,
-              double wait_s);
+int push_hold(push *ps, queue *q, http_request *r, const char *id, char *fast_json, double wait_s);
 
 /* Event streams open now (for GET /stats). */
 long long push_streams_open(const push *ps);

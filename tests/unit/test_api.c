@@ -405,11 +405,13 @@ TEST(prefer_wait)
     ASSERT_NEAR(w, 7, 0);
     ASSERT_EQ(api_prefer_wait("wait=0", &w), 1);
     ASSERT_NEAR(w, 0, 0);
-    static const char *const ignored[] = {NULL, "", "respond-async", "wait", "wait=",
-                                          "wait=-1", "wait=1.5", "wait=abc", "waiting=5",
+    static const char *const ignored[] = {NULL,           "",         "respond-async",
+                                          "wait",         "wait=",    "wait=-1",
+                                          "wait=1.5",     "wait=abc", "waiting=5",
                                           "return=wait=5"};
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
-        if (api_prefer_wait(ignored[i], &w)) TEST_FAIL_("%s taken", ignored[i] ? ignored[i] : "NULL");
+        if (api_prefer_wait(ignored[i], &w))
+            TEST_FAIL_("%s taken", ignored[i] ? ignored[i] : "NULL");
     ASSERT_EQ(api_last_event_id("2"), 2);
     ASSERT_EQ(api_last_event_id(NULL), 0);
     ASSERT_EQ(api_last_event_id("x"), 0);
