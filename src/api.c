@@ -14,6 +14,7 @@
 #include "api.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -47,7 +48,8 @@ int api_http_status(int status)
 const char *api_endpoint_name(api_endpoint ep)
 {
     static const char *const names[API_EP_COUNT] = {"health", "metadata", "predict", "predict_test",
-                                                    "job",    "metrics",  "other"};
+                                                    "job",    "metrics",  "events",  "stats",
+                                                    "page",   "other"};
     return (unsigned)ep < API_EP_COUNT ? names[ep] : "other";
 }
 
@@ -65,9 +67,13 @@ int api_route(const char *method, const char *path, api_endpoint *ep, const char
         const char *path, *method;
         api_endpoint ep;
     } routes[] = {
-        {"/health", "GET", API_EP_HEALTH},    {"/metadata", "GET", API_EP_METADATA},
-        {"/predict", "POST", API_EP_PREDICT}, {"/predict/test", "GET", API_EP_PREDICT_TEST},
+        {"/health", "GET", API_EP_HEALTH},
+        {"/metadata", "GET", API_EP_METADATA},
+        {"/predict", "POST", API_EP_PREDICT},
+        {"/predict/test", "GET", API_EP_PREDICT_TEST},
         {"/metrics", "GET", API_EP_METRICS},
+        {"/stats", "GET", API_EP_STATS},
+        {"/", "GET", API_EP_PAGE},
     };
     /* HEAD is GET without a body: libmicrohttpd drops the body itself. */
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
@@ -82,13 +88,26 @@ int api_route(const char *method, const char *path, api_endpoint *ep, const char
                  routes[i].method);
         return API_ERR_METHOD;
     }
+    if (!strncmp(path, "/samples/", 9)) {
+        *ep = API_EP_PAGE;
+        if (is_get) return API_OK;
+        *allow = "GET";
+        snprintf(err, errlen, "method %.16s not allowed on /samples/ (use GET)", method);
+        return API_ERR_METHOD;
+    }
     if (!strncmp(path, "/job/", 5)) {
         const char *id = path + 5;
         size_t n = strlen(id);
         *ep = API_EP_JOB;
+        const char *slash = strchr(id, '/');
+        if (slash && !strcmp(slash, "/events")) {
+            *ep = API_EP_EVENTS;
+            n = (size_t)(slash - id);
+        }
         if (!is_get) {
             *allow = "GET";
-            snprintf(err, errlen, "method %.16s not allowed on /job/{job_id} (use GET)", method);
+            snprintf(err, errlen, "method %.16s not allowed on %s (use GET)", method,
+                     *ep == API_EP_EVENTS ? "/job/{job_id}/events" : "/job/{job_id}");
             return API_ERR_METHOD;
         }
         size_t i = 0;
@@ -117,6 +136,42 @@ int api_parse_wait(const char *text, double *out, char *err, size_t errlen)
     }
     *out = v;
     return API_OK;
+}
+
+int api_prefer_wait(const char *prefer, double *seconds)
+{
+    /* preference *( "," preference ), each token [ "=" value ] *( ";" param ) */
+    for (const char *p = prefer; p && *p;) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, ",");
+        if (n >= 4 && !strncasecmp(p, "wait", 4)) {
+            const char *v = p + 4;
+            v += strspn(v, " \t");
+            if (*v == '=') {
+                v++;
+                v += strspn(v, " \t\"");
+                char *end;
+                errno = 0;
+                unsigned long long s = strtoull(v, &end, 10);
+                const char *rest = end + strspn(end, " \t\"");
+                if (end != v && isdigit((unsigned char)*v) && !errno &&
+                    (!*rest || *rest == ',' || *rest == ';')) {
+                    *seconds = s > 86400 ? 86400.0 : (double)s;
+                    return 1;
+                }
+            }
+        }
+        p += n;
+    }
+    return 0;
+}
+
+int api_last_event_id(const char *text)
+{
+    if (!text || !isdigit((unsigned char)*text)) return 0;
+    char *end;
+    long v = strtol(text, &end, 10);
+    return *end || v < 0 || v > 1000000 ? 0 : (int)v;
 }
 
 /* ---- base64 ------------------------------------------------------------ */
@@ -450,5 +505,42 @@ char *api_job_json(const char *id, const queue_job *job)
         json_object_set_new(j, "sync", s);
     }
     json_object_set_new(root, id, j);
+    return dump(root);
+}
+
+char *api_prediction_with_job_json(const char *fast_json, const char *id, const queue_job *job)
+{
+    json_t *root = fast_json ? json_loads(fast_json, 0, NULL) : NULL;
+    char *job_text = api_job_json(id, job);
+    json_t *wrapped = job_text ? json_loads(job_text, 0, NULL) : NULL;
+    json_t *inner = wrapped ? json_object_get(wrapped, id) : NULL;
+    free(job_text);
+    if (!json_is_object(root) || !inner) {
+        json_decref(root);
+        json_decref(wrapped);
+        return NULL;
+    }
+    json_object_set_new(root, "status", str(job->status));
+    json_object_set(root, "async", inner);
+    json_decref(wrapped);
+    return dump(root);
+}
+
+char *api_stats_json(const queue_stats *st, long long event_streams, long long max_body_bytes)
+{
+    json_t *root = json_object();
+    if (!root) return NULL;
+    json_object_set_new(root, "redis_up", json_boolean(st != NULL));
+    if (st) {
+        json_object_set_new(root, "queue_length", json_integer(st->queue_length));
+        json_object_set_new(root, "processing", json_integer(st->processing));
+        json_object_set_new(root, "workers_alive", json_integer(st->workers_alive));
+        json_object_set_new(root, "dead_letter_length", json_integer(st->dead_length));
+        json_object_set_new(root, "processed", json_integer(st->processed));
+        json_object_set_new(root, "failed", json_integer(st->failed));
+        json_object_set_new(root, "expired", json_integer(st->expired));
+    }
+    json_object_set_new(root, "event_streams", json_integer(event_streams));
+    json_object_set_new(root, "max_body_bytes", json_integer(max_body_bytes));
     return dump(root);
 }

@@ -56,6 +56,9 @@ struct config {
     long long max_queue;      /* MAX_QUEUE; 0 = unbounded */
     int max_attempts;         /* MAX_ATTEMPTS */
     int heartbeat_ttl;        /* HEARTBEAT_TTL, seconds */
+    int sse_max_streams;      /* SSE_MAX_STREAMS */
+    int sse_heartbeat_s;      /* SSE_HEARTBEAT_S */
+    int prefer_wait_max_s;    /* PREFER_WAIT_MAX_S; 0 = ignore Prefer: wait */
     int log_level;            /* LOG_LEVEL: enum log_level */
     char webhook_allow[CONFIG_PATH_MAX];  /* WEBHOOK_ALLOW; "" = webhooks off */
     char webhook_secret[CONFIG_NAME_MAX]; /* WEBHOOK_SECRET: whsec_<base64> */

@@ -41,9 +41,11 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "push.h"
 #include "queue.h"
 #include "tandem/engine.h"
 #include "tandem/image.h"
+#include "web.h"
 #include "webhook.h"
 
 /* The sample picture of GET /predict/test (data/sample.jpg, a landscape drawn
@@ -64,6 +66,8 @@ extern const unsigned char tandem_sample_jpg[], tandem_sample_jpg_end[];
 #define TOPK 5
 #define MAX_PENDING 1024 /* tasks waiting for a thread; past it 503 */
 #define MAX_WAITERS 1024 /* GET /job?wait= held at once; past it answered at once */
+#define MAX_HOLDS 1024   /* POST /predict Prefer: wait held at once; past it answered at once */
+#define STREAM_MAX_S 600 /* an event stream ends after this; the EventSource reconnects */
 #define WAIT_BLOCK_S 1.0 /* longest sleep of the waiter in Redis: how soon it sees a shutdown */
 #define WAIT_RETRY_MS 50 /* pause of the waiter after a Redis error */
 #define IO_THREADS 2
@@ -86,9 +90,11 @@ struct task {
     char job_id[QUEUE_ID_MAX + 1];
     double wait_s;
     struct timespec deadline;
-    int held; /* with the waiter thread */
-    int has_callback; /* ?callback_url= was given (the JSON field comes with the body) */
+    int held;             /* with the waiter thread */
+    int has_callback;     /* ?callback_url= was given (the JSON field comes with the body) */
     char callback_url[WEBHOOK_URL_MAX + 1];
+    double prefer_wait_s; /* POST /predict: Prefer: wait=N as applied, 0 without */
+    int last_event_id;    /* GET /job/{id}/events: Last-Event-ID */
 };
 
 struct taskq {
@@ -130,6 +136,7 @@ struct proxy {
     struct task *waiting; /* handed to the waiter thread */
     atomic_int nwaiting;
     char wake_key[128]; /* queue_wait_any's wake key: one per proxy process */
+    push *push;         /* event streams and Prefer: wait, held by the waiter too */
     atomic_int stopping;
     webhook *hooks; /* callback_url checks and delivery threads (webhook.h) */
 };
@@ -306,7 +313,11 @@ static void do_predict(struct worker *w, struct task *t)
         LOG(INFO, "Sync prediction: %s", label);
         pred.job_id = id;
         pred.status = "queued";
-        reply(r, t->ep, 200, api_prediction_json(&pred), NULL, NULL);
+        char *json = api_prediction_json(&pred);
+        if (t->prefer_wait_s > 0 && json &&
+            !push_hold(p->push, w->q, r, id, json, t->prefer_wait_s))
+            goto out;
+        reply(r, t->ep, 200, json, NULL, NULL);
     } else if (rc == QUEUE_ERR_FULL) {
         metrics_backpressure();
         LOG(WARN, "backlog at MAX_QUEUE=%lld: job not queued; Sync prediction: %s",
@@ -389,8 +400,28 @@ static void do_metrics(struct worker *w, struct task *t)
     http_respond(t->req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL, NULL);
 }
 
-/* From an I/O thread w: the waiter may be asleep in Redis, so it is woken
- * there too (if Redis is away, its sleep ends by WAIT_BLOCK_S anyway). */
+static void do_stats(struct worker *w, struct task *t)
+{
+    queue_stats st;
+    int rc = queue_get_stats(w->q, &st);
+    if (rc) metrics_redis_error();
+    char *json =
+        api_stats_json(rc ? NULL : &st, push_streams_open(w->p->push), w->p->cfg.max_body_bytes);
+    reply(t->req, API_EP_STATS, 200, json, "Cache-Control", "no-store");
+}
+
+/* From another thread with Redis connection q: the waiter may be asleep in
+ * Redis, so it is woken there too (if Redis is away, its sleep ends by
+ * WAIT_BLOCK_S anyway). */
+static void wake_waiter(void *ud, queue *q)
+{
+    struct proxy *p = ud;
+    pthread_mutex_lock(&p->wait_mu);
+    pthread_cond_signal(&p->wait_cv);
+    pthread_mutex_unlock(&p->wait_mu);
+    queue_wake(q, p->wake_key);
+}
+
 static void hand_to_waiter(struct worker *w, struct task *t)
 {
     struct proxy *p = w->p;
@@ -398,9 +429,8 @@ static void hand_to_waiter(struct worker *w, struct task *t)
     pthread_mutex_lock(&p->wait_mu);
     t->next = p->waiting;
     p->waiting = t;
-    pthread_cond_signal(&p->wait_cv);
     pthread_mutex_unlock(&p->wait_mu);
-    queue_wake(w->q, p->wake_key);
+    wake_waiter(p, w->q);
 }
 
 static void *io_main(void *arg)
@@ -411,6 +441,10 @@ static void *io_main(void *arg)
     while ((t = taskq_pop(&p->io_q))) {
         if (t->ep == API_EP_METRICS) {
             do_metrics(w, t);
+        } else if (t->ep == API_EP_STATS) {
+            do_stats(w, t);
+        } else if (t->ep == API_EP_EVENTS) {
+            push_events(p->push, w->q, t->req, t->job_id, t->last_event_id);
         } else if (t->wait_s > 0 && atomic_load(&p->nwaiting) < MAX_WAITERS &&
                    !atomic_load(&p->stopping)) {
             if (job_answer(w, t, 1)) {
@@ -468,11 +502,16 @@ static void *waiter_main(void *arg)
     struct worker *w = arg;
     struct proxy *p = w->p;
     struct task *held = NULL;
-    const char *ids[MAX_WAITERS];
+    int cap = MAX_WAITERS + push_capacity(p->push);
+    const char **ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids) {
+        LOG(ERROR, "waiter: out of memory");
+        return NULL;
+    }
     for (;;) {
         pthread_mutex_lock(&p->wait_mu);
         /* Idle: sleep until a request is handed over (or a shutdown check is due). */
-        if (!held && !p->waiting && !atomic_load(&p->stopping)) {
+        if (!held && !p->waiting && !push_active(p->push) && !atomic_load(&p->stopping)) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += 100000000L;
@@ -487,29 +526,60 @@ static void *waiter_main(void *arg)
         }
         pthread_mutex_unlock(&p->wait_mu);
         int stopping = atomic_load(&p->stopping);
-        if (!held && stopping == 2) break;
+        double push_due = push_tick(p->push, w->q, stopping);
+        if (!held && stopping == 2 && !push_active(p->push)) break;
         /* At shutdown every held request gets the job as it stands now. */
         held = answer_held(w, held, is_due, &stopping);
-        if (!held) continue;
+        if (!held && !push_active(p->push)) continue;
         int n = 0;
-        double block = WAIT_BLOCK_S;
+        double block = push_due < WAIT_BLOCK_S ? push_due : WAIT_BLOCK_S;
         for (struct task *t = held; t && n < MAX_WAITERS; t = t->next) {
             double left = seconds_left(&t->deadline);
             if (left < block) block = left;
             ids[n++] = t->job_id;
         }
+        int nheld = n;
+        n += push_ids(p->push, ids + n, cap - n);
         int which = -1;
         if (queue_wait_any(w->q, p->wake_key, ids, n, block, &which)) {
             /* Redis is away: the held requests ride it out until their time is up. */
             nanosleep(&(struct timespec){0, WAIT_RETRY_MS * 1000000L}, NULL);
             continue;
         }
-        if (which >= 0 && which < n) held = answer_held(w, held, is_job, ids[which]);
+        if (which >= 0 && which < nheld) {
+            /* ids[which] points into a task that answer_held frees. */
+            char id[QUEUE_ID_MAX + 1];
+            snprintf(id, sizeof id, "%s", ids[which]);
+            held = answer_held(w, held, is_job, id);
+        } else if (which >= nheld && which < n) {
+            push_final(p->push, w->q, ids[which]);
+        }
     }
+    free(ids);
     return NULL;
 }
 
 /* ---- the request callback (libmicrohttpd's thread) -------------------------- */
+
+/* GET / and the sample images: built in, answered at once. */
+static void serve_file(http_request *r)
+{
+    web_file f;
+    if (web_find(http_path(r), &f)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "no such file: %.200s", http_path(r));
+        reply_error(r, API_EP_PAGE, 404, msg);
+        return;
+    }
+    char *copy = malloc(f.len);
+    if (!copy) {
+        reply_error(r, API_EP_PAGE, 503, "server out of memory, retry later");
+        return;
+    }
+    memcpy(copy, f.data, f.len);
+    metrics_request(API_EP_PAGE, 200, http_age_ms(r));
+    http_respond(r, 200, f.content_type, copy, f.len, "Cache-Control", f.cache_control);
+}
 
 static void on_request(void *ud, http_request *r)
 {
@@ -542,6 +612,10 @@ static void on_request(void *ud, http_request *r)
         reply(r, ep, 200, api_metadata_json(), NULL, NULL);
         return;
     }
+    if (ep == API_EP_PAGE) {
+        serve_file(r);
+        return;
+    }
     struct task *t = calloc(1, sizeof *t);
     if (!t) {
         reply_error(r, ep, 503, "server out of memory, retry later");
@@ -549,6 +623,14 @@ static void on_request(void *ud, http_request *r)
     }
     t->req = r;
     t->ep = ep;
+    if (ep == API_EP_EVENTS) {
+        snprintf(t->job_id, sizeof t->job_id, "%.*s", (int)strcspn(job_id, "/"), job_id);
+        t->last_event_id = api_last_event_id(http_header(r, "Last-Event-ID"));
+    }
+    if (ep == API_EP_PREDICT && p->cfg.prefer_wait_max_s > 0 &&
+        api_prefer_wait(http_header(r, "Prefer"), &t->prefer_wait_s) &&
+        t->prefer_wait_s > p->cfg.prefer_wait_max_s)
+        t->prefer_wait_s = p->cfg.prefer_wait_max_s;
     if (ep == API_EP_JOB) {
         snprintf(t->job_id, sizeof t->job_id, "%s", job_id);
         const char *wait = http_query(r, "wait");
@@ -712,6 +794,9 @@ static void shutdown_proxy(struct proxy *p)
     for (int i = 0; i < IO_THREADS; i++)
         if (p->io[i].started) pthread_join(p->io[i].thread, NULL);
     if (p->waiter.started) pthread_join(p->waiter.thread, NULL);
+    /* What was handed over after the waiter left is answered now. */
+    push_free(p->push);
+    p->push = NULL;
     if (p->http && http_in_flight(p->http) == 0) http_stop(p->http);
 }
 
@@ -753,6 +838,13 @@ int cli_proxy(int argc, char **argv)
     if (p->cfg.webhook_allow[0])
         LOG(INFO, "webhooks on: destinations %s, %d delivery threads, %d attempts",
             p->cfg.webhook_allow, p->cfg.webhook_threads, p->cfg.webhook_max_attempts);
+    push_options po = {.max_streams = p->cfg.sse_max_streams,
+                       .max_holds = MAX_HOLDS,
+                       .heartbeat_s = p->cfg.sse_heartbeat_s,
+                       .stream_max_s = STREAM_MAX_S,
+                       .wake = wake_waiter,
+                       .wake_ud = p};
+    if (push_create(&po, &p->push)) goto out;
     if (load_model(p)) goto out;
     p->ninfer = p->cfg.sync_threads;
     p->infer = calloc((size_t)p->ninfer, sizeof *p->infer);

@@ -373,6 +373,85 @@ TEST(job_answer)
     json_decref(v);
 }
 
+TEST(push_routes)
+{
+    api_endpoint ep;
+    const char *id, *allow;
+    ASSERT_EQ(route("GET", "/job/a1b2c3/events", &ep, &id, &allow), API_OK);
+    ASSERT_EQ(ep, API_EP_EVENTS);
+    ASSERT(!strncmp(id, "a1b2c3/", 7));
+    ASSERT_EQ(route("POST", "/job/a1b2c3/events", &ep, &id, &allow), API_ERR_METHOD);
+    ASSERT_EQ(route("GET", "/job/a1/events", &ep, &id, &allow), API_ERR_BAD_REQUEST);
+    ASSERT_EQ(route("GET", "/job/a1b2c3/eventsx", &ep, &id, &allow), API_ERR_BAD_REQUEST);
+    ASSERT_EQ(route("GET", "/stats", &ep, &id, &allow), API_OK);
+    ASSERT_EQ(ep, API_EP_STATS);
+    ASSERT_EQ(route("GET", "/", &ep, &id, &allow), API_OK);
+    ASSERT_EQ(ep, API_EP_PAGE);
+    ASSERT_EQ(route("GET", "/samples/coffee.jpg", &ep, &id, &allow), API_OK);
+    ASSERT_EQ(ep, API_EP_PAGE);
+    ASSERT_EQ(route("POST", "/", &ep, &id, &allow), API_ERR_METHOD);
+    ASSERT_STR_EQ(api_endpoint_name(API_EP_EVENTS), "events");
+    ASSERT_STR_EQ(api_endpoint_name(API_EP_OTHER), "other");
+}
+
+TEST(prefer_wait)
+{
+    double w = -1;
+    ASSERT_EQ(api_prefer_wait("wait=10", &w), 1);
+    ASSERT_NEAR(w, 10, 0);
+    ASSERT_EQ(api_prefer_wait("respond-async, wait=5", &w), 1);
+    ASSERT_NEAR(w, 5, 0);
+    ASSERT_EQ(api_prefer_wait("WAIT = \"7\";x=y, return=minimal", &w), 1);
+    ASSERT_NEAR(w, 7, 0);
+    ASSERT_EQ(api_prefer_wait("wait=0", &w), 1);
+    ASSERT_NEAR(w, 0, 0);
+    static const char *const ignored[] = {NULL,           "",         "respond-async",
+                                          "wait",         "wait=",    "wait=-1",
+                                          "wait=1.5",     "wait=abc", "waiting=5",
+                                          "return=wait=5"};
+    for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
+        if (api_prefer_wait(ignored[i], &w))
+            TEST_FAIL_("%s taken", ignored[i] ? ignored[i] : "NULL");
+    ASSERT_EQ(api_last_event_id("2"), 2);
+    ASSERT_EQ(api_last_event_id(NULL), 0);
+    ASSERT_EQ(api_last_event_id("x"), 0);
+    ASSERT_EQ(api_last_event_id("-1"), 0);
+    ASSERT_EQ(api_last_event_id("3 "), 0);
+}
+
+TEST(push_answers)
+{
+    queue_job job;
+    memset(&job, 0, sizeof job);
+    snprintf(job.status, sizeof job.status, "done");
+    job.label = (char *)"tabby";
+    job.top5 = (char *)"[{\"label\":\"tabby\",\"score\":0.5}]";
+    json_t *v = load(api_prediction_with_job_json(
+        "{\"job_id\":\"abc123\",\"result_sync\":\"tiger cat\",\"status\":\"queued\"}", "abc123",
+        &job));
+    ASSERT_STR_EQ(json_string_value(json_object_get(v, "result_sync")), "tiger cat");
+    ASSERT_STR_EQ(json_string_value(json_object_get(v, "status")), "done");
+    json_t *a = json_object_get(v, "async");
+    ASSERT_STR_EQ(json_string_value(json_object_get(a, "prediction")), "tabby");
+    json_decref(v);
+    ASSERT(api_prediction_with_job_json("not json", "abc123", &job) == NULL);
+    queue_stats st;
+    memset(&st, 0, sizeof st);
+    st.queue_length = 3;
+    st.workers_alive = 2;
+    v = load(api_stats_json(&st, 4, 1 << 20));
+    ASSERT(json_is_true(json_object_get(v, "redis_up")));
+    ASSERT_EQ(json_integer_value(json_object_get(v, "queue_length")), 3);
+    ASSERT_EQ(json_integer_value(json_object_get(v, "workers_alive")), 2);
+    ASSERT_EQ(json_integer_value(json_object_get(v, "event_streams")), 4);
+    ASSERT_EQ(json_integer_value(json_object_get(v, "max_body_bytes")), 1 << 20);
+    json_decref(v);
+    v = load(api_stats_json(NULL, 0, 1 << 20));
+    ASSERT(json_is_false(json_object_get(v, "redis_up")));
+    ASSERT(!json_object_get(v, "queue_length"));
+    json_decref(v);
+}
+
 TEST(metrics_text)
 {
     metrics_request(API_EP_PREDICT, 200, 12.0);
