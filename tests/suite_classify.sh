@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `tandem classify` end to end with the real int8 models in $SHARED/models:
+# `tandem classify` end to end with the real int8 models in $TEST_DATA/models:
 # MobileNetV2 (1000 classes, float probabilities) and MobileNetV1 0.5/128
 # (1001 classes with "background" first, uint8 scores) must name a cat for
 # chelsea.png and espresso for coffee.png (what ONNX Runtime answers on the
@@ -10,9 +10,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
-models=$SHARED/models/st-int8
-images=$SHARED/images
+TEST_DATA=${TEST_DATA:-data}
+models=$TEST_DATA/models/st-int8
+images=$TEST_DATA/images
 v2=$models/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 v1=$models/mobilenet_v1_0.5_128_quant.onnx
 cats='^(tabby|tiger cat|Egyptian cat|Persian cat|Siamese cat)$'
@@ -42,7 +42,7 @@ if [ ! -x "$TANDEM" ]; then
     exit 1
 fi
 for f in "$v2" "$v1" "$images/chelsea.png" "$images/coffee.png"; do
-    [ -r "$f" ] || bad "setup" "$f is missing (SHARED=$SHARED)"
+    [ -r "$f" ] || bad "setup" "$f is missing (TEST_DATA=$TEST_DATA)"
 done
 
 # --- the real models --------------------------------------------------------
@@ -82,11 +82,11 @@ else
     bad "v2 --backend ref" "exit $rc: $(cat "$tmp/ref.out" "$tmp/ref.err" | head -c 300)"
 fi
 
-# Every shared image classifies with both models (JPEGs via DCT scaling).
-run all --model "$v2" --top 1 "$images"/*
+# Every test image classifies with both models (JPEGs via DCT scaling).
+run all --model "$v2" --top 1 "$images"/*.png "$images"/*.jpg
 n=$(grep -c '^[^ ]' "$tmp/all.out")
-total=$(ls "$images" | wc -l)
-if [ "$rc" -eq 0 ] && [ "$n" -eq "$total" ]; then ok "v2: all $total shared images classified"; else bad "v2: all images" "exit $rc, $n of $total: $(head -c 300 "$tmp/all.err")"; fi
+total=$(ls "$images"/*.png "$images"/*.jpg | wc -l)
+if [ "$rc" -eq 0 ] && [ "$n" -eq "$total" ]; then ok "v2: all $total test images classified"; else bad "v2: all images" "exit $rc, $n of $total: $(head -c 300 "$tmp/all.err")"; fi
 
 # --- options -------------------------------------------------------------------
 run top3 --model "$v2" --top 3 --threads 1 "$images/coffee.png"
@@ -144,7 +144,7 @@ for args in "" "--model $v2" "$images/coffee.png" "--model $v2 --top 0 $images/c
     "--model $v2 --backend gpu $images/coffee.png"; do
     # shellcheck disable=SC2086
     run usage $args
-    if [ "$rc" -eq 2 ] && [ -s "$tmp/usage.err" ]; then ok "usage error exits 2: '${args//$SHARED/\$SHARED}'"; else bad "usage '$args'" "exit $rc"; fi
+    if [ "$rc" -eq 2 ] && [ -s "$tmp/usage.err" ]; then ok "usage error exits 2: '${args//$TEST_DATA/\$TEST_DATA}'"; else bad "usage '$args'" "exit $rc"; fi
 done
 run help --help
 if [ "$rc" -eq 0 ] && grep -q -- '--labels' "$tmp/help.out"; then ok "--help"; else bad "--help" "exit $rc"; fi
