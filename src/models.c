@@ -303,14 +303,16 @@ static const struct model_set *find_set(const char *name)
 
 int models_shipped(char *fast, char *slow, size_t cap)
 {
-    /* build/tandem sits in the source tree; an installed binary in PREFIX/bin. */
+    /* build/tandem (or build/san/tandem) sits in the source tree; an
+     * installed binary in PREFIX/bin. */
     static const char *const below_bin[] = {"/../data/models/st-int8",
+                                            "/../../data/models/st-int8",
                                             "/../share/tandem/models/st-int8"};
     const struct model_set *set = find_set("st-int8");
-    char bin[PATH_LEN] = "?", dirs[3][PATH_LEN], a[PATH_LEN], b[PATH_LEN], why[256];
+    char bin[PATH_LEN] = "?", dirs[4][PATH_LEN], a[PATH_LEN], b[PATH_LEN], why[256];
     int ndirs = 0;
     if (!exe_dir(bin))
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 3; i++)
             if (!join(dirs[ndirs], bin, below_bin[i], "")) ndirs++;
     join(dirs[ndirs++], "data/models/st-int8", "", "");
     for (int i = 0; i < ndirs; i++) {
