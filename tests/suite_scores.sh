@@ -98,6 +98,18 @@ for pair in "int8 $V1 $V2 probabilities" "f32 $F32_FAST $F32_SLOW softmax"; do
     stop
 done
 
+# Every classifier model shipped or generated for the tests, through `tandem
+# classify` (the same code path): probabilities, best first, sum <= 1.
+for m in "$V1" "$V2" build/test-models/mobilenetv2_*.onnx build/test-models/resnet50_*.onnx; do
+    "$TANDEM" classify --model "$m" --top 5 "$TEST_DATA/images/chelsea.png" >"$TMP/cls.out" 2>&1
+    if awk '/^  /{ if ($1 < 0 || $1 > 1 || (n && $1 > prev + 1e-6)) bad = 1; sum += $1; prev = $1; n++ }
+            END { exit bad || n != 5 || sum > 1.0001 }' "$TMP/cls.out"; then
+        ok "classify $(basename "$m"): top-5 scores are probabilities"
+    else
+        bad "classify $(basename "$m")" "$(head -c 300 "$TMP/cls.out")"
+    fi
+done
+
 # ---- one label for one image: proxy, worker, classify ------------------------------
 # same NAME IMAGE LABELS: fast, slow and `tandem classify` give the same top 5.
 same() {
