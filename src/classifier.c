@@ -159,8 +159,7 @@ static int read_output(struct classifier_model *m, char *err, size_t errlen)
 }
 
 /* opt->labels_path replaces whatever labels the model came with. */
-static int apply_labels_file(struct classifier_model *m, const char *path, char *err,
-                             size_t errlen)
+static int apply_labels_file(struct classifier_model *m, const char *path, char *err, size_t errlen)
 {
     tdm_labels *l = NULL;
     char inner[400];
@@ -271,9 +270,8 @@ int tdm_classifier_open(const char *model_path, const tdm_classifier_options *op
     }
     if (rc) goto out;
     if (tdm_labels_count(m->pp.labels) + m->pp.label_offset != m->nclasses) {
-        rc = fail(err, errlen, TDM_ERR_INVALID,
-                  "%s: %d labels (label offset %d) for %d classes", model_path,
-                  tdm_labels_count(m->pp.labels), m->pp.label_offset, m->nclasses);
+        rc = fail(err, errlen, TDM_ERR_INVALID, "%s: %d labels (label offset %d) for %d classes",
+                  model_path, tdm_labels_count(m->pp.labels), m->pp.label_offset, m->nclasses);
         goto out;
     }
     *out = c;

@@ -305,8 +305,7 @@ int models_shipped(char *fast, char *slow, size_t cap)
 {
     /* build/tandem (or build/san/tandem) sits in the source tree; an
      * installed binary in PREFIX/bin. */
-    static const char *const below_bin[] = {"/../data/models/st-int8",
-                                            "/../../data/models/st-int8",
+    static const char *const below_bin[] = {"/../data/models/st-int8", "/../../data/models/st-int8",
                                             "/../share/tandem/models/st-int8"};
     const struct model_set *set = find_set("st-int8");
     char bin[PATH_LEN] = "?", dirs[4][PATH_LEN], a[PATH_LEN], b[PATH_LEN], why[256];
@@ -321,8 +320,7 @@ int models_shipped(char *fast, char *slow, size_t cap)
             continue;
         if (from_file(a, NULL, &set->files[0], why, sizeof why) ||
             from_file(b, NULL, &set->files[1], why, sizeof why)) {
-            fprintf(stderr, "tandem models: the shipped pair in %s is damaged: %s\n", dirs[i],
-                    why);
+            fprintf(stderr, "tandem models: the shipped pair in %s is damaged: %s\n", dirs[i], why);
             continue;
         }
         /* Tidy names for the log: build/../data becomes data. */

@@ -9,9 +9,9 @@
 
 /* How test models may be exported when no real file can be had. */
 enum {
-    MODELS_EXPORT_NO = 0,  /* never: say so and fail */
-    MODELS_EXPORT_YES = 1, /* yes, with a loud warning that labels mean nothing */
-    MODELS_EXPORT_ASK = 2, /* ask on the terminal (stdin must be a TTY, else no) */
+    MODELS_EXPORT_NO = 0,   /* never: say so and fail */
+    MODELS_EXPORT_YES = 1,  /* yes, with a loud warning that labels mean nothing */
+    MODELS_EXPORT_ASK = 2,  /* ask on the terminal (stdin must be a TTY, else no) */
     MODELS_EXPORT_NEVER = 3 /* never, and test models left in dir do not count: the caller
                                falls back to the shipped pair (models_shipped) */
 };

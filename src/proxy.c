@@ -259,13 +259,12 @@ static void do_predict(struct worker *w, struct task *t)
     top_json = api_top_json(top, ntop);
     /* The raw body is no longer needed past this point, but it lives in the
      * request until the answer: nothing to free early. */
-    api_prediction pred = {
-        .label = label,
-        .top = top,
-        .ntop = ntop,
-        .model = p->model_name,
-        .scores = tdm_scores_name(p->info.scores),
-        .inference_ms = infer_ms};
+    api_prediction pred = {.label = label,
+                           .top = top,
+                           .ntop = ntop,
+                           .model = p->model_name,
+                           .scores = tdm_scores_name(p->info.scores),
+                           .inference_ms = infer_ms};
     if (!b64 || !top_json) {
         reply_error(r, t->ep, 500, "out of memory");
         goto out;
