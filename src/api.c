@@ -450,6 +450,7 @@ char *api_prediction_json(const api_prediction *p)
     json_object_set_new(root, "result_sync", str(p->label));
     json_object_set_new(root, "top5", top_array(p->top, p->ntop));
     json_object_set_new(root, "model", str(p->model));
+    if (p->scores) json_object_set_new(root, "scores", json_string(p->scores));
     json_object_set_new(root, "inference_ms", json_real(round(p->inference_ms * 1000) / 1000));
     if (p->status) json_object_set_new(root, "status", json_string(p->status));
     if (p->reason) json_object_set_new(root, "reason", str(p->reason));

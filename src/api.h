@@ -109,6 +109,7 @@ typedef struct api_prediction {
     const tdm_label_score *top;
     int ntop;
     const char *model;
+    const char *scores; /* how the scores became probabilities (tdm_scores_name), or NULL */
     double inference_ms;
     const char *status; /* "queued", or NULL */
     const char *reason; /* why no job was queued (backpressure), or NULL */

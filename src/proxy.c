@@ -43,8 +43,7 @@
 #include "metrics.h"
 #include "push.h"
 #include "queue.h"
-#include "tandem/engine.h"
-#include "tandem/image.h"
+#include "tandem/classifier.h"
 #include "web.h"
 #include "webhook.h"
 
@@ -112,17 +111,13 @@ struct worker {
     pthread_t thread;
     int started;
     queue *q;
-    tdm_session *session;
-    void *in, *out;
-    size_t in_len, out_len;
-    tdm_dtype out_dtype;
-    int nclasses;
+    tdm_classifier *clf; /* inference threads only */
 };
 
 struct proxy {
     struct config cfg;
-    tdm_model *model;
-    tdm_preprocess pp;
+    tdm_classifier *clf; /* the model as loaded; each inference thread shares it */
+    tdm_classifier_info info;
     const char *model_name;
     queue_options qopt;
     http_server *http;
@@ -264,7 +259,7 @@ static void do_predict(struct worker *w, struct task *t)
     }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = tdm_image_to_input(img.data, img.len, &p->pp, w->in, w->in_len, err, sizeof err);
+    int rc = tdm_classifier_set_image(w->clf, img.data, img.len, err, sizeof err);
     if (rc) {
         int code = rc == TDM_ERR_LIMIT ? 413 : rc == TDM_ERR_IMAGE ? 400 : 500;
         char msg[600];
@@ -272,13 +267,12 @@ static void do_predict(struct worker *w, struct task *t)
         reply_error(r, t->ep, code, msg);
         goto out;
     }
-    rc = tdm_session_run(w->session, w->in, w->in_len, w->out, w->out_len);
-    if (rc) {
-        LOG(ERROR, "inference failed: %s", tdm_session_error(w->session));
+    int ntop = tdm_classifier_run(w->clf, TOPK, top, err, sizeof err);
+    if (ntop < 0) {
+        LOG(ERROR, "inference failed: %s", err);
         reply_error(r, t->ep, 500, "inference failed (see the proxy's log)");
         goto out;
     }
-    int ntop = tdm_topk(&p->pp, w->out, w->out_dtype, w->nclasses, TOPK, top);
     double infer_ms = ms_since(&t0);
     metrics_sync_inference(infer_ms);
     const char *label = ntop > 0 && top[0].label ? top[0].label : "";
@@ -288,8 +282,12 @@ static void do_predict(struct worker *w, struct task *t)
     top_json = api_top_json(top, ntop);
     /* The raw body is no longer needed past this point, but it lives in the
      * request until the answer: nothing to free early. */
-    api_prediction pred = {
-        .label = label, .top = top, .ntop = ntop, .model = p->model_name, .inference_ms = infer_ms};
+    api_prediction pred = {.label = label,
+                           .top = top,
+                           .ntop = ntop,
+                           .model = p->model_name,
+                           .scores = tdm_scores_name(p->info.scores),
+                           .inference_ms = infer_ms};
     if (!b64 || !top_json) {
         reply_error(r, t->ep, 500, "out of memory");
         goto out;
@@ -666,45 +664,26 @@ static void on_request(void *ud, http_request *r)
 
 /* ---- start and stop ------------------------------------------------------------ */
 
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
 static int load_model(struct proxy *p)
 {
     char err[512];
-    tdm_options opt;
-    tdm_options_init(&opt);
-    opt.threads = p->cfg.engine_threads;
-    opt.precision = (tdm_precision)p->cfg.precision;
-    int rc = tdm_model_load(p->cfg.sync_model_path, &opt, &p->model, err, sizeof err);
+    tdm_classifier_options opt;
+    tdm_classifier_options_init(&opt);
+    opt.engine.threads = p->cfg.engine_threads;
+    opt.engine.precision = (tdm_precision)p->cfg.precision;
+    opt.labels_path = p->cfg.labels_path;
+    opt.max_pixels = (uint64_t)p->cfg.max_pixels;
+    int rc = tdm_classifier_open(p->cfg.sync_model_path, &opt, &p->clf, err, sizeof err);
     if (rc) {
         LOG(ERROR, "cannot load SYNC_MODEL_PATH %s: %s", p->cfg.sync_model_path, err);
         return rc;
     }
-    rc = tdm_preprocess_for_model(p->model, p->cfg.sync_model_path, &p->pp, err, sizeof err);
-    if (rc) {
-        LOG(ERROR, "%s: %s", p->cfg.sync_model_path, err);
-        return rc;
-    }
-    p->pp.max_pixels = (uint64_t)p->cfg.max_pixels;
-    if (p->cfg.labels_path[0]) {
-        tdm_labels *labels;
-        rc = tdm_labels_load(p->cfg.labels_path, &labels, err, sizeof err);
-        if (rc) {
-            LOG(ERROR, "LABELS_PATH %s: %s", p->cfg.labels_path, err);
-            return rc;
-        }
-        tdm_labels_free(p->pp.labels);
-        p->pp.labels = labels;
-    }
-    p->model_name = base_name(p->cfg.sync_model_path);
+    tdm_classifier_get_info(p->clf, &p->info);
+    p->model_name = p->info.model_name;
     return 0;
 }
 
-static int worker_init(struct proxy *p, struct worker *w, int with_session)
+static int worker_init(struct proxy *p, struct worker *w, int with_model)
 {
     char err[512];
     w->p = p;
@@ -713,34 +692,15 @@ static int worker_init(struct proxy *p, struct worker *w, int with_session)
         LOG(ERROR, "queue_open: %s", queue_strerror(rc));
         return rc;
     }
-    if (!with_session) return 0;
-    rc = tdm_session_create(p->model, 1, &w->session, err, sizeof err);
-    if (rc) {
-        LOG(ERROR, "cannot plan a session for %s: %s", p->model_name, err);
-        return rc;
-    }
-    tdm_tensor_info oi;
-    rc = tdm_session_output_info(w->session, &oi);
-    if (rc) return rc;
-    w->out_dtype = oi.dtype;
-    w->in_len = tdm_session_input_bytes(w->session);
-    w->out_len = tdm_session_output_bytes(w->session);
-    size_t esize = tdm_dtype_size(oi.dtype);
-    w->nclasses = esize ? (int)(w->out_len / esize) : 0;
-    w->in = malloc(w->in_len);
-    w->out = malloc(w->out_len);
-    if (!w->in || !w->out || w->nclasses < 1) {
-        LOG(ERROR, "cannot allocate session buffers for %s", p->model_name);
-        return TDM_ERR_NOMEM;
-    }
-    return 0;
+    if (!with_model) return 0;
+    rc = tdm_classifier_share(p->clf, &w->clf, err, sizeof err);
+    if (rc) LOG(ERROR, "cannot plan a session for %s: %s", p->model_name, err);
+    return rc;
 }
 
 static void worker_free(struct worker *w)
 {
-    free(w->in);
-    free(w->out);
-    tdm_session_free(w->session);
+    tdm_classifier_close(w->clf);
     queue_close(w->q);
 }
 
@@ -851,6 +811,9 @@ int cli_proxy(int argc, char **argv)
     if (!p->infer) goto out;
     for (int i = 0; i < p->ninfer; i++)
         if (worker_init(p, &p->infer[i], 1)) goto out;
+    /* Each inference thread holds the model now: the loading handle's session can go. */
+    tdm_classifier_close(p->clf);
+    p->clf = NULL;
     for (int i = 0; i < IO_THREADS; i++)
         if (worker_init(p, &p->io[i], 0)) goto out;
     if (worker_init(p, &p->waiter, 0)) goto out;
@@ -892,8 +855,7 @@ out:
     for (int i = 0; i < IO_THREADS; i++)
         worker_free(&p->io[i]);
     worker_free(&p->waiter);
-    tdm_preprocess_clear(&p->pp);
-    tdm_model_free(p->model);
+    tdm_classifier_close(p->clf);
     taskq_destroy(&p->infer_q);
     taskq_destroy(&p->io_q);
     pthread_mutex_destroy(&p->wait_mu);

@@ -2,7 +2,7 @@
 # Browser suite: the web page in Debian's headless Chromium (playwright-core,
 # no browser download) against a real stack: a private redis-server, `tandem
 # proxy` and, started by the test once the fast answer is on screen,
-# `tandem worker`, with the int8 models of $SHARED/models/st-int8. The test
+# `tandem worker`, with the int8 models of $TEST_DATA/models/st-int8. The test
 # (tests/browser/page.js) uploads chelsea.png, sees the fast label, sees the
 # accurate label replace it through Server-Sent Events, and saves screenshots
 # in $BUILD/browser/.
@@ -10,12 +10,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
+TEST_DATA=${TEST_DATA:-data}
 . tests/worker/lib.sh
 
-FAST=$SHARED/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
-SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
-CAT=$SHARED/images/chelsea.png
+FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
+SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
+CAT=$TEST_DATA/images/chelsea.png
 OUT=$BUILD/browser
 for f in "$TANDEM" "$FAST" "$SLOW" "$CAT" /usr/bin/chromium node_modules/playwright-core/package.json; do
     if [ ! -e "$f" ]; then
@@ -39,7 +39,7 @@ fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
-URL=http://127.0.0.1:$PORT IMAGE=$CAT IMAGE2=$SHARED/images/dog.jpg OUT_DIR=$OUT WORKER_CMD="$TANDEM worker" \
+URL=http://127.0.0.1:$PORT IMAGE=$CAT IMAGE2=$TEST_DATA/images/dog.jpg OUT_DIR=$OUT WORKER_CMD="$TANDEM worker" \
     WORKER_PID_FILE=$TMP/worker.pid REDIS_STOP_CMD="redis-cli -p $RPORT shutdown nosave" \
     timeout 150 node tests/browser/page.js >"$TMP/page.out" 2>&1
 rc=$?

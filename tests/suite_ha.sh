@@ -20,12 +20,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
+TEST_DATA=${TEST_DATA:-data}
 . tests/worker/lib.sh
 
-FAST=$SHARED/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
-SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
-IMG=$SHARED/images/dog.jpg
+FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
+SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
+IMG=$TEST_DATA/images/dog.jpg
 TANDEM=$(realpath "$TANDEM")
 NS="tnd$$"
 HOSTS=(r1 r2 s3 px w1 w2)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Push suite: GET /job/{id}/events (Server-Sent Events) and POST /predict
 # with Prefer: wait, against a private redis-server, the real `tandem proxy`
-# and `tandem worker` with the int8 models of $SHARED/models/st-int8. The
+# and `tandem worker` with the int8 models of $TEST_DATA/models/st-int8. The
 # worker is started and stopped by the suite, so that streams can be opened
 # on jobs that are still queued. Prints latency figures: result stored ->
 # final event received (p50 over 50 jobs), and Prefer: wait total latency.
@@ -9,12 +9,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
+TEST_DATA=${TEST_DATA:-data}
 . tests/worker/lib.sh
 
-FAST=$SHARED/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
-SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
-CAT=$SHARED/images/chelsea.png
+FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
+SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
+CAT=$TEST_DATA/images/chelsea.png
 SSE=tests/push/sse.py
 JGET=tests/proxy/jget.py
 if [ ! -x "$TANDEM" ] || [ ! -f "$FAST" ] || [ ! -f "$SLOW" ] || [ ! -f "$CAT" ]; then

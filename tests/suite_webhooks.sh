@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Webhooks and fast/slow agreement, against a real stack: a private
 # redis-server, `tandem proxy` (fast: MobileNetV1 0.5/128 int8) and
-# `tandem worker` (slow: MobileNetV2 int8) from $SHARED/models/st-int8, and a
+# `tandem worker` (slow: MobileNetV2 int8) from $TEST_DATA/models/st-int8, and a
 # webhook receiver (tests/webhooks/listener.py) on 127.0.0.1.
 #   - every finished job says whether the slow top-1 agrees with the fast one
 #     (agrees_with_fast, fast_prediction), and /metrics counts agree/upgrade;
@@ -17,13 +17,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
+TEST_DATA=${TEST_DATA:-data}
 . tests/worker/lib.sh
 
-FAST=$SHARED/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
-SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
-CAT=$SHARED/images/chelsea.png
-DOG=$SHARED/images/dog.jpg
+FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
+SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
+CAT=$TEST_DATA/images/chelsea.png
+DOG=$TEST_DATA/images/dog.jpg
 JGET=tests/proxy/jget.py
 HOOKS=tests/webhooks/hooks.py
 if [ ! -x "$TANDEM" ] || [ ! -f "$FAST" ] || [ ! -f "$SLOW" ] || [ ! -f "$CAT" ]; then
