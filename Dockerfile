@@ -23,7 +23,7 @@ RUN apt-get update \
       libprotobuf-c1 libdnnl2 libgomp1 libhiredis0.14 libmicrohttpd12 libjansson4 \
       libjpeg62-turbo libspng0 libsodium23 libcurl4 libssl3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --no-create-home --shell /usr/sbin/nologin tandem \
+ && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin tandem \
  && mkdir -p /models && chown tandem /models
 COPY --from=build /src/build/tandem /usr/local/bin/tandem
 # The seed's paths and hosts: models in a volume at /models, Redis at "redis".
@@ -33,7 +33,8 @@ ENV MODEL_DIR=/models \
     REDIS_HOST=redis \
     REDIS_PORT=6379 \
     QUEUE_NAME=queue:jobs
-USER tandem
+# A numeric user, so that Kubernetes can check runAsNonRoot against it.
+USER 10001:10001
 EXPOSE 8000
 ENTRYPOINT ["/usr/local/bin/tandem"]
 CMD ["proxy"]

@@ -67,6 +67,8 @@ $(BUILD)/obj/labels.o: $(BUILD)/gen/imagenet_labels.inc
 
 # proxy.c embeds the sample image of GET /predict/test with .incbin.
 $(BUILD)/obj/proxy.o: data/sample.jpg
+# web.c embeds the page and the sample images the same way.
+$(BUILD)/obj/web.o: web/index.html $(wildcard data/samples/*.jpg)
 
 $(BUILD)/libtandem.a: $(LIB_OBJS)
 	@rm -f $@

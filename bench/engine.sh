@@ -9,21 +9,21 @@
 # ratio reported is the median of the per-round ratios (each round's two
 # runs saw much the same machine); the p50 columns are medians over rounds.
 #
-# Environment: BUILD (build), TANDEM ($BUILD/tandem), SHARED (../shared),
+# Environment: BUILD (build), TANDEM ($BUILD/tandem), TEST_DATA (data),
 # BENCH_SCALE (1.0: multiplies the iteration counts), ROUNDS (5). About 3
 # minutes on the 2-core machine at the defaults.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
+TEST_DATA=${TEST_DATA:-data}
 scale=${BENCH_SCALE:-1.0}
 rounds=${ROUNDS:-5}
 models=$BUILD/test-models
 [ -d "$models" ] || models=build/test-models
 mnv2=$models/mobilenetv2_op13.onnx
 rn50=$models/resnet50_op13.onnx
-int8=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
+int8=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 
 for f in "$TANDEM" "$mnv2" "$rn50" "$int8"; do
     if [ ! -e "$f" ]; then

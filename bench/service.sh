@@ -27,7 +27,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
+TEST_DATA=${TEST_DATA:-data}
 DURATION=${DURATION:-20}
 JOBS=${JOBS:-60}
 ASYNC_RUNS=${ASYNC_RUNS:-10}
@@ -35,7 +35,7 @@ MODELS=$BUILD/test-models
 [ -d "$MODELS" ] || MODELS=build/test-models
 SYNC_MODEL=${SYNC_MODEL:-$MODELS/mobilenetv2_op13.onnx}
 ASYNC_MODEL=${ASYNC_MODEL:-$MODELS/resnet50_op13.onnx}
-IMAGE=${IMAGE:-$SHARED/images/dog.jpg}
+IMAGE=${IMAGE:-$TEST_DATA/images/dog.jpg}
 . tests/worker/lib.sh
 
 for f in "$TANDEM" "$SYNC_MODEL" "$ASYNC_MODEL" "$IMAGE"; do

@@ -2,12 +2,12 @@
 # Seeds for fuzz_image: small JPEGs and PNGs of every flavour the decoders
 # handle (baseline, progressive, greyscale, CMYK, 4:2:0 and 4:4:4; PNG
 # greyscale, grey+alpha, palette, RGBA, 16-bit), cut from
-# $SHARED/images with PIL. Nothing is kept in the repository.
+# $TEST_DATA/images with PIL. Nothing is kept in the repository.
 set -euo pipefail
 corpus=$1
-shared=${SHARED:-../shared}
-[ -d "$shared/images" ] || exit 0
-/usr/bin/python3 - "$shared/images" "$corpus" <<'PY' || true
+data=${TEST_DATA:-data}
+[ -d "$data/images" ] || exit 0
+/usr/bin/python3 - "$data/images" "$corpus" <<'PY' || true
 import sys, os
 from PIL import Image
 src, out = sys.argv[1], sys.argv[2]

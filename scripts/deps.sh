@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything tandem needs to build, test and benchmark on Debian 12:
 # Debian packages (compilers, libraries, redis-server, python3-torchvision for
-# the test models, wrk) and, for tests only, ONNX Runtime from npm.
+# the test models, wrk, chromium for the browser test) and, for tests only,
+# ONNX Runtime and playwright-core from npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,8 @@ packages=(
     libdnnl-dev libhiredis-dev libmicrohttpd-dev libjansson-dev
     libjpeg62-turbo-dev libspng-dev libsodium-dev libcurl4-openssl-dev libssl-dev
     redis-server curl wrk
-    python3-torchvision python3-onnx python3-numpy python3-pil python3-yaml
+    python3-torchvision python3-onnx python3-numpy python3-pil python3-yaml python3-kubernetes
+    chromium
 )
 # The machine image ships Node.js with its own npm; Debian's npm would clash with it.
 command -v npm >/dev/null || packages+=(nodejs npm)
@@ -29,6 +31,6 @@ fi
 
 # onnxruntime-node's install script downloads extra binaries; the npm tarball
 # already carries the CPU library we use.
-if [ ! -d node_modules/onnxruntime-node ]; then
+if [ ! -d node_modules/onnxruntime-node ] || [ ! -d node_modules/playwright-core ]; then
     npm install --ignore-scripts --no-audit --no-fund
 fi

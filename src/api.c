@@ -14,6 +14,7 @@
 #include "api.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -47,7 +48,8 @@ int api_http_status(int status)
 const char *api_endpoint_name(api_endpoint ep)
 {
     static const char *const names[API_EP_COUNT] = {"health", "metadata", "predict", "predict_test",
-                                                    "job",    "metrics",  "other"};
+                                                    "job",    "metrics",  "events",  "stats",
+                                                    "page",   "other"};
     return (unsigned)ep < API_EP_COUNT ? names[ep] : "other";
 }
 
@@ -65,9 +67,13 @@ int api_route(const char *method, const char *path, api_endpoint *ep, const char
         const char *path, *method;
         api_endpoint ep;
     } routes[] = {
-        {"/health", "GET", API_EP_HEALTH},    {"/metadata", "GET", API_EP_METADATA},
-        {"/predict", "POST", API_EP_PREDICT}, {"/predict/test", "GET", API_EP_PREDICT_TEST},
+        {"/health", "GET", API_EP_HEALTH},
+        {"/metadata", "GET", API_EP_METADATA},
+        {"/predict", "POST", API_EP_PREDICT},
+        {"/predict/test", "GET", API_EP_PREDICT_TEST},
         {"/metrics", "GET", API_EP_METRICS},
+        {"/stats", "GET", API_EP_STATS},
+        {"/", "GET", API_EP_PAGE},
     };
     /* HEAD is GET without a body: libmicrohttpd drops the body itself. */
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
@@ -82,13 +88,26 @@ int api_route(const char *method, const char *path, api_endpoint *ep, const char
                  routes[i].method);
         return API_ERR_METHOD;
     }
+    if (!strncmp(path, "/samples/", 9)) {
+        *ep = API_EP_PAGE;
+        if (is_get) return API_OK;
+        *allow = "GET";
+        snprintf(err, errlen, "method %.16s not allowed on /samples/ (use GET)", method);
+        return API_ERR_METHOD;
+    }
     if (!strncmp(path, "/job/", 5)) {
         const char *id = path + 5;
         size_t n = strlen(id);
         *ep = API_EP_JOB;
+        const char *slash = strchr(id, '/');
+        if (slash && !strcmp(slash, "/events")) {
+            *ep = API_EP_EVENTS;
+            n = (size_t)(slash - id);
+        }
         if (!is_get) {
             *allow = "GET";
-            snprintf(err, errlen, "method %.16s not allowed on /job/{job_id} (use GET)", method);
+            snprintf(err, errlen, "method %.16s not allowed on %s (use GET)", method,
+                     *ep == API_EP_EVENTS ? "/job/{job_id}/events" : "/job/{job_id}");
             return API_ERR_METHOD;
         }
         size_t i = 0;
@@ -117,6 +136,42 @@ int api_parse_wait(const char *text, double *out, char *err, size_t errlen)
     }
     *out = v;
     return API_OK;
+}
+
+int api_prefer_wait(const char *prefer, double *seconds)
+{
+    /* preference *( "," preference ), each token [ "=" value ] *( ";" param ) */
+    for (const char *p = prefer; p && *p;) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, ",");
+        if (n >= 4 && !strncasecmp(p, "wait", 4)) {
+            const char *v = p + 4;
+            v += strspn(v, " \t");
+            if (*v == '=') {
+                v++;
+                v += strspn(v, " \t\"");
+                char *end;
+                errno = 0;
+                unsigned long long s = strtoull(v, &end, 10);
+                const char *rest = end + strspn(end, " \t\"");
+                if (end != v && isdigit((unsigned char)*v) && !errno &&
+                    (!*rest || *rest == ',' || *rest == ';')) {
+                    *seconds = s > 86400 ? 86400.0 : (double)s;
+                    return 1;
+                }
+            }
+        }
+        p += n;
+    }
+    return 0;
+}
+
+int api_last_event_id(const char *text)
+{
+    if (!text || !isdigit((unsigned char)*text)) return 0;
+    char *end;
+    long v = strtol(text, &end, 10);
+    return *end || v < 0 || v > 1000000 ? 0 : (int)v;
 }
 
 /* ---- base64 ------------------------------------------------------------ */
@@ -189,6 +244,7 @@ char *api_b64_encode(const void *data, size_t len, size_t *out_len)
 void api_image_clear(api_image *img)
 {
     free(img->owned);
+    free(img->callback_url);
     memset(img, 0, sizeof *img);
 }
 
@@ -243,6 +299,7 @@ static int parse_json_body(const char *body, size_t len, api_image *out, char *e
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     int rc = API_ERR_BAD_REQUEST;
     unsigned char *bin = NULL;
+    char *url = NULL;
     size_t n = 0;
     if (!root) {
         snprintf(err, errlen, "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
@@ -280,11 +337,27 @@ static int parse_json_body(const char *body, size_t len, api_image *out, char *e
     if (rc) goto out;
     rc = check_image(bin, n, err, errlen);
     if (rc) goto out;
+    json_t *cb = json_object_get(root, "callback_url");
+    if (cb && !json_is_null(cb)) {
+        if (!json_is_string(cb)) {
+            rc = API_ERR_BAD_REQUEST;
+            snprintf(err, errlen, "\"callback_url\" must be a string (an http or https URL)");
+            goto out;
+        }
+        if (!(url = strdup(json_string_value(cb)))) {
+            rc = API_ERR_NOMEM;
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+    }
     out->data = bin;
     out->len = n;
     out->owned = bin;
+    out->callback_url = url;
     bin = NULL;
+    url = NULL;
 out:
+    free(url);
     free(bin);
     json_decref(root);
     return rc;
@@ -377,6 +450,7 @@ char *api_prediction_json(const api_prediction *p)
     json_object_set_new(root, "result_sync", str(p->label));
     json_object_set_new(root, "top5", top_array(p->top, p->ntop));
     json_object_set_new(root, "model", str(p->model));
+    if (p->scores) json_object_set_new(root, "scores", json_string(p->scores));
     json_object_set_new(root, "inference_ms", json_real(round(p->inference_ms * 1000) / 1000));
     if (p->status) json_object_set_new(root, "status", json_string(p->status));
     if (p->reason) json_object_set_new(root, "reason", str(p->reason));
@@ -414,6 +488,16 @@ char *api_job_json(const char *id, const queue_job *job)
     if (job->created_ms) json_object_set_new(j, "created_ms", json_integer(job->created_ms));
     if (job->started_ms) json_object_set_new(j, "started_ms", json_integer(job->started_ms));
     if (job->finished_ms) json_object_set_new(j, "finished_ms", json_integer(job->finished_ms));
+    if (job->sync_label) json_object_set_new(j, "fast_prediction", str(job->sync_label));
+    if (done && job->agreement != QUEUE_AGREE_UNKNOWN)
+        json_object_set_new(j, "agrees_with_fast", json_boolean(job->agreement == QUEUE_AGREE_YES));
+    /* The destination itself stays out: a URL may carry a token in its query. */
+    if (job->webhook[0]) {
+        json_t *h =
+            json_pack("{s:s,s:i}", "status", job->webhook, "attempts", job->webhook_attempts);
+        if (h && job->webhook_error) json_object_set_new(h, "error", str(job->webhook_error));
+        if (h) json_object_set_new(j, "webhook", h);
+    }
     if (job->sync_label) {
         json_t *s = json_object();
         json_object_set_new(s, "prediction", str(job->sync_label));
@@ -422,5 +506,42 @@ char *api_job_json(const char *id, const queue_job *job)
         json_object_set_new(j, "sync", s);
     }
     json_object_set_new(root, id, j);
+    return dump(root);
+}
+
+char *api_prediction_with_job_json(const char *fast_json, const char *id, const queue_job *job)
+{
+    json_t *root = fast_json ? json_loads(fast_json, 0, NULL) : NULL;
+    char *job_text = api_job_json(id, job);
+    json_t *wrapped = job_text ? json_loads(job_text, 0, NULL) : NULL;
+    json_t *inner = wrapped ? json_object_get(wrapped, id) : NULL;
+    free(job_text);
+    if (!json_is_object(root) || !inner) {
+        json_decref(root);
+        json_decref(wrapped);
+        return NULL;
+    }
+    json_object_set_new(root, "status", str(job->status));
+    json_object_set(root, "async", inner);
+    json_decref(wrapped);
+    return dump(root);
+}
+
+char *api_stats_json(const queue_stats *st, long long event_streams, long long max_body_bytes)
+{
+    json_t *root = json_object();
+    if (!root) return NULL;
+    json_object_set_new(root, "redis_up", json_boolean(st != NULL));
+    if (st) {
+        json_object_set_new(root, "queue_length", json_integer(st->queue_length));
+        json_object_set_new(root, "processing", json_integer(st->processing));
+        json_object_set_new(root, "workers_alive", json_integer(st->workers_alive));
+        json_object_set_new(root, "dead_letter_length", json_integer(st->dead_length));
+        json_object_set_new(root, "processed", json_integer(st->processed));
+        json_object_set_new(root, "failed", json_integer(st->failed));
+        json_object_set_new(root, "expired", json_integer(st->expired));
+    }
+    json_object_set_new(root, "event_streams", json_integer(event_streams));
+    json_object_set_new(root, "max_body_bytes", json_integer(max_body_bytes));
     return dump(root);
 }

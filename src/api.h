@@ -35,13 +35,17 @@ typedef enum {
     API_EP_PREDICT_TEST,
     API_EP_JOB,
     API_EP_METRICS,
+    API_EP_EVENTS, /* GET /job/{id}/events */
+    API_EP_STATS,
+    API_EP_PAGE,  /* GET / and GET /samples/{name} */
     API_EP_OTHER, /* unknown paths and refused requests */
     API_EP_COUNT
 } api_endpoint;
 
 const char *api_endpoint_name(api_endpoint ep);
 
-/* Maps a request to its endpoint. For /job/{id}, *job_id points into path.
+/* Maps a request to its endpoint. For /job/{id} and /job/{id}/events,
+ * *job_id points into path (the id ends at the next '/' or the end).
  * API_ERR_NOT_FOUND for an unknown path, API_ERR_METHOD (and *allow, the
  * method to put in an Allow header) for a known path with the wrong method,
  * API_ERR_BAD_REQUEST for a job id that is not QUEUE_ID_MIN..QUEUE_ID_MAX
@@ -53,11 +57,22 @@ int api_route(const char *method, const char *path, api_endpoint *ep, const char
 #define API_WAIT_MAX_S 30.0
 int api_parse_wait(const char *text, double *out, char *err, size_t errlen);
 
+/* The wait preference of a Prefer header (RFC 7240: "wait=10", possibly among
+ * others, "respond-async, wait=10"): 1 and *seconds when there is one, 0
+ * when there is none or it is not a number (a preference that is not
+ * understood is ignored, as the RFC asks). */
+int api_prefer_wait(const char *prefer, double *seconds);
+
+/* The Last-Event-ID of a Server-Sent Events reconnection: 0 when absent or
+ * not a small non-negative integer. */
+int api_last_event_id(const char *text);
+
 /* An image file taken out of a request body. */
 typedef struct api_image {
     const unsigned char *data;
     size_t len;
     unsigned char *owned; /* the decoded copy when the body was JSON, else NULL */
+    char *callback_url;   /* a JSON body's "callback_url" (unchecked), else NULL */
 } api_image;
 
 void api_image_clear(api_image *img);
@@ -94,6 +109,7 @@ typedef struct api_prediction {
     const tdm_label_score *top;
     int ntop;
     const char *model;
+    const char *scores; /* how the scores became probabilities (tdm_scores_name), or NULL */
     double inference_ms;
     const char *status; /* "queued", or NULL */
     const char *reason; /* why no job was queued (backpressure), or NULL */
@@ -103,7 +119,22 @@ typedef struct api_prediction {
 char *api_prediction_json(const api_prediction *p);
 
 /* {"<id>": {"prediction": label or "", "status", "attempts", "error" (when
- * there is one), "top5", "model", "inference_ms", "sync": {...}}} */
+ * there is one), "top5", "model", "inference_ms", "fast_prediction",
+ * "agrees_with_fast" (once done), "webhook": {"status", "attempts", "error"}
+ * (with a callback), "sync": {...}}} */
 char *api_job_json(const char *id, const queue_job *job);
+
+/* POST /predict with Prefer: wait: the fast answer (fast_json, as
+ * api_prediction_json made it) with "status" set to the job's and the job
+ * object (the value of api_job_json's single key) under "async". NULL when
+ * fast_json does not parse or out of memory. */
+char *api_prediction_with_job_json(const char *fast_json, const char *id, const queue_job *job);
+
+/* GET /stats: {"redis_up", and when Redis could be read "queue_length",
+ * "processing", "workers_alive", "dead_letter_length", "processed",
+ * "failed", "expired"; "event_streams": streams open on this proxy;
+ * "max_body_bytes": the largest upload it takes, so a page can say so
+ * before sending}. */
+char *api_stats_json(const queue_stats *stats, long long event_streams, long long max_body_bytes);
 
 #endif

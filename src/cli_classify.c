@@ -2,8 +2,9 @@
  * cli_classify: `tandem classify` — the top labels of image files, with one
  * model load and one session for all of them.
  *
- * Each image is read whole (capped), decoded and laid out for the model by
- * tdm_image_to_input, run, and ranked by tdm_topk. An image that fails is
+ * Each image is read whole (capped) and handed to the classifier
+ * (include/tandem/classifier.h), the same code path as the proxy's and the
+ * worker's, so the same model and labels give the same answer. An image that fails is
  * reported on stderr with its file name and the others still run; the exit
  * status is 1 if any failed, 2 on a usage error.
  */
@@ -15,8 +16,7 @@
 #include <time.h>
 
 #include "cli.h"
-#include "tandem/engine.h"
-#include "tandem/image.h"
+#include "tandem/classifier.h"
 
 /* Larger than any sane photo; the pixel cap is what bounds decoding. */
 #define CLASSIFY_MAX_FILE_BYTES ((size_t)256 << 20)
@@ -35,8 +35,8 @@ static void usage(FILE *f)
             "      0.3322  tabby\n"
             "\n"
             "a header line with the file and its best label, then K lines of score and\n"
-            "label, best first. Scores are the model's raw outputs (probabilities or\n"
-            "logits; 0..255 for uint8 outputs).\n"
+            "label, best first. Scores are probabilities: a quantised output is\n"
+            "dequantised, and softmax is applied to a model that outputs logits.\n"
             "\n"
             "  --model FILE    ONNX image classifier; its input shape picks the\n"
             "                  preprocessing, FILE.json may override it (see README)\n"
@@ -115,27 +115,6 @@ out:
     return rc;
 }
 
-/* --labels: the file must name every class, or every class but a leading
- * background. */
-static int replace_labels(tdm_preprocess *pp, const char *path, int64_t nclasses, char *err,
-                          size_t errlen)
-{
-    tdm_labels *l;
-    int rc = tdm_labels_load(path, &l, err, errlen);
-    if (rc) return rc;
-    int n = tdm_labels_count(l);
-    if (n != nclasses && n != nclasses - 1) {
-        snprintf(err, errlen, "%s has %d labels, the model has %lld classes", path, n,
-                 (long long)nclasses);
-        tdm_labels_free(l);
-        return TDM_ERR_INVALID;
-    }
-    tdm_labels_free(pp->labels);
-    pp->labels = l;
-    pp->label_offset = n == nclasses ? 0 : 1;
-    return 0;
-}
-
 int cli_classify(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -197,48 +176,23 @@ int cli_classify(int argc, char **argv)
         return 2;
     }
 
-    tdm_options opt;
-    tdm_model *model = NULL;
-    tdm_session *s = NULL;
-    tdm_preprocess pp;
-    tdm_tensor_info oi;
+    tdm_classifier_options opt;
+    tdm_classifier *clf = NULL;
     tdm_label_score *best = NULL;
-    void *in = NULL, *out = NULL;
     char err[512];
     int status = 1;
 
-    memset(&pp, 0, sizeof pp);
-    tdm_options_init(&opt);
-    opt.threads = threads;
-    opt.backend = backend;
-    if (tdm_model_load(model_path, &opt, &model, err, sizeof err) < 0) {
-        /* the engine's message already names the file */
+    tdm_classifier_options_init(&opt);
+    opt.engine.threads = threads;
+    opt.engine.backend = backend;
+    opt.labels_path = labels_path;
+    if (tdm_classifier_open(model_path, &opt, &clf, err, sizeof err) < 0) {
+        /* the message already names the file */
         fprintf(stderr, "tandem classify: %s\n", err);
         goto out;
     }
-    if (tdm_preprocess_for_model(model, model_path, &pp, err, sizeof err) < 0 ||
-        tdm_session_create(model, 1, &s, err, sizeof err) < 0 ||
-        tdm_session_output_info(s, &oi) < 0) {
-        fprintf(stderr, "tandem classify: %s: %s\n", model_path, err);
-        goto out;
-    }
-    size_t in_bytes = tdm_session_input_bytes(s), out_bytes = tdm_session_output_bytes(s);
-    size_t esize = tdm_dtype_size(oi.dtype);
-    if ((oi.dtype != TDM_DTYPE_FLOAT && oi.dtype != TDM_DTYPE_UINT8) || !esize ||
-        out_bytes / esize > (size_t)1 << 24) {
-        fprintf(stderr, "tandem classify: %s: output '%s' is %s, not class scores\n", model_path,
-                oi.name ? oi.name : "?", tdm_dtype_name(oi.dtype));
-        goto out;
-    }
-    int nclasses = (int)(out_bytes / esize);
-    if (labels_path && replace_labels(&pp, labels_path, nclasses, err, sizeof err) < 0) {
-        fprintf(stderr, "tandem classify: %s\n", err);
-        goto out;
-    }
-    in = malloc(in_bytes);
-    out = malloc(out_bytes);
     best = malloc(sizeof *best * (size_t)top);
-    if (!in || !out || !best) {
+    if (!best) {
         fprintf(stderr, "tandem classify: out of memory\n");
         goto out;
     }
@@ -250,27 +204,19 @@ int cli_classify(int argc, char **argv)
         size_t len = 0;
         double t0 = now_ms();
         int rc = read_file(path, &data, &len, err, sizeof err);
-        if (!rc) rc = tdm_image_to_input(data, len, &pp, in, in_bytes, err, sizeof err);
+        if (!rc) rc = tdm_classifier_set_image(clf, data, len, err, sizeof err);
         free(data);
         double t1 = now_ms();
-        if (!rc) {
-            rc = tdm_session_run(s, in, in_bytes, out, out_bytes);
-            if (rc) snprintf(err, sizeof err, "%s", tdm_session_error(s));
-        }
+        int n = rc ? rc : tdm_classifier_run(clf, top, best, err, sizeof err);
         double t2 = now_ms();
-        if (rc) {
+        if (n < 0) {
             fprintf(stderr, "tandem classify: %s: %s\n", path, err);
             status = 1;
             continue;
         }
-        int n = tdm_topk(&pp, out, oi.dtype, nclasses, top, best);
         printf("%s: %s\n", path, n > 0 ? best[0].label : "?");
-        for (int k = 0; k < n; k++) {
-            if (oi.dtype == TDM_DTYPE_UINT8)
-                printf("  %6d  %s\n", (int)best[k].score, best[k].label);
-            else
-                printf("  %.4f  %s\n", best[k].score, best[k].label);
-        }
+        for (int k = 0; k < n; k++)
+            printf("  %.4f  %s\n", best[k].score, best[k].label);
         if (timing)
             fprintf(stderr, "%s: read+decode+preprocess %.2f ms, inference %.2f ms\n", path,
                     t1 - t0, t2 - t1);
@@ -278,10 +224,6 @@ int cli_classify(int argc, char **argv)
     fflush(stdout);
 out:
     free(best);
-    free(out);
-    free(in);
-    tdm_preprocess_clear(&pp);
-    tdm_session_free(s);
-    tdm_model_free(model);
+    tdm_classifier_close(clf);
     return status;
 }

@@ -17,10 +17,13 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sentinel.h"
 #include "tandem/engine.h"
 #include "tandem/image.h"
 
-enum opt_type { OPT_INT, OPT_SIZE, OPT_STR, OPT_LEVEL, OPT_PRECISION };
+/* OPT_SECRET: a string that --check-config does not print; OPT_HOSTPORTS: a
+ * "host:port,..." list (empty allowed). */
+enum opt_type { OPT_INT, OPT_SIZE, OPT_STR, OPT_SECRET, OPT_HOSTPORTS, OPT_LEVEL, OPT_PRECISION };
 
 struct opt {
     const char *env;
@@ -45,6 +48,21 @@ static const struct opt opts[] = {
     {"REDIS_PORT", OPT_INT, "6379", 1, 65535, FIELD(redis_port), P | W | U, "Redis port"},
     {"REDIS_TIMEOUT_MS", OPT_INT, "1000", 10, 60000, FIELD(redis_timeout_ms), P | W | U,
      "Redis connect and command timeout (ms)"},
+    {"REDIS_USERNAME", OPT_STR, "", 0, 0, FIELD(redis_username), P | W | U,
+     "Redis ACL user (empty: the default user)"},
+    {"REDIS_PASSWORD", OPT_SECRET, "", 0, 0, FIELD(redis_password), P | W | U,
+     "Redis password, sent with AUTH (empty: none)"},
+    {"REDIS_SENTINELS", OPT_HOSTPORTS, "", 0, 0, FIELD(redis_sentinels), P | W,
+     "Sentinels as host:port,... (set: the master is found and followed through them, "
+     "REDIS_HOST/REDIS_PORT are ignored)"},
+    {"REDIS_MASTER_NAME", OPT_STR, "mymaster", 1, 0, FIELD(redis_master_name), P | W,
+     "the master's name as the sentinels know it"},
+    {"REDIS_SENTINEL_PASSWORD", OPT_SECRET, "", 0, 0, FIELD(redis_sentinel_password), P | W,
+     "password of the sentinels (empty: none)"},
+    {"REDIS_MIN_REPLICAS", OPT_INT, "0", 0, 16, FIELD(redis_min_replicas), P | W,
+     "replicas that must hold a new job (and a result) before it counts (Redis WAIT; 0: off)"},
+    {"REDIS_WAIT_TIMEOUT_MS", OPT_INT, "500", 10, 60000, FIELD(redis_wait_timeout_ms), P | W,
+     "longest wait for REDIS_MIN_REPLICAS (ms); past it the job is refused with 503"},
     {"QUEUE_NAME", OPT_STR, "queue:jobs", 1, 0, FIELD(queue_name), P | W | U,
      "Redis list of pending job ids"},
     {"MODEL_DIR", OPT_STR, "models", 1, 0, FIELD(model_dir), P | W | U,
@@ -91,8 +109,26 @@ static const struct opt opts[] = {
      "tries per job before it is failed and dead-lettered"},
     {"HEARTBEAT_TTL", OPT_INT, "10", 2, 3600, FIELD(heartbeat_ttl), W | U,
      "seconds a silent worker counts as alive"},
+    {"SSE_MAX_STREAMS", OPT_INT, "256", 1, 65536, FIELD(sse_max_streams), P | U,
+     "event streams (GET /job/{id}/events) open at once; past it 503"},
+    {"SSE_HEARTBEAT_S", OPT_INT, "15", 1, 300, FIELD(sse_heartbeat_s), P | U,
+     "seconds between heartbeat comments on an idle event stream"},
+    {"PREFER_WAIT_MAX_S", OPT_INT, "30", 0, 300, FIELD(prefer_wait_max_s), P | U,
+     "cap of `Prefer: wait=N` on POST /predict (0: the preference is ignored)"},
     {"LOG_LEVEL", OPT_LEVEL, "info", 0, 0, FIELD(log_level), P | W | U,
      "debug, info, warn or error"},
+    {"WEBHOOK_ALLOW", OPT_STR, "", 0, 0, FIELD(webhook_allow), P | U,
+     "callback_url destinations: host[:port], IP[:port] or CIDR, comma-separated (empty: off)"},
+    {"WEBHOOK_SECRET", OPT_SECRET, "", 0, 0, FIELD(webhook_secret), P | U,
+     "webhook signing key, whsec_<base64 of 24-64 bytes> (needed with WEBHOOK_ALLOW)"},
+    {"WEBHOOK_MAX_ATTEMPTS", OPT_INT, "6", 1, 50, FIELD(webhook_max_attempts), P | U,
+     "webhook delivery attempts before it is given up"},
+    {"WEBHOOK_BACKOFF_MS", OPT_INT, "1000", 10, 3600000, FIELD(webhook_backoff_ms), P | U,
+     "delay before the first webhook retry (ms); doubles each retry, at most 1 h"},
+    {"WEBHOOK_TIMEOUT_MS", OPT_INT, "5000", 100, 120000, FIELD(webhook_timeout_ms), P | U,
+     "time limit of one webhook attempt (ms)"},
+    {"WEBHOOK_THREADS", OPT_INT, "2", 1, 64, FIELD(webhook_threads), P | U,
+     "webhook delivery threads per proxy"},
 };
 
 #undef P
@@ -163,7 +199,17 @@ static int apply(const struct opt *o, const char *val, struct config *cfg, char 
         }
         store_int(field, o->size, v);
         return 0;
+    case OPT_HOSTPORTS:
+        if (*val && sentinel_list_valid(val, err, errlen)) {
+            char why[160];
+            snprintf(why, sizeof why, "%s", err);
+            snprintf(err, errlen, "%s: %s", o->env, why);
+            return CONFIG_ERR_INVALID;
+        }
+        /* a valid list is stored as a string */
+        /* fall through */
     case OPT_STR:
+    case OPT_SECRET:
         if (strlen(val) >= o->size || (o->min > 0 && !*val)) {
             snprintf(err, errlen, "%s=\"%.64s%s\": expected %s of at most %zu characters", o->env,
                      val, strlen(val) > 64 ? "..." : "",
@@ -244,7 +290,11 @@ void config_print(FILE *f, int roles, const struct config *cfg)
                                                  : (long long)*(const int *)field);
             break;
         case OPT_STR:
+        case OPT_HOSTPORTS:
             fprintf(f, "%s=%s\n", o->env, field);
+            break;
+        case OPT_SECRET:
+            fprintf(f, "%s=%s\n", o->env, *field ? "(set, not shown)" : "");
             break;
         case OPT_LEVEL: {
             /* Lower case, as the variable is written. */

@@ -33,6 +33,13 @@ struct config {
     char redis_host[CONFIG_NAME_MAX];       /* REDIS_HOST */
     int redis_port;                         /* REDIS_PORT */
     int redis_timeout_ms;                   /* REDIS_TIMEOUT_MS */
+    char redis_username[CONFIG_NAME_MAX];   /* REDIS_USERNAME */
+    char redis_password[CONFIG_NAME_MAX];   /* REDIS_PASSWORD */
+    char redis_sentinels[CONFIG_PATH_MAX];  /* REDIS_SENTINELS; "" = plain REDIS_HOST */
+    char redis_master_name[CONFIG_NAME_MAX]; /* REDIS_MASTER_NAME */
+    char redis_sentinel_password[CONFIG_NAME_MAX]; /* REDIS_SENTINEL_PASSWORD */
+    int redis_min_replicas;                 /* REDIS_MIN_REPLICAS; 0 = no WAIT */
+    int redis_wait_timeout_ms;              /* REDIS_WAIT_TIMEOUT_MS */
     char queue_name[CONFIG_NAME_MAX];       /* QUEUE_NAME */
     char model_dir[CONFIG_PATH_MAX];        /* MODEL_DIR */
     char sync_model_path[CONFIG_PATH_MAX];  /* SYNC_MODEL_PATH */
@@ -56,7 +63,16 @@ struct config {
     long long max_queue;      /* MAX_QUEUE; 0 = unbounded */
     int max_attempts;         /* MAX_ATTEMPTS */
     int heartbeat_ttl;        /* HEARTBEAT_TTL, seconds */
+    int sse_max_streams;      /* SSE_MAX_STREAMS */
+    int sse_heartbeat_s;      /* SSE_HEARTBEAT_S */
+    int prefer_wait_max_s;    /* PREFER_WAIT_MAX_S; 0 = ignore Prefer: wait */
     int log_level;            /* LOG_LEVEL: enum log_level */
+    char webhook_allow[CONFIG_PATH_MAX];  /* WEBHOOK_ALLOW; "" = webhooks off */
+    char webhook_secret[CONFIG_NAME_MAX]; /* WEBHOOK_SECRET: whsec_<base64> */
+    int webhook_max_attempts;             /* WEBHOOK_MAX_ATTEMPTS */
+    int webhook_backoff_ms;               /* WEBHOOK_BACKOFF_MS: first retry delay, doubling */
+    int webhook_timeout_ms;               /* WEBHOOK_TIMEOUT_MS: one attempt, connect to answer */
+    int webhook_threads;                  /* WEBHOOK_THREADS: delivery threads per proxy */
 };
 
 struct tdm_image_limits;

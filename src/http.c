@@ -110,6 +110,21 @@ static void release_body(http_request *r)
     r->len = r->cap = 0;
 }
 
+/* Stores the answer for the I/O thread and resumes the connection if it waits for one. */
+static void deliver(http_request *r, struct MHD_Response *resp, int status)
+{
+    pthread_mutex_lock(&r->lock);
+    r->response = resp;
+    r->status = resp ? status : 500;
+    /* A request body is no longer needed once answered: give its budget back now. */
+    release_body(r);
+    if (r->suspended) {
+        r->suspended = 0;
+        MHD_resume_connection(r->conn);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
 void http_respond(http_request *r, int status, const char *content_type, char *body, size_t len,
                   const char *hdr_name, const char *hdr_value)
 {
@@ -122,16 +137,7 @@ void http_respond(http_request *r, int status, const char *content_type, char *b
         if (content_type) MHD_add_response_header(resp, "Content-Type", content_type);
         if (hdr_name && hdr_value) MHD_add_response_header(resp, hdr_name, hdr_value);
     }
-    pthread_mutex_lock(&r->lock);
-    r->response = resp;
-    r->status = resp ? status : 500;
-    /* A request body is no longer needed once answered: give its budget back now. */
-    release_body(r);
-    if (r->suspended) {
-        r->suspended = 0;
-        MHD_resume_connection(r->conn);
-    }
-    pthread_mutex_unlock(&r->lock);
+    deliver(r, resp, status);
 }
 
 /* Queues the stored answer, or suspends until there is one. */
@@ -313,4 +319,140 @@ void http_stop(http_server *s)
     if (!s) return;
     MHD_stop_daemon(s->daemon);
     free(s);
+}
+
+/* ---- streamed answers ------------------------------------------------------
+ * MHD pulls the body through stream_read() on its I/O thread. With nothing
+ * to send, the reader suspends the connection (allowed from a content
+ * reader) and returns 0; a write or the end resumes it. The stream is shared
+ * by the writer and the MHD response, each holding a reference; MHD drops
+ * its own when it is done with the response (the connection ended or the
+ * client left), after which writes fail. */
+
+#define STREAM_BUF_MAX (256 * 1024) /* unsent bytes kept for a slow reader */
+
+struct http_stream {
+    pthread_mutex_t mu;
+    struct MHD_Connection *conn;
+    char *buf;
+    size_t len, off, cap;
+    int suspended, ended, gone, refs;
+};
+
+static void stream_unref(http_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int last = --s->refs == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (!last) return;
+    pthread_mutex_destroy(&s->mu);
+    free(s->buf);
+    free(s);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    http_stream *s = cls;
+    ssize_t n = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->off < s->len) {
+        size_t k = s->len - s->off < max ? s->len - s->off : max;
+        memcpy(out, s->buf + s->off, k);
+        s->off += k;
+        if (s->off == s->len) s->off = s->len = 0;
+        n = (ssize_t)k;
+    } else if (s->ended) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        s->suspended = 1;
+        MHD_suspend_connection(s->conn);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void stream_release(void *cls)
+{
+    http_stream *s = cls;
+    pthread_mutex_lock(&s->mu);
+    s->gone = 1;
+    s->conn = NULL;
+    pthread_mutex_unlock(&s->mu);
+    stream_unref(s);
+}
+
+static void stream_wake(http_stream *s)
+{
+    if (s->suspended && s->conn) {
+        s->suspended = 0;
+        MHD_resume_connection(s->conn);
+    }
+}
+
+http_stream *http_respond_stream(http_request *r, int status, const char *content_type,
+                                 const char *const *headers)
+{
+    http_stream *s = calloc(1, sizeof *s);
+    struct MHD_Response *resp = NULL;
+    if (s) {
+        pthread_mutex_init(&s->mu, NULL);
+        s->conn = r->conn;
+        s->refs = 2;
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s,
+                                                 stream_release);
+    }
+    if (!resp) {
+        if (s) pthread_mutex_destroy(&s->mu);
+        free(s);
+        LOG(ERROR, "out of memory building a streamed answer");
+        char *msg = strdup("{\"error\":\"out of memory\"}");
+        http_respond(r, 500, "application/json", msg, msg ? strlen(msg) : 0, NULL, NULL);
+        return NULL;
+    }
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+        MHD_add_response_header(resp, headers[i], headers[i + 1]);
+    deliver(r, resp, status);
+    return s;
+}
+
+int http_stream_write(http_stream *s, const char *data, size_t len)
+{
+    int rc = -1;
+    pthread_mutex_lock(&s->mu);
+    if (s->gone || s->ended || s->len + len > STREAM_BUF_MAX) goto out;
+    if (s->len + len > s->cap) {
+        size_t cap = s->cap ? s->cap : 1024;
+        while (cap < s->len + len)
+            cap *= 2;
+        char *b = realloc(s->buf, cap);
+        if (!b) goto out;
+        s->buf = b;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
+    stream_wake(s);
+    rc = 0;
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int http_stream_gone(http_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int gone = s->gone;
+    pthread_mutex_unlock(&s->mu);
+    return gone;
+}
+
+void http_stream_end(http_stream *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->ended = 1;
+    stream_wake(s);
+    pthread_mutex_unlock(&s->mu);
+    stream_unref(s);
 }

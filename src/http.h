@@ -60,4 +60,22 @@ double http_age_ms(const http_request *r);
 void http_respond(http_request *r, int status, const char *content_type, char *body, size_t len,
                   const char *hdr_name, const char *hdr_value);
 
+/* A streamed answer (Server-Sent Events): the body is written over time from
+ * any thread and sent as it comes, chunked. */
+typedef struct http_stream http_stream;
+
+/* Answers r (exactly once, like http_respond) with a body to be written
+ * later; headers: NULL-terminated name, value pairs, or NULL. NULL when out
+ * of memory (r is then answered 500). The caller holds the stream until
+ * http_stream_end(). */
+http_stream *http_respond_stream(http_request *r, int status, const char *content_type,
+                                 const char *const *headers);
+/* Appends bytes to send; -1 once the client has gone, the stream has ended,
+ * or too much is unsent (a client that does not read). */
+int http_stream_write(http_stream *s, const char *data, size_t len);
+/* 1 once the connection is over (the client left, or everything was sent). */
+int http_stream_gone(http_stream *s);
+/* No more data: the answer ends after what was written. Releases s. */
+void http_stream_end(http_stream *s);
+
 #endif

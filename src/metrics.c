@@ -139,6 +139,21 @@ static void put_workers(struct buf *b, const queue_stats *st)
                 (double)st->dead_length);
     put_counter(b, "tandem_workers_alive", "Workers with a live heartbeat.", "gauge",
                 (double)st->workers_alive);
+    put(b,
+        "# HELP tandem_fast_slow_agreement_total Completed jobs whose slow top-1 label agrees "
+        "with the fast one (agree) or replaces it (upgrade).\n"
+        "# TYPE tandem_fast_slow_agreement_total counter\n"
+        "tandem_fast_slow_agreement_total{result=\"agree\"} %lld\n"
+        "tandem_fast_slow_agreement_total{result=\"upgrade\"} %lld\n",
+        st->agree, st->upgrade);
+    put(b,
+        "# HELP tandem_webhook_attempts_total Webhook delivery attempts by outcome (retried: "
+        "failed and scheduled again; failed: given up).\n"
+        "# TYPE tandem_webhook_attempts_total counter\n"
+        "tandem_webhook_attempts_total{result=\"delivered\"} %lld\n"
+        "tandem_webhook_attempts_total{result=\"retried\"} %lld\n"
+        "tandem_webhook_attempts_total{result=\"failed\"} %lld\n",
+        st->webhook_delivered, st->webhook_retried, st->webhook_failed);
     const char *name = "tandem_async_inference_seconds";
     put(b, "# HELP %s Async (worker) inference time.\n# TYPE %s histogram\n", name, name);
     for (int i = 0; i < QUEUE_HIST_BUCKETS; i++) {

@@ -266,6 +266,18 @@ rename_failed:
     return -1;
 }
 
+/* The folder of the running binary, into out (PATH_LEN bytes). */
+static int exe_dir(char *out)
+{
+    ssize_t n = readlink("/proc/self/exe", out, PATH_LEN - 1);
+    if (n <= 0) return -1;
+    out[n] = '\0';
+    char *slash = strrchr(out, '/');
+    if (!slash) return -1;
+    *slash = '\0';
+    return 0;
+}
+
 /* tools/gen_test_models.py: $TANDEM_TOOLS, else beside the binary (build/..),
  * else under the current directory. */
 static int find_generator(char *out)
@@ -275,18 +287,61 @@ static int find_generator(char *out)
     if (env && env[0]) {
         if (!join(out, env, "/gen_test_models.py", "") && access(out, R_OK) == 0) return 0;
     }
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            if (!join(out, exe, "/../tools/gen_test_models.py", "") && access(out, R_OK) == 0)
-                return 0;
-        }
-    }
+    if (!exe_dir(exe) && !join(out, exe, "/../tools/gen_test_models.py", "") &&
+        access(out, R_OK) == 0)
+        return 0;
     join(out, "tools/gen_test_models.py", "", "");
     return access(out, R_OK);
+}
+
+static const struct model_set *find_set(const char *name)
+{
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        if (!strcmp(sets[i].name, name)) return &sets[i];
+    return NULL;
+}
+
+int models_shipped(char *fast, char *slow, size_t cap)
+{
+    /* build/tandem (or build/san/tandem) sits in the source tree; an
+     * installed binary in PREFIX/bin. */
+    static const char *const below_bin[] = {"/../data/models/st-int8", "/../../data/models/st-int8",
+                                            "/../share/tandem/models/st-int8"};
+    const struct model_set *set = find_set("st-int8");
+    char bin[PATH_LEN] = "?", dirs[4][PATH_LEN], a[PATH_LEN], b[PATH_LEN], why[256];
+    int ndirs = 0;
+    if (!exe_dir(bin))
+        for (int i = 0; i < 3; i++)
+            if (!join(dirs[ndirs], bin, below_bin[i], "")) ndirs++;
+    join(dirs[ndirs++], "data/models/st-int8", "", "");
+    for (int i = 0; i < ndirs; i++) {
+        if (join(a, dirs[i], "/", set->files[0].upstream) ||
+            join(b, dirs[i], "/", set->files[1].upstream) || access(a, R_OK) || access(b, R_OK))
+            continue;
+        if (from_file(a, NULL, &set->files[0], why, sizeof why) ||
+            from_file(b, NULL, &set->files[1], why, sizeof why)) {
+            fprintf(stderr, "tandem models: the shipped pair in %s is damaged: %s\n", dirs[i], why);
+            continue;
+        }
+        /* Tidy names for the log: build/../data becomes data. */
+        char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+        int fits = ra && rb && (size_t)snprintf(fast, cap, "%s", ra) < cap &&
+                   (size_t)snprintf(slow, cap, "%s", rb) < cap;
+        free(ra);
+        free(rb);
+        if (fits) return 0;
+    }
+    fprintf(stderr,
+            "tandem models: the int8 pair shipped with tandem (data/models/st-int8) is neither "
+            "beside %s nor under the current directory\n",
+            bin);
+    return -1;
+}
+
+int models_test_marked(const char *dir)
+{
+    char marker[PATH_LEN];
+    return !join(marker, dir, "/" MARKER, "") && access(marker, F_OK) == 0;
 }
 
 static int run_generator(const char *script, const char *outdir)
@@ -392,10 +447,8 @@ static int mkdir_p(const char *dir)
 
 int models_ensure(const char *dir, const char *set_name, int export_mode)
 {
-    const struct model_set *set = NULL;
+    const struct model_set *set = find_set(set_name);
     char marker[PATH_LEN], a[PATH_LEN], b[PATH_LEN];
-    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
-        if (!strcmp(sets[i].name, set_name)) set = &sets[i];
     if (!set) {
         fprintf(stderr, "tandem models: unknown set '%s' (zoo or st-int8)\n", set_name);
         return -1;
@@ -422,7 +475,7 @@ int models_ensure(const char *dir, const char *set_name, int export_mode)
         unlink(marker);
         return 0;
     }
-    if (strcmp(set->name, "zoo")) return -1;
+    if (strcmp(set->name, "zoo") || export_mode == MODELS_EXPORT_NEVER) return -1;
     /* Test models exported earlier stay until real ones can be had. */
     if (access(marker, F_OK) == 0 && access(a, R_OK) == 0 && access(b, R_OK) == 0) {
         warn_test_models(dir);
@@ -433,7 +486,8 @@ int models_ensure(const char *dir, const char *set_name, int export_mode)
     if (!yes) {
         fprintf(stderr,
                 "tandem models: no real models could be had. Options: MODEL_MIRROR=DIR "
-                "(a folder with %s and %s), `--set st-int8` with a mirror, or "
+                "(a folder with %s and %s), `--set st-int8` with MODEL_MIRROR=data/models/st-int8 "
+                "(shipped with tandem), or "
                 "`--export-test-models` (TANDEM_ALLOW_TEST_MODELS=1) for "
                 "random-weight test models\n",
                 set->files[0].upstream, set->files[1].upstream);

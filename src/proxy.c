@@ -41,9 +41,11 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "push.h"
 #include "queue.h"
-#include "tandem/engine.h"
-#include "tandem/image.h"
+#include "tandem/classifier.h"
+#include "web.h"
+#include "webhook.h"
 
 /* The sample picture of GET /predict/test (data/sample.jpg, a landscape drawn
  * for this project), built into the binary so the endpoint works wherever the
@@ -63,6 +65,8 @@ extern const unsigned char tandem_sample_jpg[], tandem_sample_jpg_end[];
 #define TOPK 5
 #define MAX_PENDING 1024 /* tasks waiting for a thread; past it 503 */
 #define MAX_WAITERS 1024 /* GET /job?wait= held at once; past it answered at once */
+#define MAX_HOLDS 1024   /* POST /predict Prefer: wait held at once; past it answered at once */
+#define STREAM_MAX_S 600 /* an event stream ends after this; the EventSource reconnects */
 #define WAIT_BLOCK_S 1.0 /* longest sleep of the waiter in Redis: how soon it sees a shutdown */
 #define WAIT_RETRY_MS 50 /* pause of the waiter after a Redis error */
 #define IO_THREADS 2
@@ -85,7 +89,11 @@ struct task {
     char job_id[QUEUE_ID_MAX + 1];
     double wait_s;
     struct timespec deadline;
-    int held; /* with the waiter thread */
+    int held;             /* with the waiter thread */
+    int has_callback;     /* ?callback_url= was given (the JSON field comes with the body) */
+    char callback_url[WEBHOOK_URL_MAX + 1];
+    double prefer_wait_s; /* POST /predict: Prefer: wait=N as applied, 0 without */
+    int last_event_id;    /* GET /job/{id}/events: Last-Event-ID */
 };
 
 struct taskq {
@@ -103,17 +111,13 @@ struct worker {
     pthread_t thread;
     int started;
     queue *q;
-    tdm_session *session;
-    void *in, *out;
-    size_t in_len, out_len;
-    tdm_dtype out_dtype;
-    int nclasses;
+    tdm_classifier *clf; /* inference threads only */
 };
 
 struct proxy {
     struct config cfg;
-    tdm_model *model;
-    tdm_preprocess pp;
+    tdm_classifier *clf; /* the model as loaded; each inference thread shares it */
+    tdm_classifier_info info;
     const char *model_name;
     queue_options qopt;
     http_server *http;
@@ -127,7 +131,9 @@ struct proxy {
     struct task *waiting; /* handed to the waiter thread */
     atomic_int nwaiting;
     char wake_key[128]; /* queue_wait_any's wake key: one per proxy process */
+    push *push;         /* event streams and Prefer: wait, held by the waiter too */
     atomic_int stopping;
+    webhook *hooks; /* callback_url checks and delivery threads (webhook.h) */
 };
 
 static double ms_since(const struct timespec *t0)
@@ -239,9 +245,21 @@ static void do_predict(struct worker *w, struct task *t)
             goto out;
         }
     }
+    const char *callback = img.callback_url;
+    if (t->has_callback && callback) {
+        reply_error(r, t->ep, 400, "callback_url given both in the body and in the query");
+        goto out;
+    }
+    if (t->has_callback) callback = t->callback_url;
+    if (callback && webhook_check(p->hooks, callback, err, sizeof err)) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "callback_url refused: %s", err);
+        reply_error(r, t->ep, 400, msg);
+        goto out;
+    }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = tdm_image_to_input(img.data, img.len, &p->pp, w->in, w->in_len, err, sizeof err);
+    int rc = tdm_classifier_set_image(w->clf, img.data, img.len, err, sizeof err);
     if (rc) {
         int code = rc == TDM_ERR_LIMIT ? 413 : rc == TDM_ERR_IMAGE ? 400 : 500;
         char msg[600];
@@ -249,13 +267,12 @@ static void do_predict(struct worker *w, struct task *t)
         reply_error(r, t->ep, code, msg);
         goto out;
     }
-    rc = tdm_session_run(w->session, w->in, w->in_len, w->out, w->out_len);
-    if (rc) {
-        LOG(ERROR, "inference failed: %s", tdm_session_error(w->session));
+    int ntop = tdm_classifier_run(w->clf, TOPK, top, err, sizeof err);
+    if (ntop < 0) {
+        LOG(ERROR, "inference failed: %s", err);
         reply_error(r, t->ep, 500, "inference failed (see the proxy's log)");
         goto out;
     }
-    int ntop = tdm_topk(&p->pp, w->out, w->out_dtype, w->nclasses, TOPK, top);
     double infer_ms = ms_since(&t0);
     metrics_sync_inference(infer_ms);
     const char *label = ntop > 0 && top[0].label ? top[0].label : "";
@@ -265,8 +282,12 @@ static void do_predict(struct worker *w, struct task *t)
     top_json = api_top_json(top, ntop);
     /* The raw body is no longer needed past this point, but it lives in the
      * request until the answer: nothing to free early. */
-    api_prediction pred = {
-        .label = label, .top = top, .ntop = ntop, .model = p->model_name, .inference_ms = infer_ms};
+    api_prediction pred = {.label = label,
+                           .top = top,
+                           .ntop = ntop,
+                           .model = p->model_name,
+                           .scores = tdm_scores_name(p->info.scores),
+                           .inference_ms = infer_ms};
     if (!b64 || !top_json) {
         reply_error(r, t->ep, 500, "out of memory");
         goto out;
@@ -276,6 +297,7 @@ static void do_predict(struct worker *w, struct task *t)
                         .sync_label = label,
                         .sync_model = p->model_name,
                         .sync_top5 = top_json,
+                        .callback_url = callback,
                         .id_len = p->cfg.job_id_length,
                         .max_backlog = p->cfg.max_queue};
     char id[QUEUE_ID_MAX + 1];
@@ -289,7 +311,11 @@ static void do_predict(struct worker *w, struct task *t)
         LOG(INFO, "Sync prediction: %s", label);
         pred.job_id = id;
         pred.status = "queued";
-        reply(r, t->ep, 200, api_prediction_json(&pred), NULL, NULL);
+        char *json = api_prediction_json(&pred);
+        if (t->prefer_wait_s > 0 && json &&
+            !push_hold(p->push, w->q, r, id, json, t->prefer_wait_s))
+            goto out;
+        reply(r, t->ep, 200, json, NULL, NULL);
     } else if (rc == QUEUE_ERR_FULL) {
         metrics_backpressure();
         LOG(WARN, "backlog at MAX_QUEUE=%lld: job not queued; Sync prediction: %s",
@@ -372,8 +398,28 @@ static void do_metrics(struct worker *w, struct task *t)
     http_respond(t->req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL, NULL);
 }
 
-/* From an I/O thread w: the waiter may be asleep in Redis, so it is woken
- * there too (if Redis is away, its sleep ends by WAIT_BLOCK_S anyway). */
+static void do_stats(struct worker *w, struct task *t)
+{
+    queue_stats st;
+    int rc = queue_get_stats(w->q, &st);
+    if (rc) metrics_redis_error();
+    char *json =
+        api_stats_json(rc ? NULL : &st, push_streams_open(w->p->push), w->p->cfg.max_body_bytes);
+    reply(t->req, API_EP_STATS, 200, json, "Cache-Control", "no-store");
+}
+
+/* From another thread with Redis connection q: the waiter may be asleep in
+ * Redis, so it is woken there too (if Redis is away, its sleep ends by
+ * WAIT_BLOCK_S anyway). */
+static void wake_waiter(void *ud, queue *q)
+{
+    struct proxy *p = ud;
+    pthread_mutex_lock(&p->wait_mu);
+    pthread_cond_signal(&p->wait_cv);
+    pthread_mutex_unlock(&p->wait_mu);
+    queue_wake(q, p->wake_key);
+}
+
 static void hand_to_waiter(struct worker *w, struct task *t)
 {
     struct proxy *p = w->p;
@@ -381,9 +427,8 @@ static void hand_to_waiter(struct worker *w, struct task *t)
     pthread_mutex_lock(&p->wait_mu);
     t->next = p->waiting;
     p->waiting = t;
-    pthread_cond_signal(&p->wait_cv);
     pthread_mutex_unlock(&p->wait_mu);
-    queue_wake(w->q, p->wake_key);
+    wake_waiter(p, w->q);
 }
 
 static void *io_main(void *arg)
@@ -394,6 +439,10 @@ static void *io_main(void *arg)
     while ((t = taskq_pop(&p->io_q))) {
         if (t->ep == API_EP_METRICS) {
             do_metrics(w, t);
+        } else if (t->ep == API_EP_STATS) {
+            do_stats(w, t);
+        } else if (t->ep == API_EP_EVENTS) {
+            push_events(p->push, w->q, t->req, t->job_id, t->last_event_id);
         } else if (t->wait_s > 0 && atomic_load(&p->nwaiting) < MAX_WAITERS &&
                    !atomic_load(&p->stopping)) {
             if (job_answer(w, t, 1)) {
@@ -451,11 +500,16 @@ static void *waiter_main(void *arg)
     struct worker *w = arg;
     struct proxy *p = w->p;
     struct task *held = NULL;
-    const char *ids[MAX_WAITERS];
+    int cap = MAX_WAITERS + push_capacity(p->push);
+    const char **ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids) {
+        LOG(ERROR, "waiter: out of memory");
+        return NULL;
+    }
     for (;;) {
         pthread_mutex_lock(&p->wait_mu);
         /* Idle: sleep until a request is handed over (or a shutdown check is due). */
-        if (!held && !p->waiting && !atomic_load(&p->stopping)) {
+        if (!held && !p->waiting && !push_active(p->push) && !atomic_load(&p->stopping)) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += 100000000L;
@@ -470,29 +524,60 @@ static void *waiter_main(void *arg)
         }
         pthread_mutex_unlock(&p->wait_mu);
         int stopping = atomic_load(&p->stopping);
-        if (!held && stopping == 2) break;
+        double push_due = push_tick(p->push, w->q, stopping);
+        if (!held && stopping == 2 && !push_active(p->push)) break;
         /* At shutdown every held request gets the job as it stands now. */
         held = answer_held(w, held, is_due, &stopping);
-        if (!held) continue;
+        if (!held && !push_active(p->push)) continue;
         int n = 0;
-        double block = WAIT_BLOCK_S;
+        double block = push_due < WAIT_BLOCK_S ? push_due : WAIT_BLOCK_S;
         for (struct task *t = held; t && n < MAX_WAITERS; t = t->next) {
             double left = seconds_left(&t->deadline);
             if (left < block) block = left;
             ids[n++] = t->job_id;
         }
+        int nheld = n;
+        n += push_ids(p->push, ids + n, cap - n);
         int which = -1;
         if (queue_wait_any(w->q, p->wake_key, ids, n, block, &which)) {
             /* Redis is away: the held requests ride it out until their time is up. */
             nanosleep(&(struct timespec){0, WAIT_RETRY_MS * 1000000L}, NULL);
             continue;
         }
-        if (which >= 0 && which < n) held = answer_held(w, held, is_job, ids[which]);
+        if (which >= 0 && which < nheld) {
+            /* ids[which] points into a task that answer_held frees. */
+            char id[QUEUE_ID_MAX + 1];
+            snprintf(id, sizeof id, "%s", ids[which]);
+            held = answer_held(w, held, is_job, id);
+        } else if (which >= nheld && which < n) {
+            push_final(p->push, w->q, ids[which]);
+        }
     }
+    free(ids);
     return NULL;
 }
 
 /* ---- the request callback (libmicrohttpd's thread) -------------------------- */
+
+/* GET / and the sample images: built in, answered at once. */
+static void serve_file(http_request *r)
+{
+    web_file f;
+    if (web_find(http_path(r), &f)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "no such file: %.200s", http_path(r));
+        reply_error(r, API_EP_PAGE, 404, msg);
+        return;
+    }
+    char *copy = malloc(f.len);
+    if (!copy) {
+        reply_error(r, API_EP_PAGE, 503, "server out of memory, retry later");
+        return;
+    }
+    memcpy(copy, f.data, f.len);
+    metrics_request(API_EP_PAGE, 200, http_age_ms(r));
+    http_respond(r, 200, f.content_type, copy, f.len, "Cache-Control", f.cache_control);
+}
 
 static void on_request(void *ud, http_request *r)
 {
@@ -525,6 +610,10 @@ static void on_request(void *ud, http_request *r)
         reply(r, ep, 200, api_metadata_json(), NULL, NULL);
         return;
     }
+    if (ep == API_EP_PAGE) {
+        serve_file(r);
+        return;
+    }
     struct task *t = calloc(1, sizeof *t);
     if (!t) {
         reply_error(r, ep, 503, "server out of memory, retry later");
@@ -532,6 +621,14 @@ static void on_request(void *ud, http_request *r)
     }
     t->req = r;
     t->ep = ep;
+    if (ep == API_EP_EVENTS) {
+        snprintf(t->job_id, sizeof t->job_id, "%.*s", (int)strcspn(job_id, "/"), job_id);
+        t->last_event_id = api_last_event_id(http_header(r, "Last-Event-ID"));
+    }
+    if (ep == API_EP_PREDICT && p->cfg.prefer_wait_max_s > 0 &&
+        api_prefer_wait(http_header(r, "Prefer"), &t->prefer_wait_s) &&
+        t->prefer_wait_s > p->cfg.prefer_wait_max_s)
+        t->prefer_wait_s = p->cfg.prefer_wait_max_s;
     if (ep == API_EP_JOB) {
         snprintf(t->job_id, sizeof t->job_id, "%s", job_id);
         const char *wait = http_query(r, "wait");
@@ -547,6 +644,16 @@ static void on_request(void *ud, http_request *r)
     }
     const char *ct = http_header(r, "Content-Type");
     if (ct) snprintf(t->content_type, sizeof t->content_type, "%s", ct);
+    const char *cb = http_query(r, "callback_url");
+    if (cb && strlen(cb) >= sizeof t->callback_url) {
+        free(t);
+        reply_error(r, ep, 400, "callback_url is longer than 2048 characters");
+        return;
+    }
+    if (cb) {
+        t->has_callback = 1;
+        snprintf(t->callback_url, sizeof t->callback_url, "%s", cb);
+    }
     int is_infer = ep == API_EP_PREDICT || ep == API_EP_PREDICT_TEST;
     if (taskq_push(is_infer ? &p->infer_q : &p->io_q, t)) {
         free(t);
@@ -557,45 +664,26 @@ static void on_request(void *ud, http_request *r)
 
 /* ---- start and stop ------------------------------------------------------------ */
 
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
 static int load_model(struct proxy *p)
 {
     char err[512];
-    tdm_options opt;
-    tdm_options_init(&opt);
-    opt.threads = p->cfg.engine_threads;
-    opt.precision = (tdm_precision)p->cfg.precision;
-    int rc = tdm_model_load(p->cfg.sync_model_path, &opt, &p->model, err, sizeof err);
+    tdm_classifier_options opt;
+    tdm_classifier_options_init(&opt);
+    opt.engine.threads = p->cfg.engine_threads;
+    opt.engine.precision = (tdm_precision)p->cfg.precision;
+    opt.labels_path = p->cfg.labels_path;
+    config_image_limits(&p->cfg, &opt.limits);
+    int rc = tdm_classifier_open(p->cfg.sync_model_path, &opt, &p->clf, err, sizeof err);
     if (rc) {
         LOG(ERROR, "cannot load SYNC_MODEL_PATH %s: %s", p->cfg.sync_model_path, err);
         return rc;
     }
-    rc = tdm_preprocess_for_model(p->model, p->cfg.sync_model_path, &p->pp, err, sizeof err);
-    if (rc) {
-        LOG(ERROR, "%s: %s", p->cfg.sync_model_path, err);
-        return rc;
-    }
-    config_image_limits(&p->cfg, &p->pp.limits);
-    if (p->cfg.labels_path[0]) {
-        tdm_labels *labels;
-        rc = tdm_labels_load(p->cfg.labels_path, &labels, err, sizeof err);
-        if (rc) {
-            LOG(ERROR, "LABELS_PATH %s: %s", p->cfg.labels_path, err);
-            return rc;
-        }
-        tdm_labels_free(p->pp.labels);
-        p->pp.labels = labels;
-    }
-    p->model_name = base_name(p->cfg.sync_model_path);
+    tdm_classifier_get_info(p->clf, &p->info);
+    p->model_name = p->info.model_name;
     return 0;
 }
 
-static int worker_init(struct proxy *p, struct worker *w, int with_session)
+static int worker_init(struct proxy *p, struct worker *w, int with_model)
 {
     char err[512];
     w->p = p;
@@ -604,34 +692,15 @@ static int worker_init(struct proxy *p, struct worker *w, int with_session)
         LOG(ERROR, "queue_open: %s", queue_strerror(rc));
         return rc;
     }
-    if (!with_session) return 0;
-    rc = tdm_session_create(p->model, 1, &w->session, err, sizeof err);
-    if (rc) {
-        LOG(ERROR, "cannot plan a session for %s: %s", p->model_name, err);
-        return rc;
-    }
-    tdm_tensor_info oi;
-    rc = tdm_session_output_info(w->session, &oi);
-    if (rc) return rc;
-    w->out_dtype = oi.dtype;
-    w->in_len = tdm_session_input_bytes(w->session);
-    w->out_len = tdm_session_output_bytes(w->session);
-    size_t esize = tdm_dtype_size(oi.dtype);
-    w->nclasses = esize ? (int)(w->out_len / esize) : 0;
-    w->in = malloc(w->in_len);
-    w->out = malloc(w->out_len);
-    if (!w->in || !w->out || w->nclasses < 1) {
-        LOG(ERROR, "cannot allocate session buffers for %s", p->model_name);
-        return TDM_ERR_NOMEM;
-    }
-    return 0;
+    if (!with_model) return 0;
+    rc = tdm_classifier_share(p->clf, &w->clf, err, sizeof err);
+    if (rc) LOG(ERROR, "cannot plan a session for %s: %s", p->model_name, err);
+    return rc;
 }
 
 static void worker_free(struct worker *w)
 {
-    free(w->in);
-    free(w->out);
-    tdm_session_free(w->session);
+    tdm_classifier_close(w->clf);
     queue_close(w->q);
 }
 
@@ -685,6 +754,9 @@ static void shutdown_proxy(struct proxy *p)
     for (int i = 0; i < IO_THREADS; i++)
         if (p->io[i].started) pthread_join(p->io[i].thread, NULL);
     if (p->waiter.started) pthread_join(p->waiter.thread, NULL);
+    /* What was handed over after the waiter left is answered now. */
+    push_free(p->push);
+    p->push = NULL;
     if (p->http && http_in_flight(p->http) == 0) http_stop(p->http);
 }
 
@@ -717,17 +789,31 @@ int cli_proxy(int argc, char **argv)
     gethostname(host, sizeof host - 1);
     snprintf(p->wake_key, sizeof p->wake_key, "wake:proxy:%s:%d:%08x", host, (int)getpid(),
              randombytes_random());
-    p->qopt = (queue_options){.host = p->cfg.redis_host,
-                              .port = p->cfg.redis_port,
-                              .timeout_ms = p->cfg.redis_timeout_ms,
-                              .queue_name = p->cfg.queue_name,
-                              .job_ttl = p->cfg.job_ttl};
+    queue_options_from_config(&p->cfg, &p->qopt);
+    char werr[512];
+    if (webhook_start(&p->cfg, &p->qopt, &p->hooks, werr, sizeof werr)) {
+        LOG(ERROR, "webhooks: %s", werr);
+        goto out;
+    }
+    if (p->cfg.webhook_allow[0])
+        LOG(INFO, "webhooks on: destinations %s, %d delivery threads, %d attempts",
+            p->cfg.webhook_allow, p->cfg.webhook_threads, p->cfg.webhook_max_attempts);
+    push_options po = {.max_streams = p->cfg.sse_max_streams,
+                       .max_holds = MAX_HOLDS,
+                       .heartbeat_s = p->cfg.sse_heartbeat_s,
+                       .stream_max_s = STREAM_MAX_S,
+                       .wake = wake_waiter,
+                       .wake_ud = p};
+    if (push_create(&po, &p->push)) goto out;
     if (load_model(p)) goto out;
     p->ninfer = p->cfg.sync_threads;
     p->infer = calloc((size_t)p->ninfer, sizeof *p->infer);
     if (!p->infer) goto out;
     for (int i = 0; i < p->ninfer; i++)
         if (worker_init(p, &p->infer[i], 1)) goto out;
+    /* Each inference thread holds the model now: the loading handle's session can go. */
+    tdm_classifier_close(p->clf);
+    p->clf = NULL;
     for (int i = 0; i < IO_THREADS; i++)
         if (worker_init(p, &p->io[i], 0)) goto out;
     if (worker_init(p, &p->waiter, 0)) goto out;
@@ -761,6 +847,7 @@ int cli_proxy(int argc, char **argv)
     status = 0;
 out:
     shutdown_proxy(p);
+    webhook_stop(p->hooks);
     if (p->infer)
         for (int i = 0; i < p->ninfer; i++)
             worker_free(&p->infer[i]);
@@ -768,8 +855,7 @@ out:
     for (int i = 0; i < IO_THREADS; i++)
         worker_free(&p->io[i]);
     worker_free(&p->waiter);
-    tdm_preprocess_clear(&p->pp);
-    tdm_model_free(p->model);
+    tdm_classifier_close(p->clf);
     taskq_destroy(&p->infer_q);
     taskq_destroy(&p->io_q);
     pthread_mutex_destroy(&p->wait_mu);

@@ -19,6 +19,10 @@
  */
 #include "queue.h"
 
+#include "config.h"
+#include "log.h"
+#include "sentinel.h"
+
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
@@ -39,15 +43,19 @@ const double queue_hist_bounds[QUEUE_HIST_BUCKETS] = {5,   10,   25,   50,   100
 
 struct queue {
     redisContext *c;
-    char *host;
+    char *host; /* REDIS_HOST, or the master the sentinels named last */
     int port;
+    char *username, *password;
+    char *sentinels, *master_name, *sentinel_password; /* sentinels NULL: plain host */
+    int min_replicas, wait_timeout_ms;
+    char endpoint[300];
     int timeout_ms;
     char *qname;
     int job_ttl;
     int backoff_ms;
     int64_t next_try_ms;
     char err[256];
-    char sha[16][41];
+    char sha[32][41];
 };
 
 /* ------------------------------------------------------------------------ */
@@ -65,8 +73,11 @@ enum {
     S_REAP_ONE,
     S_STATS,
     S_NOTIFY,
+    S_HOOK_CLAIM,
+    S_HOOK_RECORD,
     S_COUNT
 };
+_Static_assert(S_COUNT <= 32, "queue.sha holds 32 scripts");
 
 /* Moves all of a processing list (KEYS[1]) back to the consuming (right)
  * end of the queue (KEYS[2]); jobs marked running go back to queued. With
@@ -87,12 +98,25 @@ enum {
     "  n = n + 1\n"                                                                                \
     "end\n"
 
+/* A job with a callback_url that reaches a final state gets its webhook
+ * scheduled, once (webhook.c delivers it): due at once, deliverers woken. */
+#define LUA_HOOK                                                                                   \
+    "local function hook(jk, id)\n"                                                                \
+    "  if redis.call('HEXISTS', jk, 'callback_url') == 1 and\n"                                    \
+    "     redis.call('HEXISTS', jk, 'webhook') == 0 then\n"                                        \
+    "    redis.call('HSET', jk, 'webhook', 'pending')\n"                                           \
+    "    redis.call('ZADD', 'webhooks:due', 0, id)\n"                                              \
+    "    redis.call('LPUSH', 'webhooks:wake', '1')\n"                                              \
+    "    redis.call('LTRIM', 'webhooks:wake', 0, 0)\n"                                             \
+    "  end\n"                                                                                      \
+    "end\n"
+
 #define LUA_NOTIFY                                                                                 \
     "local function notify(k)\n"                                                                   \
     "  redis.call('LPUSH', k, '1')\n"                                                              \
     "  redis.call('LTRIM', k, 0, 0)\n"                                                             \
     "  redis.call('EXPIRE', k, " DONE_TTL_STR ")\n"                                                \
-    "end\n"
+    "end\n" LUA_HOOK
 #define DONE_TTL_STR "60"
 
 #define LUA_KEEP_TTL                                                                               \
@@ -102,7 +126,7 @@ enum {
 
 static const char *const scripts[S_COUNT] = {
     /* CREATE: KEYS job image result queue done; ARGV id b64 ttl max now
-     * sync_label sync_model sync_top5. 1 created, 0 id taken, -1 full. */
+     * sync_label sync_model sync_top5 callback_url. 1 created, 0 id taken, -1 full. */
     [S_CREATE] =
         "if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[5]) > 0 then return 0 end\n"
         "local max = tonumber(ARGV[4])\n"
@@ -110,6 +134,7 @@ static const char *const scripts[S_COUNT] = {
         "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"
         "redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'created', ARGV[5],\n"
         "  'sync_label', ARGV[6], 'sync_model', ARGV[7], 'sync_top5', ARGV[8])\n"
+        "if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'callback_url', ARGV[9]) end\n"
         "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
         "redis.call('LPUSH', KEYS[4], ARGV[1])\n"
         "return 1\n",
@@ -134,6 +159,7 @@ static const char *const scripts[S_COUNT] = {
     "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
     "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
     "  notify(KEYS[6])\n"
+    "  hook(KEYS[1], ARGV[1])\n"
     "  return {2, a - 1}\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'status', 'running', 'started', ARGV[3], 'worker', ARGV[2])\n"
@@ -147,12 +173,19 @@ static const char *const scripts[S_COUNT] = {
     "redis.call('HSET', KEYS[1], 'status', 'done', 'label', ARGV[2], 'top5', ARGV[3],\n"
     "  'model', ARGV[4], 'inference_ms', ARGV[5], 'finished', ARGV[6])\n"
     "redis.call('HDEL', KEYS[1], 'error')\n"
+    "local fast = redis.call('HGET', KEYS[1], 'sync_label')\n"
+    "if fast and fast ~= '' then\n"
+    "  local agree = fast == ARGV[2]\n"
+    "  redis.call('HSET', KEYS[1], 'agrees_with_fast', agree and '1' or '0')\n"
+    "  redis.call('HINCRBY', KEYS[4], agree and 'agree' or 'upgrade', 1)\n"
+    "end\n"
     "keep_ttl(KEYS[1], ARGV[7])\n"
     "redis.call('HINCRBY', KEYS[4], 'processed', 1)\n"
     "redis.call('HINCRBYFLOAT', KEYS[4], 'inference_ms_sum', ARGV[5])\n"
     "redis.call('HINCRBY', KEYS[4], 'inference_count', 1)\n"
     "redis.call('HINCRBY', KEYS[4], ARGV[8], 1)\n"
     "notify(KEYS[5])\n"
+    "hook(KEYS[1], ARGV[1])\n"
     "return 1\n",
     /* FAIL: KEYS job processing queue dead metrics done; ARGV id reason max now
      * ttl -> 1 failed for good, 0 requeued, 2 not ours any more (left alone) */
@@ -166,6 +199,7 @@ static const char *const scripts[S_COUNT] = {
     "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
     "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
     "  notify(KEYS[6])\n"
+    "  hook(KEYS[1], ARGV[1])\n"
     "  return 1\n"
     "end\n"
     "if held == 0 then return 2 end\n"
@@ -181,6 +215,7 @@ static const char *const scripts[S_COUNT] = {
     "keep_ttl(KEYS[1], ARGV[3])\n"
     "redis.call('HINCRBY', KEYS[3], 'expired', 1)\n"
     "notify(KEYS[4])\n"
+    "hook(KEYS[1], ARGV[1])\n"
     "return 1\n",
     /* HEARTBEAT: KEYS worker:{w} workers; ARGV w info ttl */
     [S_HEARTBEAT] = "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
@@ -194,6 +229,36 @@ static const char *const scripts[S_COUNT] = {
                    "return n\n",
     /* NOTIFY: KEYS done -> 1 (puts back a marker queue_wait_any took) */
     [S_NOTIFY] = LUA_NOTIFY "notify(KEYS[1])\nreturn 1\n",
+    /* HOOK_CLAIM: KEYS due wake; ARGV now lease max -> {ids, next due score or
+     * false}. When more are due, another deliverer is woken to share them. */
+    [S_HOOK_CLAIM] =
+        "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])\n"
+        "local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[2])\n"
+        "for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], until_ms, id) end\n"
+        "local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
+        "if nxt[2] and tonumber(nxt[2]) <= tonumber(ARGV[1]) then\n"
+        "  redis.call('LPUSH', KEYS[2], '1')\n"
+        "  redis.call('LTRIM', KEYS[2], 0, 0)\n"
+        "end\n"
+        "return {ids, nxt[2] or false}\n",
+    /* HOOK_RECORD: KEYS job due metrics; ARGV id outcome attempts error due.
+     * A job that expired meanwhile is not recreated. */
+    [S_HOOK_RECORD] =
+        "local o = ARGV[2]\n"
+        "if o == 'retry' then\n"
+        "  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])\n"
+        "else\n"
+        "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
+        "end\n"
+        "if o == 'dropped' then return 0 end\n"
+        "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
+        "  local st = o == 'retry' and 'pending' or o\n"
+        "  redis.call('HSET', KEYS[1], 'webhook', st, 'webhook_attempts', ARGV[3])\n"
+        "  if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'webhook_error', ARGV[4]) end\n"
+        "  if o == 'delivered' then redis.call('HDEL', KEYS[1], 'webhook_error') end\n"
+        "end\n"
+        "redis.call('HINCRBY', KEYS[3], o == 'retry' and 'webhook_retried' or 'webhook_' .. o, 1)\n"
+        "return 1\n",
     /* STATS: KEYS queue dead metrics workers -> {llen, dead, metrics, alive, processing} */
     [S_STATS] = "local alive, proc = 0, 0\n"
                 "for _, w in ipairs(redis.call('SMEMBERS', KEYS[4])) do\n"
@@ -266,21 +331,83 @@ static struct timeval tv_ms(int64_t ms)
     return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 }
 
+/* With sentinels: points q->host/port at the master they name now. */
+static int discover_master(queue *q)
+{
+    char host[256], err[512];
+    int port;
+    if (sentinel_master(q->sentinels, q->master_name, q->sentinel_password, q->timeout_ms, host,
+                        sizeof host, &port, err, sizeof err))
+        return fail(q, QUEUE_ERR_IO, "redis master \"%s\": %s", q->master_name, err);
+    if (strcmp(host, q->host) || port != q->port) {
+        char *h = strdup(host);
+        if (!h) return fail(q, QUEUE_ERR_NOMEM, "out of memory");
+        LOG(INFO, "redis: master \"%s\" is %s:%d (was %s:%d)", q->master_name, host, port,
+            q->host, q->port);
+        free(q->host);
+        q->host = h;
+        q->port = port;
+    }
+    snprintf(q->endpoint, sizeof q->endpoint, "%s:%d", q->host, q->port);
+    return 0;
+}
+
+/* AUTH, and with sentinels a check that the server is still a master (one
+ * named just before a failover may have been demoted since). */
+static int handshake(queue *q, redisContext *c)
+{
+    redisReply *r = NULL;
+    int rc = 0;
+    if (q->password) {
+        r = q->username ? redisCommand(c, "AUTH %s %s", q->username, q->password)
+                        : redisCommand(c, "AUTH %s", q->password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            rc = fail(q, QUEUE_ERR_IO, "redis %s: AUTH: %s", q->endpoint,
+                      r ? r->str : c->errstr);
+            goto out;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (q->sentinels) {
+        r = redisCommand(c, "ROLE");
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+            r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "master"))
+            rc = fail(q, QUEUE_ERR_IO, "redis %s: not a master (yet): %s", q->endpoint,
+                      r && r->type == REDIS_REPLY_ERROR ? r->str : "ROLE says otherwise");
+    }
+out:
+    if (r) freeReplyObject(r);
+    return rc;
+}
+
 static int ensure_connected(queue *q)
 {
     if (q->c) return 0;
     if (q->next_try_ms && now_ms(CLOCK_MONOTONIC) < q->next_try_ms)
         return QUEUE_ERR_IO; /* q->err still says why */
+    if (q->sentinels) {
+        int rc = discover_master(q);
+        if (rc) {
+            drop_connection(q);
+            return rc;
+        }
+    }
     redisContext *c = redisConnectWithTimeout(q->host, q->port, tv_ms(q->timeout_ms));
     if (!c || c->err) {
-        fail(q, QUEUE_ERR_IO, "redis %s:%d: %s", q->host, q->port,
+        fail(q, QUEUE_ERR_IO, "redis %s: %s", q->endpoint,
              c ? c->errstr : "cannot allocate a context");
         if (c) redisFree(c);
         drop_connection(q);
         return QUEUE_ERR_IO;
     }
     if (redisSetTimeout(c, tv_ms(q->timeout_ms)) != REDIS_OK) {
-        fail(q, QUEUE_ERR_IO, "redis %s:%d: cannot set timeout", q->host, q->port);
+        fail(q, QUEUE_ERR_IO, "redis %s: cannot set timeout", q->endpoint);
+        redisFree(c);
+        drop_connection(q);
+        return QUEUE_ERR_IO;
+    }
+    if (handshake(q, c)) {
         redisFree(c);
         drop_connection(q);
         return QUEUE_ERR_IO;
@@ -300,7 +427,7 @@ static int command(queue *q, int argc, const char **argv, const size_t *lens, re
     if (rc) return rc;
     redisReply *r = redisCommandArgv(q->c, argc, argv, lens);
     if (!r) {
-        fail(q, QUEUE_ERR_IO, "redis %s:%d: %s", q->host, q->port,
+        fail(q, QUEUE_ERR_IO, "redis %s: %s", q->endpoint,
              q->c->errstr[0] ? q->c->errstr : "connection lost");
         drop_connection(q);
         /* The next call retries at once: a single broken connection (e.g.
@@ -309,9 +436,14 @@ static int command(queue *q, int argc, const char **argv, const size_t *lens, re
         return QUEUE_ERR_IO;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        fail(q, QUEUE_ERR_REPLY, "redis: %.*s", (int)r->len, r->str);
+        /* A master demoted by a failover: find the new one, at once. */
+        int demoted = !strncmp(r->str, "READONLY", 8);
+        fail(q, demoted ? QUEUE_ERR_IO : QUEUE_ERR_REPLY, "redis: %.*s", (int)r->len, r->str);
         freeReplyObject(r);
-        return QUEUE_ERR_REPLY;
+        if (!demoted) return QUEUE_ERR_REPLY;
+        drop_connection(q);
+        q->next_try_ms = 0;
+        return QUEUE_ERR_IO;
     }
     *out = r;
     return 0;
@@ -377,22 +509,59 @@ static int reply_int(queue *q, redisReply *r, long long *out)
 
 /* ------------------------------------------------------------------------ */
 
+void queue_options_from_config(const struct config *cfg, queue_options *o)
+{
+    *o = (queue_options){.host = cfg->redis_host,
+                         .port = cfg->redis_port,
+                         .timeout_ms = cfg->redis_timeout_ms,
+                         .queue_name = cfg->queue_name,
+                         .job_ttl = cfg->job_ttl,
+                         .username = cfg->redis_username,
+                         .password = cfg->redis_password,
+                         .sentinels = cfg->redis_sentinels,
+                         .master_name = cfg->redis_master_name,
+                         .sentinel_password = cfg->redis_sentinel_password,
+                         .min_replicas = cfg->redis_min_replicas,
+                         .wait_timeout_ms = cfg->redis_wait_timeout_ms};
+}
+
+/* strdup of an optional string: NULL stays NULL and so does "". */
+static int dup_opt(const char *s, char **out)
+{
+    *out = NULL;
+    if (!s || !s[0]) return 0;
+    *out = strdup(s);
+    return *out ? 0 : -1;
+}
+
 int queue_open(const queue_options *opt, queue **out)
 {
+    int ha = opt && opt->sentinels && opt->sentinels[0];
     if (!opt || !opt->host || !opt->host[0] || opt->port <= 0 || opt->port > 65535 ||
-        opt->timeout_ms <= 0 || !opt->queue_name || !opt->queue_name[0] || opt->job_ttl <= 0)
+        opt->timeout_ms <= 0 || !opt->queue_name || !opt->queue_name[0] || opt->job_ttl <= 0 ||
+        (ha && (!opt->master_name || !opt->master_name[0])) || opt->min_replicas < 0 ||
+        (opt->min_replicas > 0 && opt->wait_timeout_ms <= 0))
         return QUEUE_ERR_INVALID;
     queue *q = calloc(1, sizeof *q);
     if (!q) return QUEUE_ERR_NOMEM;
     q->host = strdup(opt->host);
     q->qname = strdup(opt->queue_name);
-    if (!q->host || !q->qname) {
+    if (!q->host || !q->qname || dup_opt(opt->username, &q->username) ||
+        dup_opt(opt->password, &q->password) || dup_opt(opt->sentinels, &q->sentinels) ||
+        dup_opt(ha ? opt->master_name : NULL, &q->master_name) ||
+        dup_opt(opt->sentinel_password, &q->sentinel_password)) {
         queue_close(q);
         return QUEUE_ERR_NOMEM;
     }
     q->port = opt->port;
     q->timeout_ms = opt->timeout_ms;
     q->job_ttl = opt->job_ttl;
+    q->min_replicas = opt->min_replicas;
+    q->wait_timeout_ms = opt->wait_timeout_ms;
+    if (ha)
+        snprintf(q->endpoint, sizeof q->endpoint, "master \"%s\"", q->master_name);
+    else
+        snprintf(q->endpoint, sizeof q->endpoint, "%s:%d", q->host, q->port);
     (void)ensure_connected(q);
     *out = q;
     return 0;
@@ -404,7 +573,17 @@ void queue_close(queue *q)
     if (q->c) redisFree(q->c);
     free(q->host);
     free(q->qname);
+    free(q->username);
+    free(q->password);
+    free(q->sentinels);
+    free(q->master_name);
+    free(q->sentinel_password);
     free(q);
+}
+
+const char *queue_endpoint(const queue *q)
+{
+    return q ? q->endpoint : "";
 }
 
 const char *queue_errstr(const queue *q)
@@ -475,6 +654,30 @@ static int random_id(char *out, int n)
 /* ------------------------------------------------------------------------ */
 /* Proxy side                                                               */
 
+static int blocking(queue *q, double block_s, int argc, const char **argv, redisReply **out);
+
+/* With min_replicas: 0 once that many replicas hold this connection's
+ * writes so far, else QUEUE_ERR_IO (a failover now could lose them). */
+static int replicated(queue *q, const char *what)
+{
+    if (q->min_replicas <= 0) return 0;
+    char n[12], ms[12];
+    snprintf(n, sizeof n, "%d", q->min_replicas);
+    snprintf(ms, sizeof ms, "%d", q->wait_timeout_ms);
+    const char *argv[3] = {"WAIT", n, ms};
+    redisReply *r = NULL;
+    long long acked = 0;
+    int rc = blocking(q, q->wait_timeout_ms / 1000.0, 3, argv, &r);
+    if (rc) return rc;
+    rc = reply_int(q, r, &acked);
+    freeReplyObject(r);
+    if (rc) return rc;
+    if (acked < q->min_replicas)
+        return fail(q, QUEUE_ERR_IO, "%s reached %lld of %d replicas in %d ms (REDIS_MIN_REPLICAS)",
+                    what, acked, q->min_replicas, q->wait_timeout_ms);
+    return 0;
+}
+
 int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id_cap)
 {
     if (!job || !job->image_b64 || job->id_len < QUEUE_ID_MIN || job->id_len > QUEUE_ID_MAX ||
@@ -491,7 +694,7 @@ int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id
         key(kres, "result:", id);
         key(kdone, "done:", id);
         snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
-        const char *args[13] = {kjob,
+        const char *args[14] = {kjob,
                                 kimg,
                                 kres,
                                 q->qname,
@@ -503,20 +706,22 @@ int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id
                                 now,
                                 job->sync_label ? job->sync_label : "",
                                 job->sync_model ? job->sync_model : "",
-                                job->sync_top5 ? job->sync_top5 : ""};
-        size_t lens[13];
-        for (int i = 0; i < 13; i++)
+                                job->sync_top5 ? job->sync_top5 : "",
+                                job->callback_url ? job->callback_url : ""};
+        size_t lens[14];
+        for (int i = 0; i < 14; i++)
             lens[i] = strlen(args[i]);
         lens[6] = job->image_b64_len;
         redisReply *r = NULL;
         long long v = 0;
-        int rc = script(q, S_CREATE, 5, 13, args, lens, &r);
+        int rc = script(q, S_CREATE, 5, 14, args, lens, &r);
         if (rc) return rc;
         rc = reply_int(q, r, &v);
         freeReplyObject(r);
         if (rc) return rc;
         if (v == -1) return fail(q, QUEUE_ERR_FULL, "backlog at its bound of %s jobs", max);
         if (v == 1) {
+            if ((rc = replicated(q, "the new job"))) return rc;
             memcpy(id_out, id, (size_t)job->id_len + 1);
             return 0;
         }
@@ -536,6 +741,8 @@ void queue_job_clear(queue_job *job)
     free(job->sync_model);
     free(job->sync_top5);
     free(job->worker);
+    free(job->callback_url);
+    free(job->webhook_error);
     memset(job, 0, sizeof *job);
 }
 
@@ -615,6 +822,18 @@ static int parse_job(queue *q, const redisReply *r, queue_job *out)
             job.started_ms = str_ll(v);
         else if (field_is(f, "finished"))
             job.finished_ms = str_ll(v);
+        else if (field_is(f, "agrees_with_fast"))
+            job.agreement = str_ll(v) ? QUEUE_AGREE_YES : QUEUE_AGREE_NO;
+        else if (field_is(f, "callback_url"))
+            rc = dup_str(v, &job.callback_url);
+        else if (field_is(f, "webhook") && v->type == REDIS_REPLY_STRING &&
+                 v->len < sizeof job.webhook) {
+            memcpy(job.webhook, v->str, v->len);
+            job.webhook[v->len] = '\0';
+        } else if (field_is(f, "webhook_attempts"))
+            job.webhook_attempts = (int)str_ll(v);
+        else if (field_is(f, "webhook_error"))
+            rc = dup_str(v, &job.webhook_error);
     }
     /* result:{id} is the truth for the label (a seed worker writes only it). */
     if (!rc && has_result) {
@@ -764,6 +983,11 @@ int queue_get_stats(queue *q, queue_stats *out)
     count_field(h, "expired", &s.expired);
     count_field(h, "retried", &s.retried);
     count_field(h, "inference_count", &s.inference_count);
+    count_field(h, "agree", &s.agree);
+    count_field(h, "upgrade", &s.upgrade);
+    count_field(h, "webhook_delivered", &s.webhook_delivered);
+    count_field(h, "webhook_retried", &s.webhook_retried);
+    count_field(h, "webhook_failed", &s.webhook_failed);
     for (size_t i = 0; i + 1 < h->elements; i += 2)
         if (field_is(h->element[i], "inference_ms_sum"))
             s.inference_ms_sum = str_double(h->element[i + 1]);
@@ -912,6 +1136,13 @@ int queue_job_done(queue *q, const char *id, const char *worker, const queue_res
     int rc = script(q, S_DONE, 5, 13, args, NULL, &r);
     if (rc) return rc;
     freeReplyObject(r);
+    /* The job is done on the master whatever WAIT says, and running it again
+     * would count it twice. If the master dies before a replica has the
+     * result, the new master still lists the job in this worker's processing
+     * list, and the worker runs it again when it reconnects. */
+    if (replicated(q, "the result"))
+        LOG(WARN, "job %s: %s; it is rerun if the master fails before a replica has it", id,
+            q->err);
     return 0;
 }
 
@@ -1040,4 +1271,78 @@ int queue_reap_dead_workers(queue *q, long long *moved)
 out:
     freeReplyObject(members);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Webhook delivery                                                         */
+
+int queue_webhook_claim(queue *q, int64_t now_ms, int64_t lease_ms, int max,
+                        char (*ids)[QUEUE_ID_MAX + 1], int *n, int64_t *next_due_ms)
+{
+    if (!ids || !n || !next_due_ms || max < 1 || lease_ms < 1)
+        return fail(q, QUEUE_ERR_INVALID, "bad claim arguments");
+    char now[24], lease[24], maxs[16];
+    snprintf(now, sizeof now, "%lld", (long long)now_ms);
+    snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
+    snprintf(maxs, sizeof maxs, "%d", max);
+    const char *args[5] = {"webhooks:due", "webhooks:wake", now, lease, maxs};
+    redisReply *r = NULL;
+    int rc = script(q, S_HOOK_CLAIM, 2, 5, args, NULL, &r);
+    if (rc) return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return fail(q, QUEUE_ERR_REPLY, "redis: unexpected webhook claim reply");
+    }
+    const redisReply *list = r->element[0];
+    int k = 0;
+    for (size_t i = 0; i < list->elements && k < max; i++) {
+        const redisReply *e = list->element[i];
+        /* Anything that is not one of our ids cannot be delivered: it stays
+         * leased, out of the way, and is never claimed again before its lease ends. */
+        if (e->type != REDIS_REPLY_STRING || e->len > QUEUE_ID_MAX) continue;
+        memcpy(ids[k], e->str, e->len);
+        ids[k][e->len] = '\0';
+        if (queue_id_valid(ids[k])) k++;
+    }
+    *n = k;
+    *next_due_ms = r->element[1]->type == REDIS_REPLY_STRING ? str_ll(r->element[1]) : -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_webhook_wait(queue *q, double block_s)
+{
+    char secs[32];
+    snprintf(secs, sizeof secs, "%.3f", block_s < 0.001 ? 0.001 : block_s);
+    const char *argv[3] = {"BLPOP", "webhooks:wake", secs};
+    redisReply *r = NULL;
+    int rc = blocking(q, block_s, 3, argv, &r);
+    if (rc) return rc;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_webhook_record(queue *q, const char *id, int outcome, int attempts, const char *error,
+                         int64_t due_ms)
+{
+    static const char *const names[] = {
+        [QUEUE_HOOK_DELIVERED] = "delivered",
+        [QUEUE_HOOK_RETRY] = "retry",
+        [QUEUE_HOOK_FAILED] = "failed",
+        [QUEUE_HOOK_DROPPED] = "dropped",
+    };
+    if (!queue_id_valid(id) || outcome < QUEUE_HOOK_DELIVERED || outcome > QUEUE_HOOK_DROPPED)
+        return fail(q, QUEUE_ERR_INVALID, "bad webhook record arguments");
+    char kjob[KEY_MAX], att[16], due[24];
+    key(kjob, "job:", id);
+    snprintf(att, sizeof att, "%d", attempts);
+    snprintf(due, sizeof due, "%lld", (long long)due_ms);
+    const char *args[8] = {
+        kjob, "webhooks:due", "metrics:workers", id, names[outcome], att, error ? error : "", due};
+    redisReply *r = NULL;
+    int rc = script(q, S_HOOK_RECORD, 3, 8, args, NULL, &r);
+    if (rc) return rc;
+    freeReplyObject(r);
+    return 0;
 }

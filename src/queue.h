@@ -8,8 +8,10 @@
  *   result:{id}         string  the async label, EX job_ttl
  *   job:{id}            hash    status queued|running|done|failed|expired, attempts, error,
  *                               created/started/finished (ms since the epoch), sync_label,
- *                               sync_model, sync_top5, label, top5, model, inference_ms, worker;
- *                               EX job_ttl
+ *                               sync_model, sync_top5, label, top5, model, inference_ms, worker,
+ *                               agrees_with_fast (1|0, set at completion when sync_label exists),
+ *                               callback_url, webhook (pending|delivered|failed),
+ *                               webhook_attempts, webhook_error; EX job_ttl
  *   done:{id}           list    one element once the job is final (done, failed, expired);
  *                               what GET /job/{id}?wait= blocks on; EX 60 s
  *   processing:{worker} list    the job a worker holds (reliable-queue pattern)
@@ -17,7 +19,14 @@
  *   workers             set     worker ids known to be running or to have run
  *   queue:dead          list    ids of jobs that failed max_attempts times
  *   metrics:workers     hash    processed, failed, expired, retried, inference_ms_sum,
- *                               inference_count, bucket_{le} (histogram of inference ms)
+ *                               inference_count, bucket_{le} (histogram of inference ms),
+ *                               agree, upgrade (slow top-1 same as / different from the fast
+ *                               one), webhook_delivered, webhook_retried, webhook_failed
+ *   webhooks:due        zset    ids of final jobs with a callback_url whose webhook is due,
+ *                               scored by the time (ms since the epoch) of the next attempt;
+ *                               a claimed id is re-scored to the end of its lease, so a
+ *                               deliverer that dies mid-attempt only delays it
+ *   webhooks:wake       list    one element when a webhook became due (what deliverers block on)
  *
  * Multi-key changes run as Lua scripts, so each is atomic: a job is created
  * (id reserved against every key of that id, image, status and LPUSH) in one
@@ -29,6 +38,8 @@
  * never gives up: a call made while Redis is away fails at once with
  * QUEUE_ERR_IO, and the next call after a back-off delay (100 ms doubling to
  * 5 s) reconnects by itself. queue_errstr() says what went wrong last.
+ * queue_endpoint() says which Redis it talks to (the master the sentinels
+ * named last, with sentinels).
  */
 #ifndef TANDEM_QUEUE_H
 #define TANDEM_QUEUE_H
@@ -64,7 +75,24 @@ typedef struct queue_options {
     int timeout_ms;         /* connect and command timeout (not counting a blocking wait) */
     const char *queue_name; /* "queue:jobs" */
     int job_ttl;            /* seconds for image:, result: and job: keys */
+    const char *username;   /* ACL user for AUTH, NULL or "" for the default user */
+    const char *password;   /* AUTH password, NULL or "" for none */
+    /* High availability: with sentinels ("host:port,..."), host/port are
+     * ignored; the master of master_name is found through them at every
+     * (re)connection and followed across failovers (a connection lost, or a
+     * -READONLY reply from a master that was demoted). */
+    const char *sentinels;
+    const char *master_name;
+    const char *sentinel_password;
+    /* Durability: with min_replicas > 0 a new job, and a result, count only
+     * once that many replicas acknowledged them (WAIT, wait_timeout_ms). */
+    int min_replicas;
+    int wait_timeout_ms;
 } queue_options;
+
+struct config;
+/* Fills o from the REDIS_* and queue settings of cfg (pointers into cfg). */
+void queue_options_from_config(const struct config *cfg, queue_options *o);
 
 const char *queue_strerror(int status);
 
@@ -75,6 +103,8 @@ int queue_open(const queue_options *opt, queue **out);
 void queue_close(queue *q);
 /* The last error's message, "" if none. */
 const char *queue_errstr(const queue *q);
+/* "host:port" of the Redis this handle last connected to (or will try). */
+const char *queue_endpoint(const queue *q);
 /* PING; 0 when Redis answers. */
 int queue_ping(queue *q);
 
@@ -89,6 +119,7 @@ typedef struct queue_new_job {
     const char *sync_label; /* may be NULL */
     const char *sync_model; /* may be NULL */
     const char *sync_top5;  /* JSON text, may be NULL */
+    const char *callback_url; /* webhook destination (already checked), may be NULL */
     int id_len;             /* QUEUE_ID_MIN..QUEUE_ID_MAX */
     long max_backlog;       /* QUEUE_ERR_FULL when queue:jobs holds this many; 0 = no bound */
 } queue_new_job;
@@ -111,7 +142,18 @@ typedef struct queue_job {
     char *worker;        /* the worker that ran it last, or NULL */
     double inference_ms; /* async inference time, 0 if not done */
     int64_t created_ms, started_ms, finished_ms; /* 0 if unknown */
+    int agreement;      /* QUEUE_AGREE_*: the slow top-1 against the fast one */
+    char *callback_url; /* or NULL */
+    char webhook[16];   /* pending|delivered|failed, "" when there is no callback */
+    int webhook_attempts;
+    char *webhook_error; /* the last failed attempt's reason, or NULL */
 } queue_job;
+
+enum {
+    QUEUE_AGREE_UNKNOWN = 0, /* not done, or no fast answer was recorded */
+    QUEUE_AGREE_YES = 1,     /* same top-1 label: the fast answer is confirmed */
+    QUEUE_AGREE_NO = 2       /* a different top-1: the slow answer upgrades it */
+};
 
 /* QUEUE_ERR_NOTFOUND when no key of the job exists. Free with queue_job_clear. */
 int queue_get_job(queue *q, const char *id, queue_job *out);
@@ -138,6 +180,8 @@ typedef struct queue_stats {
     double inference_ms_sum;
     long long inference_count;
     long long hist[QUEUE_HIST_BUCKETS]; /* cumulative counts, Prometheus style */
+    long long agree, upgrade;           /* completions against the fast answer */
+    long long webhook_delivered, webhook_retried, webhook_failed;
 } queue_stats;
 
 int queue_length(queue *q, long long *out);
@@ -168,7 +212,10 @@ typedef struct queue_result {
 } queue_result;
 
 /* Stores the result once (SET result:{id} NX semantics: an existing result is
- * kept), marks done, counts metrics, takes the id off processing:{worker}. */
+ * kept), marks done, counts metrics, takes the id off processing:{worker}.
+ * When the job holds a fast answer, records whether the label agrees with it
+ * (agrees_with_fast, counted as agree or upgrade). Every final state (done
+ * here, failed, expired) of a job with a callback_url schedules its webhook. */
 int queue_job_done(queue *q, const char *id, const char *worker, const queue_result *res);
 
 /* Records a failure: below max_attempts the job goes back to the far end of
@@ -197,5 +244,29 @@ int queue_requeue_worker(queue *q, const char *worker, int refund, long long *mo
  * processing list (attempts refunded: a vanished host is not the job's fault)
  * and forget it. Safe to run from any host at any time. */
 int queue_reap_dead_workers(queue *q, long long *moved);
+
+/* ---- webhook delivery (webhook.c) ---- */
+
+/* Claims up to max ids of webhooks:due whose time has come (now_ms, ms since
+ * the epoch) by re-scoring them to now_ms + lease_ms. *next_due_ms: the
+ * earliest score left in the set afterwards, or -1 when it is empty. */
+int queue_webhook_claim(queue *q, int64_t now_ms, int64_t lease_ms, int max,
+                        char (*ids)[QUEUE_ID_MAX + 1], int *n, int64_t *next_due_ms);
+
+/* Blocks up to block_s on webhooks:wake; 0 whether woken or timed out. */
+int queue_webhook_wait(queue *q, double block_s);
+
+enum {
+    QUEUE_HOOK_DELIVERED, /* answered 2xx: done */
+    QUEUE_HOOK_RETRY,     /* failed, due again at due_ms */
+    QUEUE_HOOK_FAILED,    /* failed for good (attempts spent, or the URL is refused now) */
+    QUEUE_HOOK_DROPPED    /* the job is gone or has no callback: forget it */
+};
+
+/* Records an attempt's outcome on the job (webhook, webhook_attempts,
+ * webhook_error), counts it in metrics:workers and reschedules or removes
+ * the id in webhooks:due. */
+int queue_webhook_record(queue *q, const char *id, int outcome, int attempts, const char *error,
+                         int64_t due_ms);
 
 #endif

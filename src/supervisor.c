@@ -258,11 +258,8 @@ int cli_worker(int argc, char **argv)
     struct slot *slots = calloc((size_t)n, sizeof *slots);
     queue *q = NULL;
     char host[HOST_PART_MAX + 1];
-    queue_options qo = {.host = cfg.redis_host,
-                        .port = cfg.redis_port,
-                        .timeout_ms = cfg.redis_timeout_ms,
-                        .queue_name = cfg.queue_name,
-                        .job_ttl = cfg.job_ttl};
+    queue_options qo;
+    queue_options_from_config(&cfg, &qo);
     if (!slots || queue_open(&qo, &q)) {
         LOG(ERROR, "out of memory");
         status = 1;

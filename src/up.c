@@ -3,8 +3,11 @@
  *
  * 1. Models: when SYNC_MODEL_PATH or ASYNC_MODEL_PATH is missing, the
  *    `tandem models` logic fills MODEL_DIR (set $MODEL_SET, default zoo;
- *    $MODEL_MIRROR; test models only with TANDEM_ALLOW_TEST_MODELS=1 or a
- *    "y" at the terminal prompt).
+ *    $MODEL_MIRROR, else a download). When that fails (offline, no mirror)
+ *    and no path or set was chosen, the real int8 pair shipped with tandem
+ *    runs instead (models_shipped), said in one log line. Random-weight test
+ *    models only with TANDEM_ALLOW_TEST_MODELS=1; test models left in
+ *    MODEL_DIR by an earlier run are passed over for real ones without it.
  * 2. Redis: unless REDIS_HOST is set in the environment, a private
  *    redis-server (Debian's, found on PATH) on REDIS_PORT if that is set,
  *    else on the first free port from 6379, in a temporary directory with no
@@ -173,6 +176,47 @@ static void stop_children(pid_t *pids, int first, int last)
     }
 }
 
+/* Step 1 of the list at the top. Returns 0 when both model paths in cfg
+ * (and in the environment the children inherit) name usable files. */
+static int choose_models(struct config *cfg)
+{
+    const char *set = getenv("MODEL_SET"), *allow_s = getenv("TANDEM_ALLOW_TEST_MODELS");
+    int allow = allow_s && !strcmp(allow_s, "1");
+    int chosen = (set && set[0]) || getenv("SYNC_MODEL_PATH") || getenv("ASYNC_MODEL_PATH");
+    int missing = access(cfg->sync_model_path, R_OK) || access(cfg->async_model_path, R_OK);
+    int test = !allow && !chosen && models_test_marked(cfg->model_dir);
+    if (!missing && !test) return 0;
+    if (missing)
+        LOG(INFO, "models missing (%s, %s): running `tandem models` for %s", cfg->sync_model_path,
+            cfg->async_model_path, cfg->model_dir);
+    else
+        LOG(WARN,
+            "%s holds random-weight test models: looking for real ones instead "
+            "(TANDEM_ALLOW_TEST_MODELS=1 keeps them)",
+            cfg->model_dir);
+    int mode = allow ? MODELS_EXPORT_YES : chosen ? MODELS_EXPORT_ASK : MODELS_EXPORT_NEVER;
+    if (!models_ensure(cfg->model_dir, set && set[0] ? set : "zoo", mode)) {
+        if (access(cfg->sync_model_path, R_OK) || access(cfg->async_model_path, R_OK)) {
+            LOG(ERROR,
+                "SYNC_MODEL_PATH=%s or ASYNC_MODEL_PATH=%s still missing (outside "
+                "MODEL_DIR=%s?)",
+                cfg->sync_model_path, cfg->async_model_path, cfg->model_dir);
+            return -1;
+        }
+        return 0;
+    }
+    if (mode != MODELS_EXPORT_NEVER ||
+        models_shipped(cfg->sync_model_path, cfg->async_model_path, sizeof cfg->sync_model_path))
+        return -1;
+    setenv("SYNC_MODEL_PATH", cfg->sync_model_path, 1);
+    setenv("ASYNC_MODEL_PATH", cfg->async_model_path, 1);
+    LOG(INFO,
+        "no Model Zoo download and no MODEL_MIRROR: running the real int8 pair shipped with "
+        "tandem, ImageNet labels: fast MobileNetV1 0.5/128 %s, accurate MobileNetV2 %s",
+        cfg->sync_model_path, cfg->async_model_path);
+    return 0;
+}
+
 int cli_up(int argc, char **argv)
 {
     struct config cfg;
@@ -185,8 +229,11 @@ int cli_up(int argc, char **argv)
                     "\nMissing models are put in place as `tandem models` does (see its --help):\n"
                     "  MODEL_SET        zoo (default) or st-int8\n"
                     "  MODEL_MIRROR     a folder holding the upstream files\n"
-                    "  TANDEM_ALLOW_TEST_MODELS=1  export random-weight test models when no\n"
-                    "                   real ones can be had (asked on a terminal otherwise)\n"
+                    "When neither a download nor MODEL_MIRROR gives them, and no model path\n"
+                    "or MODEL_SET is set, the real int8 pair shipped with tandem runs\n"
+                    "(data/models/st-int8: MobileNetV1 0.5/128 fast, MobileNetV2 accurate).\n"
+                    "  TANDEM_ALLOW_TEST_MODELS=1  export random-weight test models instead\n"
+                    "                   when no real zoo files can be had\n"
                     "REDIS_HOST set in the environment: use that Redis, start none.\n");
         return rc;
     }
@@ -196,21 +243,7 @@ int cli_up(int argc, char **argv)
     int have_tmp = 0, status = 0;
     char port_s[16], self[4096];
 
-    if (access(cfg.sync_model_path, R_OK) || access(cfg.async_model_path, R_OK)) {
-        const char *set = getenv("MODEL_SET"), *allow = getenv("TANDEM_ALLOW_TEST_MODELS");
-        LOG(INFO, "models missing (%s, %s): running `tandem models` for %s", cfg.sync_model_path,
-            cfg.async_model_path, cfg.model_dir);
-        if (models_ensure(cfg.model_dir, set && set[0] ? set : "zoo",
-                          allow && !strcmp(allow, "1") ? MODELS_EXPORT_YES : MODELS_EXPORT_ASK))
-            return 1;
-        if (access(cfg.sync_model_path, R_OK) || access(cfg.async_model_path, R_OK)) {
-            LOG(ERROR,
-                "SYNC_MODEL_PATH=%s or ASYNC_MODEL_PATH=%s still missing (outside "
-                "MODEL_DIR=%s?)",
-                cfg.sync_model_path, cfg.async_model_path, cfg.model_dir);
-            return 1;
-        }
-    }
+    if (choose_models(&cfg)) return 1;
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) {
         LOG(ERROR, "cannot find my own executable: %s", strerror(errno));

@@ -30,8 +30,7 @@
 #include "api.h"
 #include "log.h"
 #include "queue.h"
-#include "tandem/engine.h"
-#include "tandem/image.h"
+#include "tandem/classifier.h"
 
 #define TOPK 5
 #define RETRY_SLEEP_MS 200
@@ -42,16 +41,7 @@ struct worker {
     const char *id;
     volatile sig_atomic_t *stop;
     const char *model_name; /* file name part of the model path */
-    tdm_model *model;
-    tdm_session *session;
-    tdm_preprocess pp;
-    int pp_ready;
-    void *input;
-    size_t input_len;
-    void *output;
-    size_t output_len;
-    tdm_dtype out_dtype;
-    int nclasses;
+    tdm_classifier *clf;
     queue *q;
     double last_beat;
     int redis_down;
@@ -87,60 +77,27 @@ static int load_model(struct worker *w)
 {
     const struct config *cfg = w->cfg;
     char err[512];
-    tdm_options opt;
-    tdm_options_init(&opt);
-    opt.threads = cfg->engine_threads;
-    opt.precision = (tdm_precision)cfg->precision;
-    int rc = tdm_model_load(cfg->async_model_path, &opt, &w->model, err, sizeof err);
-    if (rc) goto fail;
-    rc = tdm_session_create(w->model, 1, &w->session, err, sizeof err);
-    if (rc) goto fail;
-    rc = tdm_preprocess_for_model(w->model, cfg->async_model_path, &w->pp, err, sizeof err);
-    if (rc) goto fail;
-    w->pp_ready = 1;
-    config_image_limits(cfg, &w->pp.limits);
-    tdm_tensor_info out;
-    rc = tdm_session_output_info(w->session, &out);
+    tdm_classifier_options opt;
+    tdm_classifier_options_init(&opt);
+    opt.engine.threads = cfg->engine_threads;
+    opt.engine.precision = (tdm_precision)cfg->precision;
+    opt.labels_path = cfg->labels_path;
+    config_image_limits(cfg, &opt.limits);
+    int rc = tdm_classifier_open(cfg->async_model_path, &opt, &w->clf, err, sizeof err);
     if (rc) {
-        snprintf(err, sizeof err, "no output description");
-        goto fail;
+        LOG(ERROR, "cannot load the async model %s: %s (%s)", cfg->async_model_path, err,
+            tdm_strerror(rc));
+        return rc;
     }
-    w->out_dtype = out.dtype;
-    w->nclasses = (int)out.dims[out.rank - 1];
-    if (cfg->labels_path[0]) {
-        tdm_labels *labels = NULL;
-        rc = tdm_labels_load(cfg->labels_path, &labels, err, sizeof err);
-        if (rc) goto fail;
-        tdm_labels_free(w->pp.labels);
-        w->pp.labels = labels;
-        /* A file with one name per output needs no "background" offset. */
-        if (tdm_labels_count(labels) == w->nclasses) w->pp.label_offset = 0;
-    }
-    w->input_len = tdm_session_input_bytes(w->session);
-    w->output_len = tdm_session_output_bytes(w->session);
-    w->input = malloc(w->input_len);
-    w->output = malloc(w->output_len);
-    if (!w->input || !w->output) {
-        rc = TDM_ERR_NOMEM;
-        snprintf(err, sizeof err, "no memory for the model's buffers");
-        goto fail;
-    }
-    const char *slash = strrchr(cfg->async_model_path, '/');
-    w->model_name = slash ? slash + 1 : cfg->async_model_path;
+    tdm_classifier_info info;
+    tdm_classifier_get_info(w->clf, &info);
+    w->model_name = info.model_name;
     return 0;
-fail:
-    LOG(ERROR, "cannot load the async model %s: %s (%s)", cfg->async_model_path, err,
-        tdm_strerror(rc));
-    return rc;
 }
 
 static void unload_model(struct worker *w)
 {
-    free(w->input);
-    free(w->output);
-    if (w->pp_ready) tdm_preprocess_clear(&w->pp);
-    tdm_session_free(w->session);
-    tdm_model_free(w->model);
+    tdm_classifier_close(w->clf);
 }
 
 static void heartbeat(struct worker *w, int force)
@@ -193,20 +150,20 @@ static int classify(struct worker *w, const char *b64, size_t len, queue_result 
         snprintf(reason, reason_len, "image:{id} is not valid base64");
         goto out;
     }
-    rc = tdm_image_to_input(bin, bin_len, &w->pp, w->input, w->input_len, err, sizeof err);
+    rc = tdm_classifier_set_image(w->clf, bin, bin_len, err, sizeof err);
     if (rc) {
         snprintf(reason, reason_len, "bad image: %s", err);
         goto out;
     }
     heartbeat(w, 1);
     double t0 = mono_s();
-    rc = tdm_session_run(w->session, w->input, w->input_len, w->output, w->output_len);
+    int n = tdm_classifier_run(w->clf, TOPK, top, err, sizeof err);
     double ms = (mono_s() - t0) * 1000.0;
-    if (rc) {
-        snprintf(reason, reason_len, "inference failed: %s", tdm_session_error(w->session));
+    if (n < 0) {
+        rc = n;
+        snprintf(reason, reason_len, "inference failed: %s", err);
         goto out;
     }
-    int n = tdm_topk(&w->pp, w->output, w->out_dtype, w->nclasses, TOPK, top);
     if (n < 1 || !top[0].label) {
         rc = TDM_ERR_INVALID;
         snprintf(reason, reason_len, "the model's output has no labelled class");
@@ -297,11 +254,8 @@ int worker_run(const struct config *cfg, const char *id, volatile sig_atomic_t *
         status = WORKER_EXIT_MODEL;
         goto out;
     }
-    queue_options qo = {.host = cfg->redis_host,
-                        .port = cfg->redis_port,
-                        .timeout_ms = cfg->redis_timeout_ms,
-                        .queue_name = cfg->queue_name,
-                        .job_ttl = cfg->job_ttl};
+    queue_options qo;
+    queue_options_from_config(cfg, &qo);
     if (queue_open(&qo, &w.q)) {
         LOG(ERROR, "cannot set up the redis client");
         status = WORKER_EXIT_FAILED;

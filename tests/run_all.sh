@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export BUILD=${BUILD:-build}
 export TANDEM=${TANDEM:-$BUILD/tandem}
-export SHARED=${SHARED:-../shared}
+export TEST_DATA=${TEST_DATA:-data}
 only=${1:-}
 
 # Test models are the same for every build flavour: generated once in build/.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Image bombs that pass the pixel cap (issue #7 item 3), against a real proxy
-# and worker (int8 models from $SHARED/models/st-int8) and a private
+# and worker (int8 models from $TEST_DATA/models/st-int8) and a private
 # redis-server. The files are made here: 16-bit RGBA PNGs of 1 x 67108863 and
 # 67108863 x 1 zero pixels (600 MB of image data in ~0.6 MB each), and
 # progressive JPEGs of 8000 x 8000 (colour and grey) with 1000 refinement
@@ -15,12 +15,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
+TEST_DATA=${TEST_DATA:-data}
 . tests/worker/lib.sh
 
-FAST=$SHARED/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
-SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
-CAT=$SHARED/images/chelsea.png
+FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
+SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
+CAT=$TEST_DATA/images/chelsea.png
 JGET=tests/proxy/jget.py
 if [ ! -x "$TANDEM" ] || [ ! -f "$FAST" ] || [ ! -f "$SLOW" ] || [ ! -f "$CAT" ]; then
     bad "prerequisites" "need $TANDEM, $FAST, $SLOW and $CAT"

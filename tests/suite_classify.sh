@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `tandem classify` end to end with the real int8 models in $SHARED/models:
+# `tandem classify` end to end with the real int8 models in $TEST_DATA/models:
 # MobileNetV2 (1000 classes, float probabilities) and MobileNetV1 0.5/128
-# (1001 classes with "background" first, uint8 scores) must name a cat for
+# (1001 classes with "background" first, a quantised uint8 softmax) must name a cat for
 # chelsea.png and espresso for coffee.png (what ONNX Runtime answers on the
 # same inputs); then labels files, sidecars, --top, and every failure mode
 # with its exit status (1 for a bad image, naming the file, while the other
@@ -10,9 +10,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
-models=$SHARED/models/st-int8
-images=$SHARED/images
+TEST_DATA=${TEST_DATA:-data}
+models=$TEST_DATA/models/st-int8
+images=$TEST_DATA/images
 v2=$models/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 v1=$models/mobilenet_v1_0.5_128_quant.onnx
 cats='^(tabby|tiger cat|Egyptian cat|Persian cat|Siamese cat)$'
@@ -42,7 +42,7 @@ if [ ! -x "$TANDEM" ]; then
     exit 1
 fi
 for f in "$v2" "$v1" "$images/chelsea.png" "$images/coffee.png"; do
-    [ -r "$f" ] || bad "setup" "$f is missing (SHARED=$SHARED)"
+    [ -r "$f" ] || bad "setup" "$f is missing (TEST_DATA=$TEST_DATA)"
 done
 
 # --- the real models --------------------------------------------------------
@@ -61,17 +61,17 @@ for m in v2 v1; do
     if [ "$lines" -eq 10 ]; then ok "$m: five score lines per image"; else bad "$m: default --top" "$lines score lines for 2 images, want 10"; fi
 done
 
-# Scores: probabilities for v2 (best first, in 0..1), integers for v1's uint8.
-if awk '/^  /{ if ($1 < 0 || $1 > 1 || (n % 5 && $1 > prev + 1e-6)) bad = 1; prev = $1; n++ } END { exit bad || n != 10 }' "$tmp/v2.out"; then
-    ok "v2: scores are probabilities, best first"
-else
-    bad "v2: scores" "$(head -n 6 "$tmp/v2.out" | tr '\n' '|')"
-fi
-if awk '/^  /{ if ($1 !~ /^[0-9]+$/ || $1 > 255) bad = 1; n++ } END { exit bad || n != 10 }' "$tmp/v1.out"; then
-    ok "v1: uint8 scores printed as integers"
-else
-    bad "v1: scores" "$(head -n 6 "$tmp/v1.out" | tr '\n' '|')"
-fi
+# Scores: probabilities for both, best first, in 0..1, summing to at most 1
+# per image: v2 ends in a Softmax, v1's uint8 softmax output is dequantised
+# (its scale is 1/256).
+for m in v2 v1; do
+    if awk '/^  /{ if ($1 < 0 || $1 > 1 || (n % 5 && $1 > prev + 1e-6)) bad = 1; sum[int(n / 5)] += $1; prev = $1; n++ }
+            END { for (i in sum) if (sum[i] > 1.0001) bad = 1; exit bad || n != 10 }' "$tmp/$m.out"; then
+        ok "$m: scores are probabilities, best first, top-5 sum <= 1"
+    else
+        bad "$m: scores" "$(head -n 6 "$tmp/$m.out" | tr '\n' '|')"
+    fi
+done
 
 # The reference kernels must agree (slow, so one model and two images).
 run ref --model "$v2" --backend ref --top 1 "$images/chelsea.png" "$images/coffee.png"
@@ -82,11 +82,11 @@ else
     bad "v2 --backend ref" "exit $rc: $(cat "$tmp/ref.out" "$tmp/ref.err" | head -c 300)"
 fi
 
-# Every shared image classifies with both models (JPEGs via DCT scaling).
-run all --model "$v2" --top 1 "$images"/*
+# Every test image classifies with both models (JPEGs via DCT scaling).
+run all --model "$v2" --top 1 "$images"/*.png "$images"/*.jpg
 n=$(grep -c '^[^ ]' "$tmp/all.out")
-total=$(ls "$images" | wc -l)
-if [ "$rc" -eq 0 ] && [ "$n" -eq "$total" ]; then ok "v2: all $total shared images classified"; else bad "v2: all images" "exit $rc, $n of $total: $(head -c 300 "$tmp/all.err")"; fi
+total=$(ls "$images"/*.png "$images"/*.jpg | wc -l)
+if [ "$rc" -eq 0 ] && [ "$n" -eq "$total" ]; then ok "v2: all $total test images classified"; else bad "v2: all images" "exit $rc, $n of $total: $(head -c 300 "$tmp/all.err")"; fi
 
 # --- options -------------------------------------------------------------------
 run top3 --model "$v2" --top 3 --threads 1 "$images/coffee.png"
@@ -144,7 +144,7 @@ for args in "" "--model $v2" "$images/coffee.png" "--model $v2 --top 0 $images/c
     "--model $v2 --backend gpu $images/coffee.png"; do
     # shellcheck disable=SC2086
     run usage $args
-    if [ "$rc" -eq 2 ] && [ -s "$tmp/usage.err" ]; then ok "usage error exits 2: '${args//$SHARED/\$SHARED}'"; else bad "usage '$args'" "exit $rc"; fi
+    if [ "$rc" -eq 2 ] && [ -s "$tmp/usage.err" ]; then ok "usage error exits 2: '${args//$TEST_DATA/\$TEST_DATA}'"; else bad "usage '$args'" "exit $rc"; fi
 done
 run help --help
 if [ "$rc" -eq 0 ] && grep -q -- '--labels' "$tmp/help.out"; then ok "--help"; else bad "--help" "exit $rc"; fi

@@ -7,5 +7,5 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export BUILD=${BUILD:-build}
 export TANDEM=${TANDEM:-$BUILD/tandem}
-export SHARED=${SHARED:-../shared}
+export TEST_DATA=${TEST_DATA:-data}
 exec /usr/bin/python3 tests/models/compare.py

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proxy suite: a private redis-server, the real `tandem proxy` (fast model:
 # MobileNetV1 0.5/128 int8) and `tandem worker` (slow model: MobileNetV2 int8)
-# from $SHARED/models/st-int8. Covers every endpoint of SPEC §2, the Redis
+# from $TEST_DATA/models/st-int8. Covers every endpoint of SPEC §2, the Redis
 # keys and TTLs of §3 after a POST, every bad input of issue #3 (4xx JSON),
 # ?wait= (held, released by the worker's result, time-out), backpressure
 # (MAX_QUEUE), /metrics of two proxies sharing one Redis, Redis stopped and
@@ -11,13 +11,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
+TEST_DATA=${TEST_DATA:-data}
 . tests/worker/lib.sh
 
-FAST=$SHARED/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
-SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
-CAT=$SHARED/images/chelsea.png
-DOG=$SHARED/images/dog.jpg
+FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
+SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
+CAT=$TEST_DATA/images/chelsea.png
+DOG=$TEST_DATA/images/dog.jpg
 JGET=tests/proxy/jget.py
 if [ ! -x "$TANDEM" ] || [ ! -f "$FAST" ] || [ ! -f "$SLOW" ] || [ ! -f "$CAT" ]; then
     bad "prerequisites" "need $TANDEM, $FAST, $SLOW and $CAT"

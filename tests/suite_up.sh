@@ -13,10 +13,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
+TEST_DATA=${TEST_DATA:-data}
 . tests/worker/lib.sh
-ST=$SHARED/models/st-int8
-CAT=$SHARED/images/chelsea.png
+ST=$TEST_DATA/models/st-int8
+CAT=$TEST_DATA/images/chelsea.png
 unset REDIS_HOST REDIS_PORT MODEL_MIRROR MODEL_SET TANDEM_ALLOW_TEST_MODELS SYNC_MODEL_PATH \
     ASYNC_MODEL_PATH MODEL_DIR LABELS_PATH PORT
 

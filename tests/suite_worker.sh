@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Worker pool fault tests: a private redis-server, the real `tandem worker`
-# supervisor and the real int8 MobileNetV2 from $SHARED/models/st-int8 as the
+# supervisor and the real int8 MobileNetV2 from $TEST_DATA/models/st-int8 as the
 # slow model. Jobs are written the seed's way (image:{id} + LPUSH), so these
 # checks need no proxy. Covers: a job end to end (keys, TTLs, status record,
 # logs); 200 jobs while worker children are killed with SIGKILL again and
@@ -12,11 +12,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
+TEST_DATA=${TEST_DATA:-data}
 . tests/worker/lib.sh
 
-SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
-CAT=$SHARED/images/chelsea.png
+SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
+CAT=$TEST_DATA/images/chelsea.png
 if [ ! -x "$TANDEM" ] || [ ! -f "$SLOW" ] || [ ! -f "$CAT" ]; then
     bad "prerequisites" "need $TANDEM, $SLOW and $CAT"
     finish

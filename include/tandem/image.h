@@ -60,7 +60,7 @@ typedef struct tdm_preprocess {
 
 typedef struct tdm_label_score {
     int index;         /* class index in the model's output */
-    float score;       /* the raw output value (probability or logit) */
+    float score;       /* the value ranked (a probability from tdm_classifier_run) */
     const char *label; /* valid while the tdm_preprocess lives */
 } tdm_label_score;
 

@@ -3,12 +3,12 @@
 
 Run by tests/suite_models.sh from the repository root with Debian's
 /usr/bin/python3 (numpy, onnx, PIL). Environment: BUILD (default build),
-TANDEM (default $BUILD/tandem), SHARED (default ../shared).
+TANDEM (default $BUILD/tandem), TEST_DATA (default data).
 
 Models: every generated test model ($BUILD/test-models, else
 build/test-models; `make test-models` makes them) and the two real int8
-models in $SHARED/models/st-int8. Inputs: random data with fixed seeds, and
-the images of $SHARED/images (float models: resize to the input size, scale
+models in $TEST_DATA/models/st-int8. Inputs: random data with fixed seeds, and
+the images of $TEST_DATA/images (float models: resize to the input size, scale
 to [0,1], ImageNet mean/std, NCHW; uint8 NHWC models: raw RGB after a plain
 bilinear resize).
 
@@ -45,7 +45,7 @@ from PIL import Image
 
 BUILD = os.environ.get("BUILD", "build")
 TANDEM = os.environ.get("TANDEM", os.path.join(BUILD, "tandem"))
-SHARED = os.environ.get("SHARED", "../shared")
+TEST_DATA = os.environ.get("TEST_DATA", "data")
 ORT_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "ort_run.js")
 RUN_TIMEOUT = int(os.environ.get("MODELS_RUN_TIMEOUT", "300"))
 
@@ -183,7 +183,7 @@ def tandem_features():
 def images():
     files = []
     for ext in ("png", "jpg", "jpeg"):
-        files += glob.glob(os.path.join(SHARED, "images", f"*.{ext}"))
+        files += glob.glob(os.path.join(TEST_DATA, "images", f"*.{ext}"))
     return sorted(files)
 
 
@@ -244,7 +244,7 @@ def main():
     if not os.path.isdir(models_dir):
         models_dir = os.path.join("build", "test-models")
     files = sorted(glob.glob(os.path.join(models_dir, "*.onnx")))
-    files += sorted(glob.glob(os.path.join(SHARED, "models", "st-int8", "*.onnx")))
+    files += sorted(glob.glob(os.path.join(TEST_DATA, "models", "st-int8", "*.onnx")))
     only = os.environ.get("MODELS_FILTER", "")
     files = [f for f in files if only in os.path.basename(f)]
     if not glob.glob(os.path.join(models_dir, "*.onnx")):

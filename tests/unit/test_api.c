@@ -373,6 +373,85 @@ TEST(job_answer)
     json_decref(v);
 }
 
+TEST(push_routes)
+{
+    api_endpoint ep;
+    const char *id, *allow;
+    ASSERT_EQ(route("GET", "/job/a1b2c3/events", &ep, &id, &allow), API_OK);
+    ASSERT_EQ(ep, API_EP_EVENTS);
+    ASSERT(!strncmp(id, "a1b2c3/", 7));
+    ASSERT_EQ(route("POST", "/job/a1b2c3/events", &ep, &id, &allow), API_ERR_METHOD);
+    ASSERT_EQ(route("GET", "/job/a1/events", &ep, &id, &allow), API_ERR_BAD_REQUEST);
+    ASSERT_EQ(route("GET", "/job/a1b2c3/eventsx", &ep, &id, &allow), API_ERR_BAD_REQUEST);
+    ASSERT_EQ(route("GET", "/stats", &ep, &id, &allow), API_OK);
+    ASSERT_EQ(ep, API_EP_STATS);
+    ASSERT_EQ(route("GET", "/", &ep, &id, &allow), API_OK);
+    ASSERT_EQ(ep, API_EP_PAGE);
+    ASSERT_EQ(route("GET", "/samples/coffee.jpg", &ep, &id, &allow), API_OK);
+    ASSERT_EQ(ep, API_EP_PAGE);
+    ASSERT_EQ(route("POST", "/", &ep, &id, &allow), API_ERR_METHOD);
+    ASSERT_STR_EQ(api_endpoint_name(API_EP_EVENTS), "events");
+    ASSERT_STR_EQ(api_endpoint_name(API_EP_OTHER), "other");
+}
+
+TEST(prefer_wait)
+{
+    double w = -1;
+    ASSERT_EQ(api_prefer_wait("wait=10", &w), 1);
+    ASSERT_NEAR(w, 10, 0);
+    ASSERT_EQ(api_prefer_wait("respond-async, wait=5", &w), 1);
+    ASSERT_NEAR(w, 5, 0);
+    ASSERT_EQ(api_prefer_wait("WAIT = \"7\";x=y, return=minimal", &w), 1);
+    ASSERT_NEAR(w, 7, 0);
+    ASSERT_EQ(api_prefer_wait("wait=0", &w), 1);
+    ASSERT_NEAR(w, 0, 0);
+    static const char *const ignored[] = {NULL,           "",         "respond-async",
+                                          "wait",         "wait=",    "wait=-1",
+                                          "wait=1.5",     "wait=abc", "waiting=5",
+                                          "return=wait=5"};
+    for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
+        if (api_prefer_wait(ignored[i], &w))
+            TEST_FAIL_("%s taken", ignored[i] ? ignored[i] : "NULL");
+    ASSERT_EQ(api_last_event_id("2"), 2);
+    ASSERT_EQ(api_last_event_id(NULL), 0);
+    ASSERT_EQ(api_last_event_id("x"), 0);
+    ASSERT_EQ(api_last_event_id("-1"), 0);
+    ASSERT_EQ(api_last_event_id("3 "), 0);
+}
+
+TEST(push_answers)
+{
+    queue_job job;
+    memset(&job, 0, sizeof job);
+    snprintf(job.status, sizeof job.status, "done");
+    job.label = (char *)"tabby";
+    job.top5 = (char *)"[{\"label\":\"tabby\",\"score\":0.5}]";
+    json_t *v = load(api_prediction_with_job_json(
+        "{\"job_id\":\"abc123\",\"result_sync\":\"tiger cat\",\"status\":\"queued\"}", "abc123",
+        &job));
+    ASSERT_STR_EQ(json_string_value(json_object_get(v, "result_sync")), "tiger cat");
+    ASSERT_STR_EQ(json_string_value(json_object_get(v, "status")), "done");
+    json_t *a = json_object_get(v, "async");
+    ASSERT_STR_EQ(json_string_value(json_object_get(a, "prediction")), "tabby");
+    json_decref(v);
+    ASSERT(api_prediction_with_job_json("not json", "abc123", &job) == NULL);
+    queue_stats st;
+    memset(&st, 0, sizeof st);
+    st.queue_length = 3;
+    st.workers_alive = 2;
+    v = load(api_stats_json(&st, 4, 1 << 20));
+    ASSERT(json_is_true(json_object_get(v, "redis_up")));
+    ASSERT_EQ(json_integer_value(json_object_get(v, "queue_length")), 3);
+    ASSERT_EQ(json_integer_value(json_object_get(v, "workers_alive")), 2);
+    ASSERT_EQ(json_integer_value(json_object_get(v, "event_streams")), 4);
+    ASSERT_EQ(json_integer_value(json_object_get(v, "max_body_bytes")), 1 << 20);
+    json_decref(v);
+    v = load(api_stats_json(NULL, 0, 1 << 20));
+    ASSERT(json_is_false(json_object_get(v, "redis_up")));
+    ASSERT(!json_object_get(v, "queue_length"));
+    json_decref(v);
+}
+
 TEST(metrics_text)
 {
     metrics_request(API_EP_PREDICT, 200, 12.0);
@@ -414,6 +493,85 @@ TEST(metrics_text)
     ASSERT(strstr(t, "tandem_jobs_processed_total 40\n"));
     ASSERT(strstr(t, "tandem_async_inference_seconds_sum 2.000000\n"));
     ASSERT(strstr(t, "tandem_async_inference_seconds_bucket{le=\"+Inf\"} 40\n"));
+    free(t);
+}
+
+TEST(job_answer_agreement_and_webhook)
+{
+    queue_job job;
+    memset(&job, 0, sizeof job);
+    snprintf(job.status, sizeof job.status, "running");
+    job.sync_label = (char *)"tabby";
+    json_t *v = load(api_job_json("abc123", &job));
+    json_t *j = json_object_get(v, "abc123");
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "fast_prediction")), "tabby");
+    ASSERT(!json_object_get(j, "agrees_with_fast")); /* not before it is done */
+    ASSERT(!json_object_get(j, "webhook"));
+    json_decref(v);
+    snprintf(job.status, sizeof job.status, "done");
+    job.label = (char *)"tabby";
+    job.agreement = QUEUE_AGREE_YES;
+    job.callback_url = (char *)"http://127.0.0.1:9/hook?token=secret";
+    snprintf(job.webhook, sizeof job.webhook, "pending");
+    job.webhook_attempts = 2;
+    job.webhook_error = (char *)"HTTP 500";
+    v = load(api_job_json("abc123", &job));
+    j = json_object_get(v, "abc123");
+    ASSERT(json_is_true(json_object_get(j, "agrees_with_fast")));
+    json_t *h = json_object_get(j, "webhook");
+    ASSERT_STR_EQ(json_string_value(json_object_get(h, "status")), "pending");
+    ASSERT_EQ(json_integer_value(json_object_get(h, "attempts")), 2);
+    ASSERT_STR_EQ(json_string_value(json_object_get(h, "error")), "HTTP 500");
+    char *text = json_dumps(v, 0);
+    ASSERT(!strstr(text, "token=secret")); /* the destination is not shown */
+    free(text);
+    json_decref(v);
+    job.label = (char *)"tiger cat";
+    job.agreement = QUEUE_AGREE_NO;
+    v = load(api_job_json("abc123", &job));
+    j = json_object_get(v, "abc123");
+    ASSERT(json_is_false(json_object_get(j, "agrees_with_fast")));
+    json_decref(v);
+}
+
+TEST(predict_body_callback_url)
+{
+    api_image img = {0};
+    char err[512];
+    char *b64 = api_b64_encode(jpeg, sizeof jpeg, NULL);
+    char body[256];
+    snprintf(body, sizeof body, "{\"image_data\":\"%s\",\"callback_url\":\"http://h/x\"}", b64);
+    ASSERT_EQ(parse("application/json", body, strlen(body), &img, err), API_OK);
+    ASSERT_STR_EQ(img.callback_url, "http://h/x");
+    api_image_clear(&img);
+    ASSERT(img.callback_url == NULL);
+    snprintf(body, sizeof body, "{\"image_data\":\"%s\",\"callback_url\":null}", b64);
+    ASSERT_EQ(parse("application/json", body, strlen(body), &img, err), API_OK);
+    ASSERT(img.callback_url == NULL);
+    api_image_clear(&img);
+    snprintf(body, sizeof body, "{\"image_data\":\"%s\",\"callback_url\":42}", b64);
+    expect_refused(failed_, "application/json", body, strlen(body), API_ERR_BAD_REQUEST,
+                   "callback_url");
+    free(b64);
+}
+
+TEST(metrics_agreement_and_webhooks)
+{
+    queue_stats st;
+    memset(&st, 0, sizeof st);
+    st.agree = 5;
+    st.upgrade = 3;
+    st.webhook_delivered = 7;
+    st.webhook_retried = 2;
+    st.webhook_failed = 1;
+    size_t len = 0;
+    char *t = metrics_render(&st, &len);
+    ASSERT(t != NULL);
+    ASSERT(strstr(t, "tandem_fast_slow_agreement_total{result=\"agree\"} 5\n"));
+    ASSERT(strstr(t, "tandem_fast_slow_agreement_total{result=\"upgrade\"} 3\n"));
+    ASSERT(strstr(t, "tandem_webhook_attempts_total{result=\"delivered\"} 7\n"));
+    ASSERT(strstr(t, "tandem_webhook_attempts_total{result=\"retried\"} 2\n"));
+    ASSERT(strstr(t, "tandem_webhook_attempts_total{result=\"failed\"} 1\n"));
     free(t);
 }
 

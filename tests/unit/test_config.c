@@ -13,7 +13,7 @@ static const char *const vars[] = {
     "MODEL_DIR",      "SYNC_MODEL_PATH", "ASYNC_MODEL_PATH", "LABELS_PATH",      "NUM_WORKERS",
     "SYNC_THREADS",   "ENGINE_THREADS",  "PRECISION",        "JOB_ID_LENGTH",    "JOB_TTL",
     "MAX_BODY_BYTES", "MAX_PIXELS",      "MAX_QUEUE",        "MAX_ATTEMPTS",     "HEARTBEAT_TTL",
-    "LOG_LEVEL",
+    "LOG_LEVEL",      "REDIS_SENTINELS", "REDIS_PASSWORD",   "REDIS_USERNAME",   "REDIS_MIN_REPLICAS",
 };
 
 static void clear_env(void)
@@ -188,6 +188,49 @@ TEST(print_writes_values_as_they_are_set)
     fclose(f);
     int ok = strstr(text, "LOG_LEVEL=warn\n") && strstr(text, "MAX_BODY_BYTES=1048576\n") &&
              strstr(text, "PRECISION=fp32\n") && !strstr(text, "NUM_WORKERS");
+    free(text);
+    clear_env();
+    ASSERT(ok);
+}
+
+TEST(sentinel_lists_are_checked)
+{
+    expect_invalid(failed_, "REDIS_SENTINELS", "10.0.0.1", "not host:port");
+    if (*failed_) return;
+    expect_invalid(failed_, "REDIS_SENTINELS", "a:1,b:0", "entry 2");
+    if (*failed_) return;
+    expect_invalid(failed_, "REDIS_SENTINELS", "a:1,,b:2", "entry 2");
+    if (*failed_) return;
+    expect_invalid(failed_, "REDIS_SENTINELS", "a:26379x", "not host:port");
+    if (*failed_) return;
+    expect_invalid(failed_, "REDIS_MIN_REPLICAS", "17", "0 to 16");
+    if (*failed_) return;
+    clear_env();
+    setenv("REDIS_SENTINELS", "10.0.0.1:26379,sentinel-b:26380,[::1]:26381", 1);
+    struct config c;
+    char err[256];
+    ASSERT_EQ(config_load(CONFIG_ROLE_PROXY, &c, err, sizeof err), 0);
+    ASSERT_STR_EQ(c.redis_sentinels, "10.0.0.1:26379,sentinel-b:26380,[::1]:26381");
+    ASSERT_STR_EQ(c.redis_master_name, "mymaster");
+    clear_env();
+}
+
+TEST(passwords_are_not_printed)
+{
+    clear_env();
+    setenv("REDIS_PASSWORD", "hunter2-secret", 1);
+    setenv("REDIS_USERNAME", "tandem", 1);
+    struct config c;
+    char err[256];
+    ASSERT_EQ(config_load(CONFIG_ROLE_PROXY, &c, err, sizeof err), 0);
+    ASSERT_STR_EQ(c.redis_password, "hunter2-secret");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    config_print(f, CONFIG_ROLE_PROXY, &c);
+    fclose(f);
+    int ok = !strstr(text, "hunter2") && strstr(text, "REDIS_PASSWORD=(set, not shown)\n") &&
+             strstr(text, "REDIS_USERNAME=tandem\n");
     free(text);
     clear_env();
     ASSERT(ok);

@@ -1,6 +1,6 @@
 /*
  * The public engine API on real model files: the real int8 models in
- * ../shared/models/st-int8 (required) and the generated float models in
+ * data/models/st-int8 (required) and the generated float models in
  * build/test-models (used when `make test-models` has made them). Error
  * paths, model and session info, batch handling, sessions on two threads at
  * once, weight sharing between sessions, and the DNNL backend against REF
@@ -14,9 +14,9 @@
 #include "session.h"
 #include "test.h"
 
-#define SHARED_MODELS "../shared/models/st-int8/"
-#define MNV2_INT8 SHARED_MODELS "mobilenet_v2_1.0_224_int8_per_tensor.onnx"
-#define MNV1_INT8 SHARED_MODELS "mobilenet_v1_0.5_128_quant.onnx"
+#define ST_MODELS "data/models/st-int8/"
+#define MNV2_INT8 ST_MODELS "mobilenet_v2_1.0_224_int8_per_tensor.onnx"
+#define MNV1_INT8 ST_MODELS "mobilenet_v1_0.5_128_quant.onnx"
 #define MNV2_F32 "build/test-models/mobilenetv2_op13.onnx"
 #define RN50_BN "build/test-models/resnet50_op9_bn.onnx"
 

@@ -12,11 +12,11 @@
  *     Image.open("chelsea.png").convert("RGB").resize((224, 224), Image.BILINEAR)
  * Decoded pixels must match exactly; resized ones within 1 (PIL rounds to
  * 8 bits between its two passes, we do not). Images are read from
- * $SHARED/images (default ../shared/images).
+ * $TEST_DATA/images (default data/images).
  *
  * tdm_preprocess_for_model is checked on tiny models built here with
  * protobuf-c (input -> GlobalAveragePool -> Flatten, so the class count is
- * the channel count), on the real int8 models in $SHARED/models, and with
+ * the channel count), on the real int8 models in $TEST_DATA/models, and with
  * sidecar files written to a temporary folder.
  */
 #include <stdint.h>
@@ -37,12 +37,12 @@
 
 static uint8_t *read_file(const char *name, size_t *len)
 {
-    const char *shared = getenv("SHARED");
+    const char *data = getenv("TEST_DATA");
     char path[512];
-    snprintf(path, sizeof path, "%s/images/%s", shared && *shared ? shared : "../shared", name);
+    snprintf(path, sizeof path, "%s/images/%s", data && *data ? data : "data", name);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "  cannot open %s (set SHARED to the shared/ folder)\n", path);
+        fprintf(stderr, "  cannot open %s (set TEST_DATA to the folder holding images/)\n", path);
         return NULL;
     }
     fseek(f, 0, SEEK_END);
@@ -216,7 +216,7 @@ TEST(decode_jpeg_full_and_dct_scaled_match_pil)
     image_rgb_free(&img);
 }
 
-TEST(decode_every_shared_image)
+TEST(decode_every_test_image)
 {
     static const struct {
         const char *name;
@@ -1284,12 +1284,11 @@ static tdm_model *tiny_model(int elem, int rank, const int64_t *dims, char *err,
     return model;
 }
 
-static tdm_model *shared_model(const char *name)
+static tdm_model *st_model(const char *name)
 {
-    const char *shared = getenv("SHARED");
+    const char *data = getenv("TEST_DATA");
     char path[512], err[256];
-    snprintf(path, sizeof path, "%s/models/st-int8/%s", shared && *shared ? shared : "../shared",
-             name);
+    snprintf(path, sizeof path, "%s/models/st-int8/%s", data && *data ? data : "data", name);
     tdm_options opt;
     tdm_options_init(&opt);
     tdm_model *m = NULL;
@@ -1368,7 +1367,7 @@ TEST(for_model_real_int8)
     } cases[] = {{"mobilenet_v2_1.0_224_int8_per_tensor.onnx", 224, 0},
                  {"mobilenet_v1_0.5_128_quant.onnx", 128, 1}};
     for (int i = 0; i < 2; i++) {
-        tdm_model *m = shared_model(cases[i].file);
+        tdm_model *m = st_model(cases[i].file);
         ASSERT(m);
         tdm_preprocess pp;
         char err[256];

@@ -692,11 +692,11 @@ TEST(loads_test_and_real_models)
         found += check_file(failed_, path, models[i].min_nodes, TDM_DTYPE_FLOAT);
         if (*failed_) return;
     }
-    const char *shared = env_or("SHARED", "../shared");
+    const char *data = env_or("TEST_DATA", "data");
     snprintf(path, sizeof path, "%s/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx",
-             shared);
+             data);
     found += check_file(failed_, path, 100, TDM_DTYPE_UINT8);
-    snprintf(path, sizeof path, "%s/models/st-int8/mobilenet_v1_0.5_128_quant.onnx", shared);
+    snprintf(path, sizeof path, "%s/models/st-int8/mobilenet_v1_0.5_128_quant.onnx", data);
     found += check_file(failed_, path, 50, TDM_DTYPE_UINT8);
     fprintf(stderr, "  (%d model files loaded%s)\n", found, found ? "" : ": run make test-models");
 }

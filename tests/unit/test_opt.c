@@ -650,10 +650,10 @@ out:
     return rc;
 }
 
-static const char *shared_dir(void)
+static const char *data_dir(void)
 {
-    const char *s = getenv("SHARED");
-    return s && s[0] ? s : "../shared";
+    const char *s = getenv("TEST_DATA");
+    return s && s[0] ? s : "data";
 }
 
 /* Runs the pipeline or, when the file does not exist, says so and returns 1. */
@@ -715,7 +715,7 @@ TEST(int8_mobilenetv2_convs_carry_activations_and_fakequants)
     char path[512];
     model_counts c;
     snprintf(path, sizeof path, "%s/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx",
-             shared_dir());
+             data_dir());
     RUN_PIPELINE(path, &c);
     ASSERT_EQ(c.ops[OP_CONV], 52);
     ASSERT_EQ(c.ops[OP_CLIP], 0);             /* all 18 Relu6 on convs */
@@ -738,7 +738,7 @@ TEST(int8_mobilenetv1_convs_carry_fakequants)
 {
     char path[512];
     model_counts c;
-    snprintf(path, sizeof path, "%s/models/st-int8/mobilenet_v1_0.5_128_quant.onnx", shared_dir());
+    snprintf(path, sizeof path, "%s/models/st-int8/mobilenet_v1_0.5_128_quant.onnx", data_dir());
     RUN_PIPELINE(path, &c);
     ASSERT_EQ(c.ops[OP_CONV], 28);
     ASSERT_EQ(c.posts[POST_FAKEQUANT], 27);

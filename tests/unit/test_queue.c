@@ -152,6 +152,39 @@ TEST(open_refuses_bad_options)
     ASSERT(q == NULL);
 }
 
+/* REDIS_USERNAME/REDIS_PASSWORD: an ACL user of the test's Redis. */
+TEST(auth_with_an_acl_user)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    redisReply *r = redisCommand(c, "ACL SETUSER tandem-t on >s3cret ~* &* +@all");
+    int set = r && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    ASSERT(set);
+    queue_options o = {.host = "127.0.0.1",
+                       .port = redis_port,
+                       .timeout_ms = 1000,
+                       .queue_name = "queue:jobs",
+                       .job_ttl = 3600,
+                       .username = "tandem-t",
+                       .password = "s3cret"};
+    queue *good = NULL, *bad = NULL;
+    int rc_open = queue_open(&o, &good);
+    o.password = "wrong";
+    rc_open |= queue_open(&o, &bad);
+    int ping_good = good ? queue_ping(good) : -1, ping_bad = bad ? queue_ping(bad) : 0;
+    int says_auth = bad && strstr(queue_errstr(bad), "AUTH") != NULL;
+    queue_close(good);
+    queue_close(bad);
+    r = redisCommand(c, "ACL DELUSER tandem-t");
+    freeReplyObject(r);
+    redisFree(c);
+    ASSERT_EQ(rc_open, 0);
+    ASSERT_EQ(ping_good, 0);
+    ASSERT_EQ(ping_bad, QUEUE_ERR_IO);
+    ASSERT(says_auth);
+}
+
 TEST(create_writes_seed_keys_atomically)
 {
     redisContext *c = redis();
@@ -572,6 +605,182 @@ TEST(redis_down_fails_fast_and_recovers)
     int rc = create(q, id);
     if (rc) rc = create(q, id);
     ASSERT_EQ(rc, 0);
+    queue_close(q);
+    redisFree(c);
+}
+
+/* take + start + done with a label, as a worker does. */
+static int finish(queue *q, const char *id, const char *label)
+{
+    char got[QUEUE_ID_MAX + 1];
+    int skip = 0, attempts = 0;
+    queue_result res = {.label = label, .top5 = "[]", .model = "slow.onnx", .inference_ms = 3};
+    if (queue_take(q, "w1", 1, got, sizeof got) || strcmp(got, id)) return -1;
+    if (queue_job_start(q, id, "w1", 3, &skip, &attempts) || skip) return -1;
+    return queue_job_done(q, id, "w1", &res);
+}
+
+TEST(done_records_agreement_with_the_fast_answer)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char same[QUEUE_ID_MAX + 1], other[QUEUE_ID_MAX + 1];
+    queue_job j;
+    ASSERT_EQ(create(q, same), 0); /* fast answer: tabby */
+    ASSERT_EQ(finish(q, same, "tabby"), 0);
+    ASSERT_EQ(create(q, other), 0);
+    ASSERT_EQ(finish(q, other, "tiger cat"), 0);
+    /* A duplicate completion changes nothing and counts nothing. */
+    queue_result dup = {.label = "tabby", .inference_ms = 1};
+    ASSERT_EQ(queue_job_done(q, other, "w1", &dup), 0);
+    /* A seed-style job has no fast answer: no agreement either way. */
+    redisReply *r = redisCommand(c, "SET image:seed01 aGVsbG8=");
+    freeReplyObject(r);
+    r = redisCommand(c, "LPUSH queue:jobs seed01");
+    freeReplyObject(r);
+    ASSERT_EQ(finish(q, "seed01", "tabby"), 0);
+
+    ASSERT_EQ(queue_get_job(q, same, &j), 0);
+    ASSERT_EQ(j.agreement, QUEUE_AGREE_YES);
+    ASSERT_STR_EQ(j.sync_label, "tabby");
+    queue_job_clear(&j);
+    ASSERT_EQ(queue_get_job(q, other, &j), 0);
+    ASSERT_EQ(j.agreement, QUEUE_AGREE_NO);
+    ASSERT_STR_EQ(j.label, "tiger cat");
+    queue_job_clear(&j);
+    ASSERT_EQ(queue_get_job(q, "seed01", &j), 0);
+    ASSERT_EQ(j.agreement, QUEUE_AGREE_UNKNOWN);
+    queue_job_clear(&j);
+    char k[64];
+    snprintf(k, sizeof k, "job:%s", same);
+    char *v = raw_str(c, "HGET %s agrees_with_fast", k);
+    ASSERT_STR_EQ(v, "1");
+    free(v);
+    queue_stats s;
+    ASSERT_EQ(queue_get_stats(q, &s), 0);
+    ASSERT_EQ(s.processed, 3);
+    ASSERT_EQ(s.agree, 1);
+    ASSERT_EQ(s.upgrade, 1);
+    queue_close(q);
+    redisFree(c);
+}
+
+static int create_hooked(queue *q, char *id, const char *url)
+{
+    queue_new_job j = {.image_b64 = "aGVsbG8=",
+                       .image_b64_len = 8,
+                       .sync_label = "tabby",
+                       .callback_url = url,
+                       .id_len = 6};
+    return queue_create_job(q, &j, id, QUEUE_ID_MAX + 1);
+}
+
+static long long due_score(redisContext *c, const char *id)
+{
+    redisReply *r = redisCommand(c, "ZSCORE webhooks:due %s", id);
+    long long v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+TEST(every_final_state_of_a_job_with_a_callback_schedules_its_webhook)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char done[QUEUE_ID_MAX + 1], plain[QUEUE_ID_MAX + 1], failed[QUEUE_ID_MAX + 1],
+        expired[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1], k[64];
+    queue_job j;
+    ASSERT_EQ(create_hooked(q, done, "http://127.0.0.1:9/hook"), 0);
+    snprintf(k, sizeof k, "job:%s", done);
+    char *url = raw_str(c, "HGET %s callback_url", k);
+    ASSERT_STR_EQ(url, "http://127.0.0.1:9/hook");
+    free(url);
+    ASSERT_EQ(due_score(c, done), -1); /* not before it is final */
+    ASSERT_EQ(finish(q, done, "tabby"), 0);
+    ASSERT_EQ(due_score(c, done), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "webhooks:wake"), 1);
+    ASSERT_EQ(queue_get_job(q, done, &j), 0);
+    ASSERT_STR_EQ(j.webhook, "pending");
+    ASSERT_STR_EQ(j.callback_url, "http://127.0.0.1:9/hook");
+    queue_job_clear(&j);
+
+    ASSERT_EQ(create(q, plain), 0);
+    ASSERT_EQ(finish(q, plain, "tabby"), 0);
+    ASSERT_EQ(due_score(c, plain), -1);
+
+    int skip, attempts, final = 0;
+    ASSERT_EQ(create_hooked(q, failed, "http://127.0.0.1:9/f"), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, failed, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(queue_job_fail(q, failed, "w1", "bad image", 1, &final), 0);
+    ASSERT_EQ(final, 1);
+    ASSERT_EQ(due_score(c, failed), 0);
+
+    ASSERT_EQ(create_hooked(q, expired, "http://127.0.0.1:9/e"), 0);
+    snprintf(k, sizeof k, "image:%s", expired);
+    ASSERT_EQ(raw_int(c, "DEL %s", k), 1);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_expired(q, expired, "w1"), 0);
+    ASSERT_EQ(due_score(c, expired), 0);
+    ASSERT_EQ(raw_int(c, "ZCARD %s", "webhooks:due"), 3);
+
+    /* Claims: one at a time, each leased; then nothing due until the lease ends. */
+    char ids[4][QUEUE_ID_MAX + 1];
+    int n = 0, seen = 0;
+    int64_t next = 0;
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(queue_webhook_claim(q, 1000, 5000, 1, ids, &n, &next), 0);
+        ASSERT_EQ(n, 1);
+        ASSERT_EQ(due_score(c, ids[0]), 6000);
+        seen |= !strcmp(ids[0], done) << 0 | !strcmp(ids[0], failed) << 1 |
+                !strcmp(ids[0], expired) << 2;
+    }
+    ASSERT_EQ(seen, 7);
+    ASSERT_EQ(queue_webhook_claim(q, 1000, 5000, 1, ids, &n, &next), 0);
+    ASSERT_EQ(n, 0);
+    ASSERT_EQ(next, 6000);
+    ASSERT_EQ(queue_webhook_claim(q, 6000, 5000, 4, ids, &n, &next), 0);
+    ASSERT_EQ(n, 3); /* the leases are over: claimable again */
+    ASSERT_EQ(queue_webhook_wait(q, 0.05), 0);
+
+    /* Outcomes. */
+    ASSERT_EQ(queue_webhook_record(q, done, QUEUE_HOOK_RETRY, 1, "HTTP 500", 20000), 0);
+    ASSERT_EQ(due_score(c, done), 20000);
+    ASSERT_EQ(queue_get_job(q, done, &j), 0);
+    ASSERT_STR_EQ(j.webhook, "pending");
+    ASSERT_EQ(j.webhook_attempts, 1);
+    ASSERT_STR_EQ(j.webhook_error, "HTTP 500");
+    queue_job_clear(&j);
+    ASSERT_EQ(queue_webhook_record(q, done, QUEUE_HOOK_DELIVERED, 2, NULL, 0), 0);
+    ASSERT_EQ(due_score(c, done), -1);
+    ASSERT_EQ(queue_get_job(q, done, &j), 0);
+    ASSERT_STR_EQ(j.webhook, "delivered");
+    ASSERT_EQ(j.webhook_attempts, 2);
+    ASSERT(j.webhook_error == NULL);
+    queue_job_clear(&j);
+    ASSERT_EQ(queue_webhook_record(q, failed, QUEUE_HOOK_FAILED, 6, "HTTP 503", 0), 0);
+    ASSERT_EQ(queue_get_job(q, failed, &j), 0);
+    ASSERT_STR_EQ(j.webhook, "failed");
+    queue_job_clear(&j);
+    /* A job gone meanwhile is forgotten, not recreated. */
+    snprintf(k, sizeof k, "job:%s", expired);
+    ASSERT_EQ(raw_int(c, "DEL %s", k), 1);
+    ASSERT_EQ(queue_webhook_record(q, expired, QUEUE_HOOK_DROPPED, 0, NULL, 0), 0);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 0);
+    ASSERT_EQ(raw_int(c, "ZCARD %s", "webhooks:due"), 0);
+    /* A second completion does not schedule a second webhook. */
+    queue_result again = {.label = "tabby", .inference_ms = 1};
+    ASSERT_EQ(queue_job_done(q, done, "w1", &again), 0);
+    ASSERT_EQ(due_score(c, done), -1);
+    queue_stats s;
+    ASSERT_EQ(queue_get_stats(q, &s), 0);
+    ASSERT_EQ(s.webhook_retried, 1);
+    ASSERT_EQ(s.webhook_delivered, 1);
+    ASSERT_EQ(s.webhook_failed, 1);
     queue_close(q);
     redisFree(c);
 }

@@ -1,0 +1,364 @@
+/*
+ * classifier: the one code path from a model file to ranked labels with
+ * probabilities (include/tandem/classifier.h), used by the proxy, the worker
+ * and `tandem classify` alike, so that the same model, sidecar and labels
+ * give the same label everywhere.
+ *
+ * What the model's output means is read off the optimised graph once, at
+ * open: walking back from the output through ops that do not change values
+ * (reshapes, casts, quantisation round trips), a Softmax means probabilities;
+ * anything else means logits, to which softmax is applied here. An 8-bit
+ * output must come from a per-tensor QuantizeLinear, whose scale and zero
+ * point dequantise it; an 8-bit output with no such origin is refused rather
+ * than ranked on meaningless numbers.
+ */
+#include "tandem/classifier.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image_internal.h"
+#include "session.h"
+
+/* Outputs wider than this are not class scores. */
+#define CLASSIFIER_MAX_CLASSES (1 << 24)
+
+/* What every handle on one model shares; immutable after open. */
+struct classifier_model {
+    atomic_int refs;
+    tdm_model *model;
+    tdm_preprocess pp;
+    char *name;
+    int nclasses;
+    tdm_dtype out_dtype;
+    tdm_scores scores;
+    int quantised;
+    float scale; /* value = (q - zero_point) * scale */
+    int zero_point;
+};
+
+struct tdm_classifier {
+    struct classifier_model *m;
+    tdm_session *session;
+    void *in, *out;
+    size_t in_len, out_len;
+    float *prob; /* nclasses probabilities of the last run */
+    int has_image;
+};
+
+static int fail(char *err, size_t errlen, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(char *err, size_t errlen, int status, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+void tdm_classifier_options_init(tdm_classifier_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    tdm_options_init(&opt->engine);
+}
+
+const char *tdm_scores_name(tdm_scores scores)
+{
+    return scores == TDM_SCORES_SOFTMAX ? "softmax" : "probabilities";
+}
+
+static void model_release(struct classifier_model *m)
+{
+    if (!m || atomic_fetch_sub(&m->refs, 1) != 1) return;
+    tdm_preprocess_clear(&m->pp);
+    tdm_model_free(m->model);
+    free(m->name);
+    free(m);
+}
+
+/* One float or 8-bit value of a constant tensor's first element. */
+static int const_scalar(const graph *g, int t, double *out)
+{
+    if (t < 0) return -1;
+    const graph_tensor *c = &g->tensors[t];
+    if (!c->data || graph_tensor_numel(c) != 1) return -1;
+    switch (c->dtype) {
+    case TDM_DTYPE_FLOAT:
+        *out = *(const float *)c->data;
+        return 0;
+    case TDM_DTYPE_UINT8:
+        *out = *(const uint8_t *)c->data;
+        return 0;
+    case TDM_DTYPE_INT8:
+        *out = *(const int8_t *)c->data;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* Reads the output's meaning off the graph (see the top of this file). */
+static int read_output(struct classifier_model *m, char *err, size_t errlen)
+{
+    const graph *g = m->model->g;
+    int t = g->outputs[0];
+    int first = 1;
+    m->scores = TDM_SCORES_SOFTMAX;
+    for (int hops = 0; t >= 0 && hops < g->nnodes; hops++) {
+        int p = g->tensors[t].producer;
+        if (p < 0) break;
+        const graph_node *n = &g->nodes[p];
+        if (n->op == OP_SOFTMAX) {
+            m->scores = TDM_SCORES_PROBABILITIES;
+            break;
+        }
+        if (first && n->op == OP_QUANTIZELINEAR) {
+            double scale, zp = 0;
+            if (const_scalar(g, n->inputs[1], &scale) || !(scale > 0) ||
+                (n->ninputs > 2 && n->inputs[2] >= 0 && const_scalar(g, n->inputs[2], &zp)))
+                return fail(err, errlen, TDM_ERR_UNSUPPORTED,
+                            "%s: the quantised output '%s' has no per-tensor constant scale and "
+                            "zero point, so its scores cannot be read as numbers",
+                            m->name, g->tensors[t].name);
+            m->quantised = 1;
+            m->scale = (float)scale;
+            m->zero_point = (int)zp;
+        }
+        first = 0;
+        switch (n->op) {
+        case OP_QUANTIZELINEAR:
+        case OP_DEQUANTIZELINEAR:
+        case OP_FAKEQUANT:
+        case OP_RESHAPE:
+        case OP_FLATTEN:
+        case OP_SQUEEZE:
+        case OP_UNSQUEEZE:
+        case OP_IDENTITY:
+        case OP_DROPOUT:
+        case OP_CAST:
+            t = n->inputs[0];
+            continue;
+        default:
+            t = -1;
+        }
+    }
+    if ((m->out_dtype == TDM_DTYPE_UINT8 || m->out_dtype == TDM_DTYPE_INT8) && !m->quantised)
+        return fail(err, errlen, TDM_ERR_UNSUPPORTED,
+                    "%s: the %s output does not come from a QuantizeLinear, so its scores "
+                    "cannot be read as numbers",
+                    m->name, tdm_dtype_name(m->out_dtype));
+    return 0;
+}
+
+/* opt->labels_path replaces whatever labels the model came with. */
+static int apply_labels_file(struct classifier_model *m, const char *path, char *err, size_t errlen)
+{
+    tdm_labels *l = NULL;
+    char inner[400];
+    int rc = tdm_labels_load(path, &l, inner, sizeof inner);
+    if (rc) return fail(err, errlen, rc, "labels %s", inner);
+    int n = tdm_labels_count(l);
+    if (n != m->nclasses && n != m->nclasses - 1) {
+        tdm_labels_free(l);
+        return fail(err, errlen, TDM_ERR_INVALID,
+                    "labels %s: %d labels, but %s has %d classes (give %d, or %d without a "
+                    "leading background)",
+                    path, n, m->name, m->nclasses, m->nclasses, m->nclasses - 1);
+    }
+    tdm_labels_free(m->pp.labels);
+    m->pp.labels = l;
+    m->pp.label_offset = n == m->nclasses ? 0 : 1;
+    return 0;
+}
+
+static int handle_new(struct classifier_model *m, tdm_classifier **out, char *err, size_t errlen)
+{
+    tdm_classifier *c = calloc(1, sizeof *c);
+    tdm_tensor_info oi;
+    int rc;
+    if (!c) return fail(err, errlen, TDM_ERR_NOMEM, "out of memory");
+    c->m = m;
+    rc = tdm_session_create(m->model, 1, &c->session, err, errlen);
+    if (rc) goto out;
+    rc = tdm_session_output_info(c->session, &oi);
+    if (rc) {
+        fail(err, errlen, rc, "%s: no output description", m->name);
+        goto out;
+    }
+    c->in_len = tdm_session_input_bytes(c->session);
+    c->out_len = tdm_session_output_bytes(c->session);
+    size_t esize = tdm_dtype_size(oi.dtype);
+    if (oi.dtype != TDM_DTYPE_FLOAT && oi.dtype != TDM_DTYPE_UINT8 && oi.dtype != TDM_DTYPE_INT8) {
+        rc = fail(err, errlen, TDM_ERR_UNSUPPORTED, "%s: output '%s' is %s, not class scores",
+                  m->name, oi.name ? oi.name : "?", tdm_dtype_name(oi.dtype));
+        goto out;
+    }
+    /* One row: every dimension but the last is 1 at batch 1. */
+    size_t n = c->out_len / esize;
+    if (oi.rank < 1 || n > CLASSIFIER_MAX_CLASSES || (int64_t)n != oi.dims[oi.rank - 1] || n < 1) {
+        rc = fail(err, errlen, TDM_ERR_UNSUPPORTED,
+                  "%s: output '%s' is not one row of class scores (%zu values)", m->name,
+                  oi.name ? oi.name : "?", n);
+        goto out;
+    }
+    if (m->nclasses && (int)n != m->nclasses) {
+        rc = fail(err, errlen, TDM_ERR_INVALID, "%s: a new session has %zu classes, not %d",
+                  m->name, n, m->nclasses);
+        goto out;
+    }
+    m->nclasses = (int)n;
+    m->out_dtype = oi.dtype;
+    c->in = malloc(c->in_len);
+    c->out = malloc(c->out_len);
+    c->prob = malloc(sizeof *c->prob * n);
+    if (!c->in || !c->out || !c->prob) rc = fail(err, errlen, TDM_ERR_NOMEM, "out of memory");
+out:
+    if (rc) {
+        c->m = NULL;
+        tdm_classifier_close(c);
+        return rc;
+    }
+    atomic_fetch_add(&m->refs, 1);
+    *out = c;
+    return 0;
+}
+
+int tdm_classifier_open(const char *model_path, const tdm_classifier_options *opt,
+                        tdm_classifier **out, char *err, size_t errlen)
+{
+    struct classifier_model *m = NULL;
+    tdm_classifier *c = NULL;
+    char inner[480];
+    int rc;
+    if (!model_path || !opt || !out) return fail(err, errlen, TDM_ERR_INVALID, "no model given");
+    m = calloc(1, sizeof *m);
+    const char *slash = strrchr(model_path, '/');
+    if (m) m->name = strdup(slash ? slash + 1 : model_path);
+    if (!m || !m->name) {
+        rc = fail(err, errlen, TDM_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    atomic_init(&m->refs, 1);
+    /* The engine's message already names the file. */
+    rc = tdm_model_load(model_path, &opt->engine, &m->model, err, errlen);
+    if (rc) goto out;
+    rc = tdm_preprocess_for_model(m->model, model_path, &m->pp, inner, sizeof inner);
+    if (rc) {
+        fail(err, errlen, rc, "%s: %s", model_path, inner);
+        goto out;
+    }
+    m->pp.limits = opt->limits;
+    rc = handle_new(m, &c, err, errlen);
+    if (rc) goto out;
+    rc = read_output(m, err, errlen);
+    if (rc) goto out;
+    if (opt->labels_path && opt->labels_path[0]) {
+        rc = apply_labels_file(m, opt->labels_path, err, errlen);
+    } else if (!m->pp.labels) {
+        /* The model's declared output width was open: name the classes now. */
+        rc = labels_numbered(m->nclasses, &m->pp.labels);
+        if (rc) fail(err, errlen, rc, "%s: cannot name %d classes", m->name, m->nclasses);
+        m->pp.label_offset = 0;
+    }
+    if (rc) goto out;
+    if (tdm_labels_count(m->pp.labels) + m->pp.label_offset != m->nclasses) {
+        rc = fail(err, errlen, TDM_ERR_INVALID, "%s: %d labels (label offset %d) for %d classes",
+                  model_path, tdm_labels_count(m->pp.labels), m->pp.label_offset, m->nclasses);
+        goto out;
+    }
+    *out = c;
+    c = NULL;
+out:
+    tdm_classifier_close(c);
+    model_release(m);
+    return rc;
+}
+
+int tdm_classifier_share(tdm_classifier *c, tdm_classifier **out, char *err, size_t errlen)
+{
+    if (!c || !out) return fail(err, errlen, TDM_ERR_INVALID, "no classifier given");
+    return handle_new(c->m, out, err, errlen);
+}
+
+void tdm_classifier_close(tdm_classifier *c)
+{
+    if (!c) return;
+    tdm_session_free(c->session);
+    free(c->in);
+    free(c->out);
+    free(c->prob);
+    model_release(c->m);
+    free(c);
+}
+
+void tdm_classifier_get_info(const tdm_classifier *c, tdm_classifier_info *out)
+{
+    const struct classifier_model *m = c->m;
+    memset(out, 0, sizeof *out);
+    out->model_name = m->name;
+    out->nclasses = m->nclasses;
+    out->label_offset = m->pp.label_offset;
+    out->scores = m->scores;
+    out->output_dtype = m->out_dtype;
+    out->pp = &m->pp;
+}
+
+int tdm_classifier_set_image(tdm_classifier *c, const void *data, size_t len, char *err,
+                             size_t errlen)
+{
+    c->has_image = 0;
+    int rc = tdm_image_to_input(data, len, &c->m->pp, c->in, c->in_len, err, errlen);
+    if (!rc) c->has_image = 1;
+    return rc;
+}
+
+/* The output row as probabilities in c->prob. */
+static void to_probabilities(tdm_classifier *c)
+{
+    const struct classifier_model *m = c->m;
+    int n = m->nclasses;
+    for (int i = 0; i < n; i++) {
+        if (m->out_dtype == TDM_DTYPE_FLOAT)
+            c->prob[i] = ((const float *)c->out)[i];
+        else if (m->out_dtype == TDM_DTYPE_UINT8)
+            c->prob[i] = (float)(((const uint8_t *)c->out)[i] - m->zero_point) * m->scale;
+        else
+            c->prob[i] = (float)(((const int8_t *)c->out)[i] - m->zero_point) * m->scale;
+    }
+    if (m->scores != TDM_SCORES_SOFTMAX) return;
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (c->prob[i] > max) max = c->prob[i];
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        c->prob[i] = expf(c->prob[i] - max);
+        sum += c->prob[i];
+    }
+    for (int i = 0; i < n; i++)
+        c->prob[i] = (float)(c->prob[i] / sum);
+}
+
+int tdm_classifier_run(tdm_classifier *c, int k, tdm_label_score *top, char *err, size_t errlen)
+{
+    if (!c || !top || k < 1) return fail(err, errlen, TDM_ERR_INVALID, "bad arguments");
+    if (!c->has_image) return fail(err, errlen, TDM_ERR_INVALID, "no image set");
+    int rc = tdm_session_run(c->session, c->in, c->in_len, c->out, c->out_len);
+    if (rc) return fail(err, errlen, rc, "%s", tdm_session_error(c->session));
+    to_probabilities(c);
+    return tdm_topk(&c->m->pp, c->prob, TDM_DTYPE_FLOAT, c->m->nclasses, k, top);
+}
+
+int tdm_classifier_classify(tdm_classifier *c, const void *data, size_t len, int k,
+                            tdm_label_score *top, char *err, size_t errlen)
+{
+    int rc = tdm_classifier_set_image(c, data, len, err, errlen);
+    return rc ? rc : tdm_classifier_run(c, k, top, err, errlen);
+}
