@@ -31,21 +31,24 @@
  * and tens of seconds: libjpeg's memory is capped (max_memory_to_use; with no
  * backing store, a coefficient buffer over the cap is an error before any
  * scan is read), and the progress monitor counts scans as they arrive and
- * checks the CPU budget on every row of every scan. Greyscale is expanded to RGB by libjpeg;
- * CMYK/YCCK (Adobe) files are converted here with the usual naive formula.
+ * checks the CPU budget on every row of every scan. Greyscale is expanded to
+ * RGB by libjpeg; CMYK/YCCK (Adobe) files are converted here with the usual
+ * naive formula.
  *
  * PNG (libspng): every colour type and bit depth is converted by libspng to
  * 8-bit RGB (alpha dropped without compositing, as PIL's convert("RGB") does;
  * no gamma correction, as PIL). Image and chunk limits are set so that
- * ancillary chunks cannot make the decoder hoard memory.
+ * ancillary chunks cannot make the decoder hoard memory (a zTXt chunk is
+ * inflated only up to the chunk limit). Rows are decoded one at a time so
+ * that the CPU budget is checked as they come.
  */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* jpeglib.h needs stdio.h's FILE and size_t first. */
 #include <jpeglib.h>
