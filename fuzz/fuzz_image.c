@@ -20,7 +20,7 @@ static void prepare(tdm_preprocess *pp, tdm_layout layout, int w, int h)
     pp->layout = layout;
     pp->width = w;
     pp->height = h;
-    pp->max_pixels = 1u << 20;
+    pp->limits.max_pixels = 1u << 20;
     memcpy(pp->mean, mean, sizeof mean);
     memcpy(pp->std, std, sizeof std);
 }

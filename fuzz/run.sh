@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds every libFuzzer target fuzz/fuzz_*.c against the library compiled
 # with clang (ASan + UBSan + fuzzer instrumentation) in build/fuzz, then runs
-# each for FUZZ_SECONDS (default 60) from a seed corpus. A crash makes the
-# script fail and leaves the reproducer in build/fuzz/.
+# each for FUZZ_SECONDS (default 60) from a seed corpus, with the dictionary
+# fuzz/NAME.dict when there is one. A crash makes the script fail and leaves
+# the reproducer in build/fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
@@ -25,9 +26,14 @@ for src in fuzz/fuzz_*.c; do
     corpus=$out/corpus-$name
     mkdir -p "$corpus"
     if [ -x "fuzz/seeds_$name.sh" ]; then "fuzz/seeds_$name.sh" "$corpus"; fi
+    dict=()
+    if [ -f "fuzz/$name.dict" ]; then dict=(-dict="$PWD/fuzz/$name.dict"); fi
     echo "=== $name: ${seconds}s"
+    # stdin from /dev/null: a target that opens a file the input names
+    # (a sidecar's labels) must not wait on the terminal.
     if ! (cd "$out" && "./$name" -max_total_time="$seconds" -max_len=262144 -rss_limit_mb=2048 \
-            -timeout=10 -print_final_stats=1 "corpus-$name" 2>&1 | tail -n 15); then
+            -timeout=10 -print_final_stats=1 "${dict[@]}" "corpus-$name" </dev/null 2>&1 |
+            tail -n 15); then
         echo "FAIL - $name found a crash (see $out/crash-*)"
         status=1
     else

@@ -255,7 +255,7 @@ int tdm_classifier_open(const char *model_path, const tdm_classifier_options *op
         fail(err, errlen, rc, "%s: %s", model_path, inner);
         goto out;
     }
-    m->pp.max_pixels = opt->max_pixels;
+    m->pp.limits = opt->limits;
     rc = handle_new(m, &c, err, errlen);
     if (rc) goto out;
     rc = read_output(m, err, errlen);

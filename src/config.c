@@ -19,6 +19,7 @@
 #include "log.h"
 #include "sentinel.h"
 #include "tandem/engine.h"
+#include "tandem/image.h"
 
 /* OPT_SECRET: a string that --check-config does not print; OPT_HOSTPORTS: a
  * "host:port,..." list (empty allowed). */
@@ -88,6 +89,20 @@ static const struct opt opts[] = {
      "largest request body accepted (suffix K, M, G: binary)"},
     {"MAX_PIXELS", OPT_SIZE, "64M", 1, 1LL << 32, FIELD(max_pixels), P | W | U,
      "largest decoded image, width*height (decompression-bomb guard)"},
+    {"MAX_IMAGE_SIDE", OPT_INT, "16384", 1, 1 << 30, FIELD(max_image_side), P | W | U,
+     "largest image width or height (a 1 x 64M image passes MAX_PIXELS)"},
+    {"MAX_ASPECT_RATIO", OPT_INT, "100", 1, 1 << 30, FIELD(max_aspect_ratio), P | W | U,
+     "largest ratio of an image's longer side to its shorter side"},
+    {"MAX_DECODE_MS", OPT_INT, "1000", 1, 3600000, FIELD(max_decode_ms), P | W | U,
+     "CPU time one image decode may take (ms)"},
+    {"JPEG_MAX_SCANS", OPT_INT, "100", 1, 100000, FIELD(jpeg_max_scans), P | W | U,
+     "most scans of a progressive JPEG (each one a pass over the whole image)"},
+    {"JPEG_MAX_MEMORY", OPT_SIZE, "100M", 1 << 20, 1LL << 40, FIELD(jpeg_max_mem), P | W | U,
+     "libjpeg's memory for one image (progressive: 2 bytes a sample)"},
+    {"PNG_MAX_CHUNK", OPT_SIZE, "8M", 1024, 1LL << 31, FIELD(png_max_chunk), P | W | U,
+     "largest PNG chunk read, inflated (IDAT aside)"},
+    {"PNG_MAX_CHUNK_CACHE", OPT_SIZE, "16M", 1024, 1LL << 32, FIELD(png_max_cache), P | W | U,
+     "PNG ancillary chunks held per image, in all"},
     {"MAX_QUEUE", OPT_INT, "1000", 0, 100000000, FIELD(max_queue), P | U,
      "backlog above which new jobs are refused (0: no bound)"},
     {"MAX_ATTEMPTS", OPT_INT, "3", 1, 100, FIELD(max_attempts), W | U,
@@ -325,4 +340,17 @@ int config_cli(int argc, char **argv, int roles, const char *summary, struct con
     }
     *cfg = c;
     return -1;
+}
+
+void config_image_limits(const struct config *cfg, struct tdm_image_limits *out)
+{
+    memset(out, 0, sizeof *out);
+    out->max_pixels = (uint64_t)cfg->max_pixels;
+    out->max_side = (uint32_t)cfg->max_image_side;
+    out->max_aspect = (uint32_t)cfg->max_aspect_ratio;
+    out->max_decode_ms = (uint32_t)cfg->max_decode_ms;
+    out->jpeg_max_scans = (uint32_t)cfg->jpeg_max_scans;
+    out->jpeg_max_memory = (uint64_t)cfg->jpeg_max_mem;
+    out->png_max_chunk = (uint64_t)cfg->png_max_chunk;
+    out->png_max_cache = (uint64_t)cfg->png_max_cache;
 }

@@ -53,6 +53,13 @@ struct config {
     int job_ttl;              /* JOB_TTL, seconds */
     long long max_body_bytes; /* MAX_BODY_BYTES */
     long long max_pixels;     /* MAX_PIXELS */
+    int max_image_side;       /* MAX_IMAGE_SIDE */
+    int max_aspect_ratio;     /* MAX_ASPECT_RATIO */
+    int max_decode_ms;        /* MAX_DECODE_MS, CPU time */
+    int jpeg_max_scans;       /* JPEG_MAX_SCANS */
+    long long jpeg_max_mem;   /* JPEG_MAX_MEMORY */
+    long long png_max_chunk;  /* PNG_MAX_CHUNK */
+    long long png_max_cache;  /* PNG_MAX_CHUNK_CACHE */
     long long max_queue;      /* MAX_QUEUE; 0 = unbounded */
     int max_attempts;         /* MAX_ATTEMPTS */
     int heartbeat_ttl;        /* HEARTBEAT_TTL, seconds */
@@ -67,6 +74,12 @@ struct config {
     int webhook_timeout_ms;               /* WEBHOOK_TIMEOUT_MS: one attempt, connect to answer */
     int webhook_threads;                  /* WEBHOOK_THREADS: delivery threads per proxy */
 };
+
+struct tdm_image_limits;
+
+/* The image decoding limits (MAX_PIXELS, MAX_IMAGE_SIDE, ...) as the image
+ * library takes them: proxy and worker decode with the same ones. */
+void config_image_limits(const struct config *cfg, struct tdm_image_limits *out);
 
 /* Fills every field with its default (sync_threads resolved to the CPU count). */
 void config_defaults(struct config *cfg);

@@ -12,7 +12,15 @@
 
 #include "tandem/image.h"
 
+/* The defaults of tdm_image_limits (keep equal to the settings in config.c). */
 #define IMAGE_DEFAULT_MAX_PIXELS (64ull << 20)
+#define IMAGE_DEFAULT_MAX_IMAGE_SIDE 16384u
+#define IMAGE_DEFAULT_MAX_ASPECT 100u
+#define IMAGE_DEFAULT_MAX_DECODE_MS 1000u
+#define IMAGE_DEFAULT_JPEG_MAX_SCANS 100u
+#define IMAGE_DEFAULT_JPEG_MAX_MEMORY (100ull << 20)
+#define IMAGE_DEFAULT_PNG_MAX_CHUNK (8ull << 20)
+#define IMAGE_DEFAULT_PNG_MAX_CACHE (16ull << 20)
 /* Largest model input side we prepare; also bounds sidecar width/height. */
 #define IMAGE_MAX_SIDE 8192
 
@@ -24,9 +32,10 @@ typedef struct image_rgb {
 
 /* Decodes a JPEG or PNG (detected by its magic bytes) to RGB. JPEGs are
  * decoded at the smallest DCT scale (1/8, 1/4, 1/2, 1) whose size still
- * covers min_w x min_h; pass 0 for full size. Images of more than max_pixels
- * pixels are refused with TDM_ERR_LIMIT before any pixel buffer exists. */
-int image_decode(const void *data, size_t len, int min_w, int min_h, uint64_t max_pixels,
+ * covers min_w x min_h; pass 0 for full size. An image that passes a limit
+ * (NULL or a 0 field: the default) is refused with TDM_ERR_LIMIT: sizes
+ * before any pixel buffer exists, scans and CPU time while decoding. */
+int image_decode(const void *data, size_t len, int min_w, int min_h, const tdm_image_limits *limits,
                  image_rgb *out, char *err, size_t errlen);
 void image_rgb_free(image_rgb *img);
 

@@ -154,14 +154,16 @@ static int sidecar_load(const char *model_path, struct sidecar *sc, char *err, s
         return TDM_ERR_INVALID;
     }
     f = fopen(sc->path, "rb");
-    text = malloc(SIDECAR_MAX_BYTES + 1);
+    /* The size it has, and one byte more, so that a file that grew since
+     * stat() is noticed rather than cut. */
+    text = malloc((size_t)st.st_size + 1);
     if (!f || !text) {
         image_err(err, errlen, "sidecar %s: %s", sc->path, f ? "out of memory" : strerror(errno));
         rc = f ? TDM_ERR_NOMEM : TDM_ERR_IO;
         goto out;
     }
-    size_t len = fread(text, 1, SIDECAR_MAX_BYTES + 1, f);
-    if (ferror(f) || len > SIDECAR_MAX_BYTES) {
+    size_t len = fread(text, 1, (size_t)st.st_size + 1, f);
+    if (ferror(f) || len > (size_t)st.st_size) {
         image_err(err, errlen, "sidecar %s: cannot read it whole", sc->path);
         rc = TDM_ERR_IO;
         goto out;

@@ -672,7 +672,7 @@ static int load_model(struct proxy *p)
     opt.engine.threads = p->cfg.engine_threads;
     opt.engine.precision = (tdm_precision)p->cfg.precision;
     opt.labels_path = p->cfg.labels_path;
-    opt.max_pixels = (uint64_t)p->cfg.max_pixels;
+    config_image_limits(&p->cfg, &opt.limits);
     int rc = tdm_classifier_open(p->cfg.sync_model_path, &opt, &p->clf, err, sizeof err);
     if (rc) {
         LOG(ERROR, "cannot load SYNC_MODEL_PATH %s: %s", p->cfg.sync_model_path, err);

@@ -82,7 +82,7 @@ static int load_model(struct worker *w)
     opt.engine.threads = cfg->engine_threads;
     opt.engine.precision = (tdm_precision)cfg->precision;
     opt.labels_path = cfg->labels_path;
-    opt.max_pixels = (uint64_t)cfg->max_pixels;
+    config_image_limits(cfg, &opt.limits);
     int rc = tdm_classifier_open(cfg->async_model_path, &opt, &w->clf, err, sizeof err);
     if (rc) {
         LOG(ERROR, "cannot load the async model %s: %s (%s)", cfg->async_model_path, err,

@@ -51,7 +51,7 @@ typedef enum {
 typedef struct tdm_classifier_options {
     tdm_options engine;      /* threads, precision, backend */
     const char *labels_path; /* NULL or "": the sidecar's, built-in or numbered labels */
-    uint64_t max_pixels;     /* cap on decoded width*height; 0 = default (64 Mpx) */
+    tdm_image_limits limits; /* what decoding one image may cost; zeroed: the defaults */
 } tdm_classifier_options;
 
 typedef struct tdm_classifier_info {

@@ -8,11 +8,11 @@
  *     tdm_session_run(s, input, ..., scores, ...);
  *     tdm_topk(&pp, scores, k, top);   // top[i].label from pp.labels
  *
- * Decoding refuses anything that is not a JPEG or PNG, truncated data, and
- * images whose pixel count exceeds max_pixels (decompression bombs), with
- * TDM_ERR_IMAGE or TDM_ERR_LIMIT and a message. Large JPEGs are decoded at a
- * reduced scale by libjpeg-turbo's DCT scaling when that still covers the
- * model's input size.
+ * Decoding refuses anything that is not a JPEG or PNG and truncated data
+ * (TDM_ERR_IMAGE), and images that would cost more than tdm_image_limits
+ * allow (TDM_ERR_LIMIT: decompression bombs of every shape), with a message.
+ * Large JPEGs are decoded at a reduced scale by libjpeg-turbo's DCT scaling
+ * when that still covers the model's input size.
  */
 #ifndef TANDEM_IMAGE_H
 #define TANDEM_IMAGE_H
@@ -33,13 +33,29 @@ typedef enum {
 
 typedef struct tdm_labels tdm_labels;
 
+/* What decoding one untrusted image may cost; a field left 0 takes the
+ * default named here (the same as the service's settings). Every limit is
+ * checked before the memory it guards is allocated, or while decoding runs
+ * (scans, CPU time), never only at the end. */
+typedef struct tdm_image_limits {
+    uint64_t max_pixels;      /* width*height; 64 Mpx */
+    uint32_t max_side;        /* width and height each; 16384 */
+    uint32_t max_aspect;      /* longer side / shorter side; 100 */
+    uint32_t max_decode_ms;   /* CPU time of one decode (ms); 1000 */
+    uint32_t jpeg_max_scans;  /* scans of a progressive JPEG; 100 */
+    uint64_t jpeg_max_memory; /* libjpeg's own memory: a progressive JPEG keeps every
+                                 coefficient (2 bytes a sample); 100 MiB */
+    uint64_t png_max_chunk;   /* largest PNG chunk read, IDAT aside; 8 MiB */
+    uint64_t png_max_cache;   /* PNG ancillary chunks held in all; 16 MiB */
+} tdm_image_limits;
+
 typedef struct tdm_preprocess {
     tdm_layout layout;
     int width, height;
-    float mean[3], std[3]; /* TDM_LAYOUT_NCHW_FLOAT only */
-    uint64_t max_pixels;   /* cap on decoded width*height; 0 = default (64 Mpx) */
-    tdm_labels *labels;    /* owned; freed by tdm_preprocess_clear */
-    int label_offset;      /* 1 when the model has a leading "background" class */
+    float mean[3], std[3];   /* TDM_LAYOUT_NCHW_FLOAT only */
+    tdm_image_limits limits; /* zeroed: the defaults */
+    tdm_labels *labels;      /* owned; freed by tdm_preprocess_clear */
+    int label_offset;        /* 1 when the model has a leading "background" class */
 } tdm_preprocess;
 
 typedef struct tdm_label_score {

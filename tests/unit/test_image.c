@@ -281,7 +281,7 @@ static int to_input_status(const void *data, size_t len, uint64_t max_pixels, ch
 {
     tdm_preprocess pp;
     pp_init(&pp, TDM_LAYOUT_NCHW_FLOAT, 8, 8);
-    pp.max_pixels = max_pixels;
+    pp.limits.max_pixels = max_pixels;
     float dst[3 * 8 * 8];
     err[0] = '\0';
     return tdm_image_to_input(data, len, &pp, dst, sizeof dst, err, errlen);
@@ -522,9 +522,9 @@ TEST(jpeg_greyscale_and_cmyk)
 
 TEST(progressive_jpeg_scan_limit)
 {
-    /* A progressive file whose last scan is repeated: 100 extra scans still
+    /* A progressive file whose last scan is repeated: 80 extra scans still
      * decode (libjpeg only warns about the bogus progression), 600 are
-     * refused before they can burn CPU. */
+     * refused (JPEG_MAX_SCANS, 100 by default) before they can burn CPU. */
     uint8_t px[16 * 16 * 3];
     for (size_t i = 0; i < sizeof px; i++)
         px[i] = (uint8_t)(i * 7);
@@ -537,7 +537,7 @@ TEST(progressive_jpeg_scan_limit)
     ASSERT(sos > 0);
     size_t scan = len - 2 - sos; /* the last scan, up to the EOI marker */
     int status[2];
-    const int repeats[2] = {100, 600};
+    const int repeats[2] = {80, 600};
     for (int t = 0; t < 2; t++) {
         size_t n = len + (size_t)repeats[t] * scan;
         uint8_t *big = malloc(n);
@@ -553,7 +553,397 @@ TEST(progressive_jpeg_scan_limit)
     }
     free(jpg);
     ASSERT_EQ(status[0], 0);
-    ASSERT_EQ(status[1], TDM_ERR_IMAGE);
+    ASSERT_EQ(status[1], TDM_ERR_LIMIT);
+}
+
+/* ---- bombs that pass the pixel cap ---------------------------------------- */
+
+/* Appends bits to a growing buffer; deflate packs them from the low bit of
+ * each byte, JPEG from the high bit (with 0xFF bytes stuffed). */
+struct bits {
+    uint8_t *b;
+    size_t len, cap;
+    uint32_t acc;
+    int n, msb_first;
+};
+
+static void bits_byte(struct bits *w, uint8_t v)
+{
+    if (w->len + 2 > w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 4096;
+        w->b = realloc(w->b, w->cap);
+    }
+    w->b[w->len++] = v;
+    if (w->msb_first && v == 0xff) w->b[w->len++] = 0;
+}
+
+static void bits_put(struct bits *w, uint32_t v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t bit = w->msb_first ? (v >> (n - 1 - i)) & 1 : (v >> i) & 1;
+        w->acc = w->msb_first ? w->acc << 1 | bit : w->acc | bit << w->n;
+        if (++w->n == 8) {
+            bits_byte(w, (uint8_t)w->acc);
+            w->acc = 0;
+            w->n = 0;
+        }
+    }
+}
+
+/* Deflate's Huffman codes go out from their top bit. */
+static void bits_code(struct bits *w, uint32_t code, int n)
+{
+    for (int i = n - 1; i >= 0; i--)
+        bits_put(w, (code >> i) & 1, 1);
+}
+
+/* A zlib stream of n zero bytes: one literal, then matches of 258 bytes at
+ * distance 1, 13 bits each in deflate's fixed codes (about 160:1). */
+static void zlib_zeros(struct bits *w, uint64_t n)
+{
+    bits_byte(w, 0x78);
+    bits_byte(w, 0x01);
+    bits_put(w, 1, 1); /* final block */
+    bits_put(w, 1, 2); /* fixed Huffman codes */
+    uint64_t left = n;
+    if (left) {
+        bits_code(w, 0x30, 8); /* literal 0 */
+        left--;
+    }
+    for (; left >= 258; left -= 258) {
+        bits_code(w, 0xc5, 8); /* length 258 */
+        bits_code(w, 0, 5);    /* distance 1 */
+    }
+    for (; left; left--)
+        bits_code(w, 0x30, 8);
+    bits_code(w, 0, 7); /* end of block */
+    if (w->n) bits_put(w, 0, 8 - w->n);
+    uint32_t adler = (uint32_t)(n % 65521) << 16 | 1; /* of zeros: a = 1, b = n */
+    for (int i = 3; i >= 0; i--)
+        bits_byte(w, (uint8_t)(adler >> (8 * i)));
+}
+
+static void png_chunk(struct bits *png, const char *type, const uint8_t *data, size_t n)
+{
+    uint8_t head[8];
+    put_be32(head, (uint32_t)n);
+    memcpy(head + 4, type, 4);
+    for (int i = 0; i < 8; i++)
+        bits_byte(png, head[i]);
+    size_t type_at = png->len - 4;
+    for (size_t i = 0; i < n; i++)
+        bits_byte(png, data[i]);
+    uint8_t crc[4];
+    put_be32(crc, crc32_of(png->b + type_at, n + 4));
+    for (int i = 0; i < 4; i++)
+        bits_byte(png, crc[i]);
+}
+
+/* A PNG of w x h zero pixels of the given depth and colour type, its image
+ * data one deflate stream; text_zeros > 0 adds a zTXt chunk before it that
+ * inflates to that many zero bytes. */
+static uint8_t *png_zero_bomb(uint32_t w, uint32_t h, int depth, int color, uint64_t text_zeros,
+                              size_t *len)
+{
+    static const int channels[7] = {1, 0, 3, 1, 2, 0, 4};
+    struct bits png = {0}, z = {0};
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    for (int i = 0; i < 8; i++)
+        bits_byte(&png, sig[i]);
+    uint8_t ihdr[13] = {0};
+    put_be32(ihdr, w);
+    put_be32(ihdr + 4, h);
+    ihdr[8] = (uint8_t)depth;
+    ihdr[9] = (uint8_t)color;
+    png_chunk(&png, "IHDR", ihdr, sizeof ihdr);
+    if (text_zeros) {
+        bits_byte(&z, 'k');
+        bits_byte(&z, 0); /* keyword "k", then compression method 0 */
+        bits_byte(&z, 0);
+        zlib_zeros(&z, text_zeros);
+        png_chunk(&png, "zTXt", z.b, z.len);
+        free(z.b);
+        memset(&z, 0, sizeof z);
+    }
+    uint64_t row = 1 + ((uint64_t)w * (uint64_t)channels[color] * (uint64_t)depth + 7) / 8;
+    zlib_zeros(&z, row * h);
+    png_chunk(&png, "IDAT", z.b, z.len);
+    png_chunk(&png, "IEND", NULL, 0);
+    free(z.b);
+    *len = png.len;
+    return png.b;
+}
+
+/* A progressive JPEG of w x h (greyscale, or 4:2:0 colour with ncomp 3)
+ * holding no coefficient at all in nscans AC scans: each scan is a few
+ * end-of-band runs of 32767 blocks, ~80 bytes that make the decoder visit
+ * every block of a component. The scans form a valid progression (a first
+ * scan at Al 13, then refinements down to 0, coefficient by coefficient). */
+static uint8_t *jpeg_scan_bomb(int w, int h, int ncomp, int nscans, size_t *len)
+{
+    struct bits out = {0}, data = {0};
+    uint8_t seg[80];
+    data.msb_first = 1;
+#define JPEG_SEG(marker, n)                                                                        \
+    do {                                                                                           \
+        bits_byte(&out, 0xff);                                                                     \
+        bits_byte(&out, marker);                                                                   \
+        bits_byte(&out, (uint8_t)(((n) + 2) >> 8));                                                \
+        bits_byte(&out, (uint8_t)((n) + 2));                                                       \
+        for (int i_ = 0; i_ < (n); i_++)                                                           \
+            bits_byte(&out, seg[i_]);                                                              \
+    } while (0)
+    bits_byte(&out, 0xff);
+    bits_byte(&out, 0xd8);
+    seg[0] = 0; /* DQT 0: all ones */
+    memset(seg + 1, 1, 64);
+    JPEG_SEG(0xdb, 65);
+    uint8_t sof[6 + 9] = {8,          (uint8_t)(h >> 8), (uint8_t)h, (uint8_t)(w >> 8),
+                          (uint8_t)w, (uint8_t)ncomp};
+    for (int c = 0; c < ncomp; c++) {
+        sof[6 + 3 * c] = (uint8_t)(c + 1);
+        sof[7 + 3 * c] = ncomp == 3 && c == 0 ? 0x22 : 0x11;
+        sof[8 + 3 * c] = 0;
+    }
+    memcpy(seg, sof, 6 + 3 * (size_t)ncomp);
+    JPEG_SEG(0xc2, 6 + 3 * ncomp);
+    /* AC table 0: the end-of-band symbols EOB0..EOB14, 4-bit codes 0..14. */
+    memset(seg, 0, 17);
+    seg[0] = 0x10;
+    seg[4] = 15;
+    for (int r = 0; r < 15; r++)
+        seg[17 + r] = (uint8_t)(r << 4);
+    JPEG_SEG(0xc4, 32);
+    int n = 0;
+    for (int c = 0; c < ncomp && n < nscans; c++) {
+        int sub = ncomp == 3 && c != 0 ? 2 : 1;
+        size_t blocks = (size_t)((w + 8 * sub - 1) / (8 * sub)) * ((h + 8 * sub - 1) / (8 * sub));
+        free(data.b);
+        memset(&data, 0, sizeof data);
+        data.msb_first = 1;
+        for (size_t left = blocks; left;) {
+            size_t run = left < 32767 ? left : 32767;
+            int r = 0;
+            while ((run >> (r + 1)) != 0)
+                r++;
+            bits_put(&data, (uint32_t)r, 4);
+            bits_put(&data, (uint32_t)(run - ((size_t)1 << r)), r);
+            left -= run;
+        }
+        if (data.n) bits_put(&data, (1u << (8 - data.n)) - 1, 8 - data.n);
+        for (int k = 1; k < 64 && n < nscans; k++)
+            for (int ah = 0; ah < 14 && n < nscans; ah++, n++) {
+                uint8_t sos[6] = {1,          (uint8_t)(c + 1),
+                                  0,          (uint8_t)k,
+                                  (uint8_t)k, (uint8_t)(ah ? (14 - ah) << 4 | (13 - ah) : 13)};
+                memcpy(seg, sos, sizeof sos);
+                JPEG_SEG(0xda, 6);
+                for (size_t i = 0; i < data.len; i++) /* already stuffed */
+                    bits_byte(&out, data.b[i]);
+            }
+    }
+#undef JPEG_SEG
+    free(data.b);
+    bits_byte(&out, 0xff);
+    bits_byte(&out, 0xd9);
+    *len = out.len;
+    return out.b;
+}
+
+static int decode_status(const void *data, size_t len, const tdm_image_limits *lim, char *err,
+                         size_t errlen)
+{
+    image_rgb img = {0};
+    err[0] = '\0';
+    int rc = image_decode(data, len, 224, 224, lim, &img, err, errlen);
+    image_rgb_free(&img);
+    return rc;
+}
+
+TEST(png_bombs_under_the_pixel_cap)
+{
+    /* 16-bit RGBA of 1 x 67108863 and 67108863 x 1: under the 64 Mpx cap,
+     * 600 MB of image data in 3.8 MB, and libspng pays per row (the tall
+     * one decoded for 45 s) or for two 500 MB row buffers (the wide one). */
+    char err[256];
+    size_t len;
+    uint8_t *tall = png_zero_bomb(1, 67108863, 16, 6, 0, &len);
+    ASSERT(tall);
+    int rc = decode_status(tall, len, NULL, err, sizeof err);
+    int side =
+        rc == TDM_ERR_LIMIT && strstr(err, "1x67108863") && strstr(err, "16384 pixels a side");
+    /* With the side limit lifted, the aspect ratio still refuses it. */
+    tdm_image_limits lim = {.max_side = 1u << 30};
+    int rc2 = decode_status(tall, len, &lim, err, sizeof err);
+    int aspect = rc2 == TDM_ERR_LIMIT && strstr(err, "aspect ratio");
+    free(tall);
+    ASSERT_EQ(rc, TDM_ERR_LIMIT);
+    ASSERT(side);
+    ASSERT_EQ(rc2, TDM_ERR_LIMIT);
+    ASSERT(aspect);
+
+    uint8_t *wide = png_zero_bomb(67108863, 1, 16, 6, 0, &len);
+    ASSERT(wide);
+    rc = decode_status(wide, len, NULL, err, sizeof err);
+    side = strstr(err, "67108863x1") && strstr(err, "a side");
+    free(wide);
+    ASSERT_EQ(rc, TDM_ERR_LIMIT);
+    ASSERT(side);
+}
+
+TEST(aspect_and_side_limits_are_configurable)
+{
+    char err[256];
+    size_t len;
+    uint8_t *png = png_zero_bomb(1000, 5, 8, 2, 0, &len); /* 200:1 */
+    ASSERT(png);
+    int by_default = decode_status(png, len, NULL, err, sizeof err);
+    int said = strstr(err, "200") != NULL || strstr(err, "aspect") != NULL;
+    tdm_image_limits lim = {.max_aspect = 200};
+    int raised = decode_status(png, len, &lim, err, sizeof err);
+    lim.max_side = 999;
+    int narrow = decode_status(png, len, &lim, err, sizeof err);
+    int side = strstr(err, "999 pixels a side") != NULL;
+    free(png);
+    ASSERT_EQ(by_default, TDM_ERR_LIMIT);
+    ASSERT(said);
+    ASSERT_EQ(raised, 0);
+    ASSERT_EQ(narrow, TDM_ERR_LIMIT);
+    ASSERT(side);
+}
+
+TEST(png_decode_time_budget)
+{
+    /* 4096 x 4096 16-bit RGBA zeros: 128 MB of image data in 0.8 MB, within
+     * every size limit; a 20 ms CPU budget stops it well before the end. */
+    char err[256];
+    size_t len;
+    uint8_t *png = png_zero_bomb(4096, 4096, 16, 6, 0, &len);
+    ASSERT(png);
+    tdm_image_limits lim = {.max_decode_ms = 20};
+    int rc = decode_status(png, len, &lim, err, sizeof err);
+    int said = strstr(err, "20 ms of CPU time") != NULL;
+    free(png);
+    ASSERT_EQ(rc, TDM_ERR_LIMIT);
+    ASSERT(said);
+}
+
+TEST(png_chunk_limits)
+{
+    /* A zTXt chunk that inflates to 9 MB: over the 8 MB chunk default. */
+    char err[256];
+    size_t len;
+    uint8_t *png = png_zero_bomb(4, 4, 8, 2, 9u << 20, &len);
+    ASSERT(png);
+    int by_default = decode_status(png, len, NULL, err, sizeof err);
+    int said = strstr(err, "metadata") != NULL;
+    /* libspng grows its buffer by doubling: 16 MB for 9 MB of text. */
+    tdm_image_limits lim = {.png_max_chunk = 32u << 20, .png_max_cache = 32u << 20};
+    int raised = decode_status(png, len, &lim, err, sizeof err);
+    if (raised) fprintf(stderr, "  %s\n", err);
+    lim.png_max_cache = 4u << 20; /* the chunk limit is clamped to the cache's */
+    int small_cache = decode_status(png, len, &lim, err, sizeof err);
+    free(png);
+    ASSERT_EQ(by_default, TDM_ERR_LIMIT);
+    ASSERT(said);
+    ASSERT_EQ(raised, 0);
+    ASSERT_EQ(small_cache, TDM_ERR_LIMIT);
+}
+
+TEST(progressive_jpeg_bomb_refused_by_memory)
+{
+    /* The issue's file: 8000 x 8000 colour, 1000 refinement scans in 107 kB;
+     * 24 s of CPU before the old scan limit. Its coefficients alone need
+     * 192 MB, over the 100 MiB default: refused before the first scan. */
+    char err[256];
+    size_t len;
+    uint8_t *jpg = jpeg_scan_bomb(8000, 8000, 3, 1000, &len);
+    ASSERT(jpg);
+    int rc = decode_status(jpg, len, NULL, err, sizeof err);
+    int said = strstr(err, "8000x8000 progressive JPEG needs more than") != NULL;
+    free(jpg);
+    ASSERT_EQ(rc, TDM_ERR_LIMIT);
+    ASSERT(said);
+}
+
+TEST(progressive_jpeg_scans_and_time)
+{
+    char err[256];
+    size_t len;
+    /* 512 x 512 grey with 1000 scans: refused at scan 101 by default. */
+    uint8_t *jpg = jpeg_scan_bomb(512, 512, 1, 1000, &len);
+    ASSERT(jpg);
+    int rc = decode_status(jpg, len, NULL, err, sizeof err);
+    int said = strstr(err, "100 scans") != NULL;
+    tdm_image_limits lim = {.jpeg_max_scans = 1000};
+    int allowed = decode_status(jpg, len, &lim, err, sizeof err);
+    lim.jpeg_max_scans = 5;
+    int five = decode_status(jpg, len, &lim, err, sizeof err);
+    free(jpg);
+    ASSERT_EQ(rc, TDM_ERR_LIMIT);
+    ASSERT(said);
+    ASSERT_EQ(allowed, 0);
+    ASSERT_EQ(five, TDM_ERR_LIMIT);
+
+    /* 2048 x 2048 grey, 1000 scans allowed: seconds of CPU in all; a 50 ms
+     * budget stops it, checked on every row of every scan. */
+    jpg = jpeg_scan_bomb(2048, 2048, 1, 1000, &len);
+    ASSERT(jpg);
+    lim = (tdm_image_limits){.jpeg_max_scans = 100000, .max_decode_ms = 50};
+    rc = decode_status(jpg, len, &lim, err, sizeof err);
+    said = strstr(err, "50 ms of CPU time") != NULL;
+    free(jpg);
+    ASSERT_EQ(rc, TDM_ERR_LIMIT);
+    ASSERT(said);
+}
+
+TEST(progressive_jpeg_memory_limit_is_configurable)
+{
+    /* A real 1024 x 1024 progressive file: 2 MB of coefficients. */
+    char err[256];
+    size_t len;
+    uint8_t *px = malloc(1024 * 1024);
+    ASSERT(px);
+    for (size_t i = 0; i < 1024 * 1024; i++)
+        px[i] = (uint8_t)(i * 13 + i / 1024);
+    uint8_t *jpg = jpeg_encode(1024, 1024, 1, JCS_GRAYSCALE, px, -1, &len);
+    free(px);
+    ASSERT(jpg);
+    tdm_image_limits lim = {.jpeg_max_memory = 1u << 20};
+    int small = decode_status(jpg, len, &lim, err, sizeof err);
+    int said = strstr(err, "1048576 bytes of decoder memory") != NULL;
+    int by_default = decode_status(jpg, len, NULL, err, sizeof err);
+    free(jpg);
+    ASSERT_EQ(small, TDM_ERR_LIMIT);
+    ASSERT(said);
+    ASSERT_EQ(by_default, 0);
+}
+
+TEST(interlaced_png_decodes_row_by_row)
+{
+    /* Adam7 passes come row by row; each must land at its own place. */
+    uint8_t px[9 * 7 * 3];
+    for (size_t i = 0; i < sizeof px; i++)
+        px[i] = (uint8_t)(i * 11);
+    spng_ctx *enc = spng_ctx_new(SPNG_CTX_ENCODER);
+    struct spng_ihdr ihdr = {9, 7, 8, SPNG_COLOR_TYPE_TRUECOLOR, 0, 0, SPNG_INTERLACE_ADAM7};
+    int e = 0;
+    size_t len = 0;
+    spng_set_option(enc, SPNG_ENCODE_TO_BUFFER, 1);
+    spng_set_ihdr(enc, &ihdr);
+    void *png = NULL;
+    if (!spng_encode_image(enc, px, sizeof px, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE))
+        png = spng_get_png_buffer(enc, &len, &e);
+    spng_ctx_free(enc);
+    ASSERT(png);
+    image_rgb img = {0};
+    char err[256];
+    int rc = image_decode(png, len, 0, 0, NULL, &img, err, sizeof err);
+    free(png);
+    int same = !rc && img.w == 9 && img.h == 7 && !memcmp(img.px, px, sizeof px);
+    image_rgb_free(&img);
+    ASSERT_EQ(rc, 0);
+    ASSERT(same);
 }
 
 /* ---- resizing and layouts -------------------------------------------------- */
