@@ -49,6 +49,11 @@ struct config {
     long long max_queue;      /* MAX_QUEUE; 0 = unbounded */
     int max_attempts;         /* MAX_ATTEMPTS */
     int heartbeat_ttl;        /* HEARTBEAT_TTL, seconds */
+    int max_connections;        /* MAX_CONNECTIONS */
+    int max_connections_per_ip; /* MAX_CONNECTIONS_PER_IP; 0 = no limit */
+    int max_waiters;            /* MAX_WAITERS: held GET /job?wait= requests */
+    int request_timeout_s;      /* REQUEST_TIMEOUT: whole request, headers and body */
+    int drain_timeout_s;        /* DRAIN_TIMEOUT: shutdown drain, seconds */
     int log_level;            /* LOG_LEVEL: enum log_level */
 };
 

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,11 +63,10 @@ extern const unsigned char tandem_sample_jpg[], tandem_sample_jpg_end[];
 
 #define TOPK 5
 #define MAX_PENDING 1024 /* tasks waiting for a thread; past it 503 */
-#define MAX_WAITERS 1024 /* GET /job?wait= held at once; past it answered at once */
 #define WAIT_BLOCK_S 1.0 /* longest sleep of the waiter in Redis: how soon it sees a shutdown */
 #define WAIT_RETRY_MS 50 /* pause of the waiter after a Redis error */
 #define IO_THREADS 2
-#define STOP_GRACE_S 40 /* longest wait for in-flight requests at shutdown */
+#define FDS_SPARE 64 /* descriptors besides connections: Redis, model files, logs, epoll */
 #define RETRY_AFTER_S "5"
 
 static volatile sig_atomic_t stop_requested;
@@ -149,7 +149,8 @@ static int taskq_push(struct taskq *q, struct task *t)
 {
     int rc = 0;
     pthread_mutex_lock(&q->mu);
-    if (q->len >= MAX_PENDING) {
+    /* Stopped: its threads may be gone, and a task pushed now would never be answered. */
+    if (q->len >= MAX_PENDING || q->stop) {
         rc = -1;
     } else {
         t->next = NULL;
@@ -394,7 +395,7 @@ static void *io_main(void *arg)
     while ((t = taskq_pop(&p->io_q))) {
         if (t->ep == API_EP_METRICS) {
             do_metrics(w, t);
-        } else if (t->wait_s > 0 && atomic_load(&p->nwaiting) < MAX_WAITERS &&
+        } else if (t->wait_s > 0 && atomic_load(&p->nwaiting) < p->cfg.max_waiters &&
                    !atomic_load(&p->stopping)) {
             if (job_answer(w, t, 1)) {
                 atomic_fetch_add(&p->nwaiting, 1);
@@ -451,7 +452,7 @@ static void *waiter_main(void *arg)
     struct worker *w = arg;
     struct proxy *p = w->p;
     struct task *held = NULL;
-    const char *ids[MAX_WAITERS];
+    const char **ids = calloc((size_t)p->cfg.max_waiters, sizeof *ids);
     for (;;) {
         pthread_mutex_lock(&p->wait_mu);
         /* Idle: sleep until a request is handed over (or a shutdown check is due). */
@@ -476,7 +477,7 @@ static void *waiter_main(void *arg)
         if (!held) continue;
         int n = 0;
         double block = WAIT_BLOCK_S;
-        for (struct task *t = held; t && n < MAX_WAITERS; t = t->next) {
+        for (struct task *t = held; t && ids && n < p->cfg.max_waiters; t = t->next) {
             double left = seconds_left(&t->deadline);
             if (left < block) block = left;
             ids[n++] = t->job_id;
@@ -487,8 +488,14 @@ static void *waiter_main(void *arg)
             nanosleep(&(struct timespec){0, WAIT_RETRY_MS * 1000000L}, NULL);
             continue;
         }
-        if (which >= 0 && which < n) held = answer_held(w, held, is_job, ids[which]);
+        if (which >= 0 && which < n) {
+            /* ids[which] is the job_id of a held task that answer_held frees. */
+            char id[QUEUE_ID_MAX + 1];
+            snprintf(id, sizeof id, "%s", ids[which]);
+            held = answer_held(w, held, is_job, id);
+        }
     }
+    free(ids);
     return NULL;
 }
 
@@ -663,7 +670,9 @@ static int start_threads(struct proxy *p)
 }
 
 /* Stop accepting, let in-flight requests finish (held waits are answered
- * early), then stop the threads. */
+ * early) for at most DRAIN_TIMEOUT, which must fit in the grace period of
+ * Docker (10 s) and Kubernetes (30 s); then stop the threads, which answer
+ * every request they were handed, and close what is left (slow uploads). */
 static void shutdown_proxy(struct proxy *p)
 {
     if (p->http) {
@@ -671,11 +680,11 @@ static void shutdown_proxy(struct proxy *p)
         atomic_store(&p->stopping, 1);
         struct timespec t0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        while (http_in_flight(p->http) > 0 && ms_since(&t0) < STOP_GRACE_S * 1000.0)
+        while (http_in_flight(p->http) > 0 && ms_since(&t0) < p->cfg.drain_timeout_s * 1000.0)
             nanosleep(&(struct timespec){0, 10000000L}, NULL);
         if (http_in_flight(p->http) > 0)
-            LOG(WARN, "%u requests still in flight after %d s; stopping anyway",
-                http_in_flight(p->http), STOP_GRACE_S);
+            LOG(WARN, "%u requests still in flight after DRAIN_TIMEOUT=%d s; closing them",
+                http_in_flight(p->http), p->cfg.drain_timeout_s);
     }
     atomic_store(&p->stopping, 2);
     taskq_stop(&p->infer_q);
@@ -685,7 +694,41 @@ static void shutdown_proxy(struct proxy *p)
     for (int i = 0; i < IO_THREADS; i++)
         if (p->io[i].started) pthread_join(p->io[i].thread, NULL);
     if (p->waiter.started) pthread_join(p->waiter.thread, NULL);
-    if (p->http && http_in_flight(p->http) == 0) http_stop(p->http);
+    /* A request an I/O thread handed over as the waiter ended. */
+    int now = 1;
+    if (p->waiter.q) p->waiting = answer_held(&p->waiter, p->waiting, is_due, &now);
+    /* Every request handed to a thread is answered: none stays suspended. */
+    http_stop(p->http);
+}
+
+/* Each connection is a descriptor: the soft limit (often 1024) goes up to
+ * the hard one; if that is still short, fewer connections are taken. */
+static void raise_fd_limit(struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) {
+        LOG(WARN, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return;
+    }
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl)) {
+            LOG(WARN, "cannot raise the descriptor limit to %llu: %s",
+                (unsigned long long)rl.rlim_max, strerror(errno));
+            rl.rlim_cur = was;
+        }
+    }
+    LOG(INFO, "file descriptors: limit %llu (was %llu, hard limit %llu)",
+        (unsigned long long)rl.rlim_cur, (unsigned long long)was,
+        (unsigned long long)rl.rlim_max);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->max_connections + FDS_SPARE) {
+        int n = rl.rlim_cur > FDS_SPARE + 16 ? (int)(rl.rlim_cur - FDS_SPARE) : 16;
+        LOG(WARN, "descriptor limit %llu is short of MAX_CONNECTIONS=%d: taking %d connections",
+            (unsigned long long)rl.rlim_cur, cfg->max_connections, n);
+        cfg->max_connections = n;
+        if (cfg->max_waiters >= n) cfg->max_waiters = n / 2;
+    }
 }
 
 int cli_proxy(int argc, char **argv)
@@ -703,6 +746,15 @@ int cli_proxy(int argc, char **argv)
     status = 1;
     log_init("proxy", p->cfg.log_level);
     install_signals();
+    if (p->cfg.max_waiters >= p->cfg.max_connections) {
+        LOG(ERROR,
+            "MAX_WAITERS=%d must be below MAX_CONNECTIONS=%d: held ?wait= requests must leave "
+            "connections for the others",
+            p->cfg.max_waiters, p->cfg.max_connections);
+        free(p);
+        return 2;
+    }
+    raise_fd_limit(&p->cfg);
     taskq_init(&p->infer_q);
     taskq_init(&p->io_q);
     pthread_mutex_init(&p->wait_mu, NULL);
@@ -742,6 +794,9 @@ int cli_proxy(int argc, char **argv)
     }
     http_options ho = {.port = p->cfg.port,
                        .max_body = (size_t)p->cfg.max_body_bytes,
+                       .max_connections = (unsigned)p->cfg.max_connections,
+                       .max_per_ip = (unsigned)p->cfg.max_connections_per_ip,
+                       .request_timeout_s = (unsigned)p->cfg.request_timeout_s,
                        .handler = on_request,
                        .ud = p};
     char err[256];
@@ -754,6 +809,11 @@ int cli_proxy(int argc, char **argv)
         "%s:%d, queue %s",
         p->cfg.port, p->model_name, p->ninfer, p->cfg.engine_threads, p->cfg.redis_host,
         p->cfg.redis_port, p->cfg.queue_name);
+    LOG(INFO,
+        "connections: %d at most, %d per address, %d held ?wait= requests; a request must "
+        "arrive within %d s",
+        p->cfg.max_connections, p->cfg.max_connections_per_ip, p->cfg.max_waiters,
+        p->cfg.request_timeout_s);
     while (!stop_requested)
         nanosleep(&(struct timespec){0, 100000000L}, NULL);
     LOG(INFO, "stopping: no new connections, finishing %u requests in flight",
