@@ -322,7 +322,12 @@ static void *infer_main(void *arg)
     struct worker *w = arg;
     struct task *t;
     while ((t = taskq_pop(&w->p->infer_q))) {
-        do_predict(w, t);
+        /* Past the drain deadline what is still queued is refused, not computed. */
+        if (atomic_load(&w->p->stopping) == 2)
+            reply(t->req, t->ep, 503, api_error_json("the server is shutting down, retry later"),
+                  "Retry-After", RETRY_AFTER_S);
+        else
+            do_predict(w, t);
         free(t);
     }
     return NULL;
