@@ -4,7 +4,7 @@
   slowloris HOST PORT COUNT SECONDS [--source ADDR] [--interval S] [--status FILE]
       holds COUNT connections that each send one more header byte every
       interval and never finish their request; a connection the server closes
-      is opened again (at most once per interval per slot). Writes
+      is opened again as soon as it is seen closed (at its next byte). Writes
       "open=N opened=N closed=N" to FILE every second; stops after SECONDS
       or on SIGTERM.
   trickle-headers HOST PORT INTERVAL SECONDS
@@ -100,8 +100,7 @@ def slowloris(a):
             except OSError:
                 closed += 1
                 s.close()
-                slot[0] = None
-                slot[2] = now + a.interval
+                slots[i] = None  # opened again at once
         if a.status and now - last_status >= 1:
             last_status = now
             held = sum(1 for x in slots if x and x[0] is not None)
