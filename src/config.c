@@ -79,8 +79,8 @@ static const struct opt opts[] = {
     {"MAX_CONNECTIONS", OPT_INT, "1024", 16, 1000000, FIELD(max_connections), P | U,
      "HTTP connections the proxy holds at once (past it new ones are refused)"},
     {"MAX_CONNECTIONS_PER_IP", OPT_INT, "256", 0, 1000000, FIELD(max_connections_per_ip), P | U,
-     "HTTP connections from one client address (0: no limit; behind a reverse proxy every "
-     "client has its address)"},
+     "HTTP connections from one client address (0: no limit; behind a reverse proxy all "
+     "clients share its address)"},
     {"MAX_WAITERS", OPT_INT, "512", 1, 1000000, FIELD(max_waiters), P | U,
      "GET /job?wait= requests held at once, below MAX_CONNECTIONS so that the rest stay for "
      "other requests (past it wait= is answered at once)"},

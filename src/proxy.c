@@ -392,6 +392,15 @@ static void hand_to_waiter(struct worker *w, struct task *t)
     queue_wake(w->q, p->wake_key);
 }
 
+/* A place among the MAX_WAITERS held requests, taken before the job is read
+ * so that the I/O threads together never hold more. */
+static int take_waiter_slot(struct proxy *p)
+{
+    if (atomic_fetch_add(&p->nwaiting, 1) < p->cfg.max_waiters) return 1;
+    atomic_fetch_sub(&p->nwaiting, 1);
+    return 0;
+}
+
 static void *io_main(void *arg)
 {
     struct worker *w = arg;
@@ -400,13 +409,12 @@ static void *io_main(void *arg)
     while ((t = taskq_pop(&p->io_q))) {
         if (t->ep == API_EP_METRICS) {
             do_metrics(w, t);
-        } else if (t->wait_s > 0 && atomic_load(&p->nwaiting) < p->cfg.max_waiters &&
-                   !atomic_load(&p->stopping)) {
+        } else if (t->wait_s > 0 && !atomic_load(&p->stopping) && take_waiter_slot(p)) {
             if (job_answer(w, t, 1)) {
-                atomic_fetch_add(&p->nwaiting, 1);
                 hand_to_waiter(w, t);
                 continue;
             }
+            atomic_fetch_sub(&p->nwaiting, 1);
         } else {
             job_answer(w, t, 0);
         }
