@@ -113,10 +113,14 @@ int api_route(const char *method, const char *path, api_endpoint *ep, const char
         size_t i = 0;
         while (i < n && id_char_ok(id[i]))
             i++;
+        /* No job can have such an id, whatever its length: 404 as for any
+         * unknown id (the seed's contract), without a Redis lookup. */
         if (i < n || n < QUEUE_ID_MIN || n > QUEUE_ID_MAX) {
-            snprintf(err, errlen, "bad job id: expected %d to %d characters of [a-z0-9]",
+            snprintf(err, errlen,
+                     "job not found: no job has this id (job ids are %d to %d characters of "
+                     "[a-z0-9])",
                      QUEUE_ID_MIN, QUEUE_ID_MAX);
-            return API_ERR_BAD_REQUEST;
+            return API_ERR_NOT_FOUND;
         }
         *job_id = id;
         return API_OK;

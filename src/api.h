@@ -48,8 +48,10 @@ const char *api_endpoint_name(api_endpoint ep);
  * *job_id points into path (the id ends at the next '/' or the end).
  * API_ERR_NOT_FOUND for an unknown path, API_ERR_METHOD (and *allow, the
  * method to put in an Allow header) for a known path with the wrong method,
- * API_ERR_BAD_REQUEST for a job id that is not QUEUE_ID_MIN..QUEUE_ID_MAX
- * characters of [a-z0-9]. *ep is set on every outcome (API_EP_OTHER for 404). */
+ * and API_ERR_NOT_FOUND with *ep API_EP_JOB for a job id that is not
+ * QUEUE_ID_MIN..QUEUE_ID_MAX characters of [a-z0-9] (no job has one, so it
+ * needs no lookup). *ep is set on every outcome (API_EP_OTHER for an unknown
+ * path). */
 int api_route(const char *method, const char *path, api_endpoint *ep, const char **job_id,
               const char **allow, char *err, size_t errlen);
 

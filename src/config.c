@@ -115,6 +115,19 @@ static const struct opt opts[] = {
      "seconds between heartbeat comments on an idle event stream"},
     {"PREFER_WAIT_MAX_S", OPT_INT, "30", 0, 300, FIELD(prefer_wait_max_s), P | U,
      "cap of `Prefer: wait=N` on POST /predict (0: the preference is ignored)"},
+    {"MAX_CONNECTIONS", OPT_INT, "1024", 16, 1000000, FIELD(max_connections), P | U,
+     "HTTP connections the proxy holds at once (past it new ones are refused)"},
+    {"MAX_CONNECTIONS_PER_IP", OPT_INT, "256", 0, 1000000, FIELD(max_connections_per_ip), P | U,
+     "HTTP connections from one client address (0: no limit; behind a reverse proxy all "
+     "clients share its address)"},
+    {"MAX_WAITERS", OPT_INT, "256", 1, 1000000, FIELD(max_waiters), P | U,
+     "GET /job?wait= requests held at once, below MAX_CONNECTIONS so that the rest stay for "
+     "other requests (past it wait= is answered at once)"},
+    {"REQUEST_TIMEOUT", OPT_INT, "30", 1, 3600, FIELD(request_timeout_s), P | U,
+     "seconds a client has to send a whole request, headers and body (not reset by each "
+     "byte); then it is answered 408 or closed"},
+    {"DRAIN_TIMEOUT", OPT_INT, "8", 0, 3600, FIELD(drain_timeout_s), P | U,
+     "seconds the proxy finishes requests in flight after SIGTERM before it exits"},
     {"LOG_LEVEL", OPT_LEVEL, "info", 0, 0, FIELD(log_level), P | W | U,
      "debug, info, warn or error"},
     {"WEBHOOK_ALLOW", OPT_STR, "", 0, 0, FIELD(webhook_allow), P | U,

@@ -66,6 +66,11 @@ struct config {
     int sse_max_streams;      /* SSE_MAX_STREAMS */
     int sse_heartbeat_s;      /* SSE_HEARTBEAT_S */
     int prefer_wait_max_s;    /* PREFER_WAIT_MAX_S; 0 = ignore Prefer: wait */
+    int max_connections;        /* MAX_CONNECTIONS */
+    int max_connections_per_ip; /* MAX_CONNECTIONS_PER_IP; 0 = no limit */
+    int max_waiters;            /* MAX_WAITERS: held GET /job?wait= requests */
+    int request_timeout_s;      /* REQUEST_TIMEOUT: whole request, headers and body */
+    int drain_timeout_s;        /* DRAIN_TIMEOUT: shutdown drain, seconds */
     int log_level;            /* LOG_LEVEL: enum log_level */
     char webhook_allow[CONFIG_PATH_MAX];  /* WEBHOOK_ALLOW; "" = webhooks off */
     char webhook_secret[CONFIG_NAME_MAX]; /* WEBHOOK_SECRET: whsec_<base64> */

@@ -20,6 +20,30 @@
  *
  * Memory is bounded: each body is capped at max_body, the sum of bodies held
  * at once at max_buffered (503 beyond), and connections at max_connections.
+ *
+ * Hostile clients. libmicrohttpd's own timeout is an idle timer that every
+ * byte resets, so a client that sends one header byte every few seconds
+ * holds a connection for ever; and its connection limit is global, so one
+ * address can take every slot. Here each address gets at most
+ * max_per_ip connections (MHD_OPTION_PER_IP_CONNECTION_LIMIT), and a
+ * watchdog thread closes every connection whose request has not arrived in
+ * full (headers and body) request_timeout_s after it began: a connection's
+ * clock starts when it opens or when its previous request was answered, and
+ * stops while the handler has the request. The watchdog knows each socket
+ * from MHD's connection notifications, under a lock that MHD's "closed"
+ * notification also takes before MHD closes the socket, so it never touches
+ * a descriptor that was reused; it wakes MHD with shutdown(), which MHD sees
+ * as the client's end of stream.
+ *
+ * MHD can queue an answer only before it reads a body or after the whole
+ * body: a refusal in mid-upload (the body crossed max_body, or too much is
+ * buffered), and the watchdog's 408 for a slow body, are written on the
+ * socket here, with "Connection: close", and the write side is shut so the
+ * client sees the end of the answer; the rest of the upload is read and
+ * dropped (bounded by max_body and the deadline) until the client stops.
+ * MHD's own answers to what it cannot parse (400, and 414/431 past its
+ * per-connection memory) carry fixed HTML bodies that no option changes;
+ * the URI and header limits below MHD's make the usual cases JSON.
  */
 #include "http.h"
 
@@ -29,22 +53,47 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+
+#define WATCH_TICK_NS 100000000L /* how often the watchdog looks at the deadlines */
+#define MEMORY_PER_CONN (64 * 1024) /* MHD's pool per connection: room above our URI and header caps */
+
+/* One open connection, as the watchdog sees it; guarded by conns_mu. */
+struct http_conn {
+    struct http_conn *prev, *next;
+    int fd;
+    double start_ms; /* when the current request began (connection opened, or last answer) */
+    int busy;        /* the request is complete and with the handler: no deadline */
+    int in_body;     /* headers seen: a timeout is answered 408 */
+    int answered;    /* an answer was written here on the socket */
+    int closing;     /* shut down by the watchdog */
+};
 
 struct http_server {
     struct MHD_Daemon *daemon;
     http_options opt;
     atomic_size_t buffered;
     atomic_uint in_flight;
+    pthread_mutex_t conns_mu;
+    struct http_conn *conns;
+    pthread_t watchdog;
+    int watchdog_started;
+    atomic_int stop;
+    atomic_ulong timed_out;
 };
 
 struct http_request {
     http_server *server;
     struct MHD_Connection *conn;
+    struct http_conn *hc; /* NULL if it could not be allocated: no deadline then */
     const char *method, *path;
+    size_t uri_len; /* the whole request target, query included */
+    int started;    /* the access callback has seen this request */
+    int early;      /* refused in mid-upload: the answer goes straight to the socket */
     double t0;
     char *body;
     size_t len, cap;
@@ -125,9 +174,51 @@ static void deliver(http_request *r, struct MHD_Response *resp, int status)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* Writes a whole answer on the socket, past MHD (which cannot answer in
+ * mid-upload), then shuts the write side so that the client sees its end.
+ * Best effort: the socket is non-blocking and its buffer holds an error
+ * answer; a client that does not read loses it. */
+static void send_raw(int fd, int status, const char *content_type, const char *body, size_t len,
+                     const char *hdr_name, const char *hdr_value)
+{
+    char head[512];
+    const char *reason = MHD_get_reason_phrase_for((unsigned)status);
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n",
+                     status, reason && *reason ? reason : "Error",
+                     content_type ? content_type : "application/json", len);
+    if (n > 0 && hdr_name && hdr_value && (size_t)n < sizeof head)
+        n += snprintf(head + n, sizeof head - (size_t)n, "%s: %s\r\n", hdr_name, hdr_value);
+    if (n > 0 && (size_t)n < sizeof head) n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+    if (n < 0 || (size_t)n >= sizeof head) return;
+    struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, len}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = body && len ? 2 : 1};
+    ssize_t sent = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < (ssize_t)((size_t)n + (body ? len : 0)))
+        LOG(DEBUG, "http: a %d answer was cut short (%zd bytes written)", status, sent);
+    shutdown(fd, SHUT_WR);
+}
+
 void http_respond(http_request *r, int status, const char *content_type, char *body, size_t len,
                   const char *hdr_name, const char *hdr_value)
 {
+    if (r->early) {
+        /* Refused in mid-upload, from the handler call inside on_access. */
+        http_server *s = r->server;
+        pthread_mutex_lock(&s->conns_mu);
+        if (r->hc && !r->hc->closing) {
+            send_raw(r->hc->fd, status, content_type, body, len, hdr_name, hdr_value);
+            r->hc->answered = 1;
+        }
+        pthread_mutex_unlock(&s->conns_mu);
+        free(body);
+        pthread_mutex_lock(&r->lock);
+        r->status = status; /* answer_or_suspend then closes the connection */
+        release_body(r);
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
@@ -163,6 +254,16 @@ static enum MHD_Result answer_or_suspend(http_request *r)
     return res;
 }
 
+/* The request has arrived in full (or been answered from its headers): the
+ * deadline stops; the next request on this connection starts it again. */
+static void set_busy(http_request *r)
+{
+    if (!r->hc) return;
+    pthread_mutex_lock(&r->server->conns_mu);
+    r->hc->busy = 1;
+    pthread_mutex_unlock(&r->server->conns_mu);
+}
+
 static void dispatch(http_request *r)
 {
     r->dispatched = 1;
@@ -176,44 +277,92 @@ static void refuse(http_request *r, int status, const char *msg)
     r->refused_msg = msg;
 }
 
+/* A refusal from the headers: MHD sends it and closes, the body unread. */
+static enum MHD_Result refuse_at_headers(http_request *r, int status, const char *msg)
+{
+    refuse(r, status, msg);
+    set_busy(r);
+    dispatch(r);
+    return answer_or_suspend(r);
+}
+
+/* A refusal in mid-upload: answered on the socket at once (see the top of
+ * this file); the rest of the body is dropped as it comes. */
+static void refuse_in_body(http_request *r, int status, const char *msg)
+{
+    refuse(r, status, msg);
+    r->early = 1;
+    dispatch(r);
+}
+
+static http_request *new_request(http_server *s, struct MHD_Connection *conn)
+{
+    http_request *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_mutex_init(&r->lock, NULL);
+    r->server = s;
+    r->conn = conn;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->hc = ci ? ci->socket_context : NULL;
+    atomic_fetch_add(&s->in_flight, 1);
+    return r;
+}
+
+/* MHD's URI callback: the first look at a request, with its whole target. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    http_request *r = new_request(cls, conn);
+    if (r) r->uri_len = strlen(uri);
+    return r;
+}
+
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
 {
     http_server *s = cls;
     http_request *r = *con_cls;
-    if (!r) {
-        r = calloc(1, sizeof *r);
-        if (!r) return MHD_NO;
-        pthread_mutex_init(&r->lock, NULL);
-        r->server = s;
-        r->conn = conn;
+    if (!r || !r->started) {
+        if (!r && !(r = new_request(s, conn))) return MHD_NO;
+        *con_cls = r;
+        r->started = 1;
         r->method = method;
         r->path = url;
         r->t0 = now_ms();
-        *con_cls = r;
-        atomic_fetch_add(&s->in_flight, 1);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->opt.max_body) {
-            /* Answer now, before the body is read: MHD then closes the connection. */
-            refuse(r, 413, "request body too large");
-            dispatch(r);
-            return answer_or_suspend(r);
+        if (r->hc) {
+            pthread_mutex_lock(&s->conns_mu);
+            r->hc->in_body = 1;
+            pthread_mutex_unlock(&s->conns_mu);
         }
+        if (r->uri_len > HTTP_MAX_URI) return refuse_at_headers(r, 414, "request URI too long");
+        size_t header_bytes = 0;
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_size, &header_bytes);
+        if (header_bytes > HTTP_MAX_HEADER_BYTES)
+            return refuse_at_headers(r, 431, "request header fields too large");
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->opt.max_body)
+            return refuse_at_headers(r, 413, "request body too large");
         return MHD_YES;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         if (r->refused) {
-            /* A chunked body past the cap: MHD cannot answer mid-upload, so the
-             * rest is read and dropped, up to a bound, then the line is cut. */
+            /* Answered already; the client may go on sending for a while. */
             r->discarded += n;
             return r->discarded > s->opt.max_body ? MHD_NO : MHD_YES;
         }
         if (r->len + n > s->opt.max_body) {
-            refuse(r, 413, "request body too large");
             r->discarded = r->len + n;
+            refuse_in_body(r, 413, "request body too large");
             return MHD_YES;
         }
         if (r->len + n > r->cap) {
@@ -224,13 +373,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             size_t total = atomic_fetch_add(&s->buffered, cap - r->cap) + (cap - r->cap);
             if (total > s->opt.max_buffered) {
                 atomic_fetch_sub(&s->buffered, cap - r->cap);
-                refuse(r, 503, "server busy: too many request bodies in memory, retry later");
+                refuse_in_body(r, 503,
+                               "server busy: too many request bodies in memory, retry later");
                 return MHD_YES;
             }
             char *b = realloc(r->body, cap);
             if (!b) {
                 atomic_fetch_sub(&s->buffered, cap - r->cap);
-                refuse(r, 503, "server out of memory, retry later");
+                refuse_in_body(r, 503, "server out of memory, retry later");
                 return MHD_YES;
             }
             r->body = b;
@@ -240,7 +390,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         r->len += n;
         return MHD_YES;
     }
-    if (!r->dispatched) dispatch(r);
+    if (!r->dispatched) {
+        set_busy(r);
+        dispatch(r);
+    }
     return answer_or_suspend(r);
 }
 
@@ -251,11 +404,88 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_request *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
+    if (r->hc) {
+        pthread_mutex_lock(&s->conns_mu);
+        r->hc->busy = 0;
+        r->hc->in_body = 0;
+        r->hc->start_ms = now_ms();
+        pthread_mutex_unlock(&s->conns_mu);
+    }
     release_body(r);
     if (r->response) MHD_destroy_response(r->response);
     pthread_mutex_destroy(&r->lock);
     free(r);
     atomic_fetch_sub(&s->in_flight, 1);
+}
+
+/* MHD's connection notifications: the watchdog's list of sockets. MHD sends
+ * "closed" before it closes the socket. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *s = cls;
+    struct http_conn *c = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        c = calloc(1, sizeof *c);
+        if (!c) return; /* MHD's idle timeout still applies to it */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : -1;
+        c->start_ms = now_ms();
+        pthread_mutex_lock(&s->conns_mu);
+        c->next = s->conns;
+        if (s->conns) s->conns->prev = c;
+        s->conns = c;
+        pthread_mutex_unlock(&s->conns_mu);
+        *socket_context = c;
+        return;
+    }
+    if (!c) return;
+    pthread_mutex_lock(&s->conns_mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    pthread_mutex_unlock(&s->conns_mu);
+    free(c);
+    *socket_context = NULL;
+}
+
+/* Closes the connections whose request is overdue (see the top of this file). */
+static void *watchdog_main(void *arg)
+{
+    http_server *s = arg;
+    double limit_ms = s->opt.request_timeout_s * 1000.0, last_log = now_ms();
+    char body[160];
+    int len = snprintf(body, sizeof body,
+                       "{\"error\":\"the request did not arrive in full within %u s\"}",
+                       s->opt.request_timeout_s);
+    unsigned long since_log = 0;
+    while (!atomic_load(&s->stop)) {
+        nanosleep(&(struct timespec){0, WATCH_TICK_NS}, NULL);
+        double now = now_ms();
+        unsigned long n = 0;
+        pthread_mutex_lock(&s->conns_mu);
+        for (struct http_conn *c = s->conns; c; c = c->next) {
+            if (c->busy || c->closing || c->fd < 0 || now - c->start_ms < limit_ms) continue;
+            if (c->in_body && !c->answered)
+                send_raw(c->fd, 408, "application/json", body, (size_t)len, NULL, NULL);
+            shutdown(c->fd, SHUT_RDWR);
+            c->closing = 1;
+            n++;
+        }
+        pthread_mutex_unlock(&s->conns_mu);
+        atomic_fetch_add(&s->timed_out, n);
+        since_log += n;
+        if (since_log && now - last_log > 10000) {
+            LOG(WARN, "closed %lu connections whose request did not arrive within %u s", since_log,
+                s->opt.request_timeout_s);
+            since_log = 0;
+            last_log = now;
+        }
+    }
+    return NULL;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -266,6 +496,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     while (n && msg[n - 1] == '\n')
         msg[--n] = 0;
     LOG(DEBUG, "libmicrohttpd: %s", msg);
+}
+
+static void server_free(http_server *s)
+{
+    pthread_mutex_destroy(&s->conns_mu);
+    free(s);
 }
 
 int http_start(const http_options *opt, http_server **out, char *err, size_t errlen)
@@ -279,26 +515,38 @@ int http_start(const http_options *opt, http_server **out, char *err, size_t err
         snprintf(err, errlen, "http: out of memory");
         return -1;
     }
+    pthread_mutex_init(&s->conns_mu, NULL);
     s->opt = *opt;
     if (!s->opt.max_buffered) s->opt.max_buffered = 8 * s->opt.max_body;
     if (!s->opt.max_connections) s->opt.max_connections = 1024;
     if (!s->opt.io_threads) s->opt.io_threads = 1;
+    if (!s->opt.request_timeout_s) s->opt.request_timeout_s = 30;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     /* The logger goes first so that MHD's own option warnings reach it; a
      * pool size of 1 is left out because MHD warns about it. */
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)opt->port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
-        s->opt.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+        on_mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        MHD_OPTION_CONNECTION_LIMIT, s->opt.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        s->opt.max_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_PER_CONN,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
         s->opt.io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.io_threads,
         MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "http: cannot listen on port %d (in use, or no permission)",
                  opt->port);
-        free(s);
+        server_free(s);
         return -1;
     }
+    if (pthread_create(&s->watchdog, NULL, watchdog_main, s)) {
+        snprintf(err, errlen, "http: cannot start the watchdog thread");
+        MHD_stop_daemon(s->daemon);
+        server_free(s);
+        return -1;
+    }
+    s->watchdog_started = 1;
     *out = s;
     return 0;
 }
@@ -314,11 +562,18 @@ unsigned http_in_flight(const http_server *s)
     return atomic_load(&s->in_flight);
 }
 
+unsigned long http_timed_out(const http_server *s)
+{
+    return atomic_load(&s->timed_out);
+}
+
 void http_stop(http_server *s)
 {
     if (!s) return;
+    atomic_store(&s->stop, 1);
+    if (s->watchdog_started) pthread_join(s->watchdog, NULL);
     MHD_stop_daemon(s->daemon);
-    free(s);
+    server_free(s);
 }
 
 /* ---- streamed answers ------------------------------------------------------

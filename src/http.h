@@ -17,6 +17,11 @@
 
 #include <stddef.h>
 
+/* Limits below libmicrohttpd's own (whose refusals are HTML), so that the
+ * usual oversized requests get the handler's answer. */
+#define HTTP_MAX_URI 8192
+#define HTTP_MAX_HEADER_BYTES 16384
+
 typedef struct http_server http_server;
 typedef struct http_request http_request;
 
@@ -27,6 +32,8 @@ typedef struct http_options {
     size_t max_body;     /* larger bodies are refused with 413 */
     size_t max_buffered; /* all bodies held at once; past it new ones get 503 (0: 8x max_body) */
     unsigned max_connections; /* 0: 1024 */
+    unsigned max_per_ip;      /* connections from one address; 0: no limit */
+    unsigned request_timeout_s; /* a whole request, headers and body, must arrive in it; 0: 30 */
     unsigned io_threads;      /* 0: 1 */
     http_handler handler;
     void *ud;
@@ -37,8 +44,11 @@ int http_start(const http_options *opt, http_server **out, char *err, size_t err
 void http_quiesce(http_server *s);
 /* Requests received and not yet completely answered. */
 unsigned http_in_flight(const http_server *s);
-/* Stops the server and closes idle connections; call once http_in_flight()
- * is 0, since libmicrohttpd cannot stop with suspended requests. */
+/* Connections closed so far because their request was not in by request_timeout_s. */
+unsigned long http_timed_out(const http_server *s);
+/* Stops the server and closes every connection; call once every request
+ * handed to another thread has been answered, since libmicrohttpd cannot
+ * stop with suspended requests. */
 void http_stop(http_server *s);
 
 /* During the handler call only: */
@@ -48,7 +58,10 @@ const char *http_header(const http_request *r, const char *name);
 const char *http_query(const http_request *r, const char *name);
 
 /* Until the answer: the body, and why the server itself refused the request
- * (0 if it did not; 413 body too large, 503 too much buffered) with a message. */
+ * (0 if it did not; 413 body too large, 414 URI too long, 431 headers too
+ * large, 503 too much buffered) with a message. A refused request must be
+ * answered during the handler call: in mid-upload the answer is written on
+ * the socket at once. */
 const void *http_body(const http_request *r, size_t *len);
 int http_refused(const http_request *r, const char **message);
 /* Milliseconds since the request's headers arrived. */

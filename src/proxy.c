@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,13 +65,11 @@ extern const unsigned char tandem_sample_jpg[], tandem_sample_jpg_end[];
 
 #define TOPK 5
 #define MAX_PENDING 1024 /* tasks waiting for a thread; past it 503 */
-#define MAX_WAITERS 1024 /* GET /job?wait= held at once; past it answered at once */
-#define MAX_HOLDS 1024   /* POST /predict Prefer: wait held at once; past it answered at once */
 #define STREAM_MAX_S 600 /* an event stream ends after this; the EventSource reconnects */
 #define WAIT_BLOCK_S 1.0 /* longest sleep of the waiter in Redis: how soon it sees a shutdown */
 #define WAIT_RETRY_MS 50 /* pause of the waiter after a Redis error */
 #define IO_THREADS 2
-#define STOP_GRACE_S 40 /* longest wait for in-flight requests at shutdown */
+#define FDS_SPARE 64 /* descriptors besides connections: Redis, model files, logs, epoll */
 #define RETRY_AFTER_S "5"
 
 static volatile sig_atomic_t stop_requested;
@@ -155,7 +154,8 @@ static int taskq_push(struct taskq *q, struct task *t)
 {
     int rc = 0;
     pthread_mutex_lock(&q->mu);
-    if (q->len >= MAX_PENDING) {
+    /* Stopped: its threads may be gone, and a task pushed now would never be answered. */
+    if (q->len >= MAX_PENDING || q->stop) {
         rc = -1;
     } else {
         t->next = NULL;
@@ -347,7 +347,12 @@ static void *infer_main(void *arg)
     struct worker *w = arg;
     struct task *t;
     while ((t = taskq_pop(&w->p->infer_q))) {
-        do_predict(w, t);
+        /* Past the drain deadline what is still queued is refused, not computed. */
+        if (atomic_load(&w->p->stopping) == 2)
+            reply(t->req, t->ep, 503, api_error_json("the server is shutting down, retry later"),
+                  "Retry-After", RETRY_AFTER_S);
+        else
+            do_predict(w, t);
         free(t);
     }
     return NULL;
@@ -431,6 +436,15 @@ static void hand_to_waiter(struct worker *w, struct task *t)
     wake_waiter(p, w->q);
 }
 
+/* A place among the MAX_WAITERS held requests, taken before the job is read
+ * so that the I/O threads together never hold more. */
+static int take_waiter_slot(struct proxy *p)
+{
+    if (atomic_fetch_add(&p->nwaiting, 1) < p->cfg.max_waiters) return 1;
+    atomic_fetch_sub(&p->nwaiting, 1);
+    return 0;
+}
+
 static void *io_main(void *arg)
 {
     struct worker *w = arg;
@@ -443,13 +457,12 @@ static void *io_main(void *arg)
             do_stats(w, t);
         } else if (t->ep == API_EP_EVENTS) {
             push_events(p->push, w->q, t->req, t->job_id, t->last_event_id);
-        } else if (t->wait_s > 0 && atomic_load(&p->nwaiting) < MAX_WAITERS &&
-                   !atomic_load(&p->stopping)) {
+        } else if (t->wait_s > 0 && !atomic_load(&p->stopping) && take_waiter_slot(p)) {
             if (job_answer(w, t, 1)) {
-                atomic_fetch_add(&p->nwaiting, 1);
                 hand_to_waiter(w, t);
                 continue;
             }
+            atomic_fetch_sub(&p->nwaiting, 1);
         } else {
             job_answer(w, t, 0);
         }
@@ -500,7 +513,7 @@ static void *waiter_main(void *arg)
     struct worker *w = arg;
     struct proxy *p = w->p;
     struct task *held = NULL;
-    int cap = MAX_WAITERS + push_capacity(p->push);
+    int cap = p->cfg.max_waiters + push_capacity(p->push);
     const char **ids = malloc((size_t)cap * sizeof *ids);
     if (!ids) {
         LOG(ERROR, "waiter: out of memory");
@@ -531,7 +544,7 @@ static void *waiter_main(void *arg)
         if (!held && !push_active(p->push)) continue;
         int n = 0;
         double block = push_due < WAIT_BLOCK_S ? push_due : WAIT_BLOCK_S;
-        for (struct task *t = held; t && n < MAX_WAITERS; t = t->next) {
+        for (struct task *t = held; t && n < p->cfg.max_waiters; t = t->next) {
             double left = seconds_left(&t->deadline);
             if (left < block) block = left;
             ids[n++] = t->job_id;
@@ -732,7 +745,9 @@ static int start_threads(struct proxy *p)
 }
 
 /* Stop accepting, let in-flight requests finish (held waits are answered
- * early), then stop the threads. */
+ * early) for at most DRAIN_TIMEOUT, which must fit in the grace period of
+ * Docker (10 s) and Kubernetes (30 s); then stop the threads, which answer
+ * every request they were handed, and close what is left (slow uploads). */
 static void shutdown_proxy(struct proxy *p)
 {
     if (p->http) {
@@ -740,11 +755,11 @@ static void shutdown_proxy(struct proxy *p)
         atomic_store(&p->stopping, 1);
         struct timespec t0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        while (http_in_flight(p->http) > 0 && ms_since(&t0) < STOP_GRACE_S * 1000.0)
+        while (http_in_flight(p->http) > 0 && ms_since(&t0) < p->cfg.drain_timeout_s * 1000.0)
             nanosleep(&(struct timespec){0, 10000000L}, NULL);
         if (http_in_flight(p->http) > 0)
-            LOG(WARN, "%u requests still in flight after %d s; stopping anyway",
-                http_in_flight(p->http), STOP_GRACE_S);
+            LOG(WARN, "%u requests still in flight after DRAIN_TIMEOUT=%d s; closing them",
+                http_in_flight(p->http), p->cfg.drain_timeout_s);
     }
     atomic_store(&p->stopping, 2);
     taskq_stop(&p->infer_q);
@@ -754,10 +769,42 @@ static void shutdown_proxy(struct proxy *p)
     for (int i = 0; i < IO_THREADS; i++)
         if (p->io[i].started) pthread_join(p->io[i].thread, NULL);
     if (p->waiter.started) pthread_join(p->waiter.thread, NULL);
-    /* What was handed over after the waiter left is answered now. */
+    /* A request an I/O thread handed over as the waiter ended. */
+    int now = 1;
+    if (p->waiter.q) p->waiting = answer_held(&p->waiter, p->waiting, is_due, &now);
     push_free(p->push);
     p->push = NULL;
-    if (p->http && http_in_flight(p->http) == 0) http_stop(p->http);
+    /* Every request handed to a thread is answered: none stays suspended. */
+    http_stop(p->http);
+}
+/* Each connection is a descriptor: the soft limit (often 1024) goes up to
+ * the hard one; if that is still short, fewer connections are taken. */
+static void raise_fd_limit(struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) {
+        LOG(WARN, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return;
+    }
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl)) {
+            LOG(WARN, "cannot raise the descriptor limit to %llu: %s",
+                (unsigned long long)rl.rlim_max, strerror(errno));
+            rl.rlim_cur = was;
+        }
+    }
+    LOG(INFO, "file descriptors: limit %llu (was %llu, hard limit %llu)",
+        (unsigned long long)rl.rlim_cur, (unsigned long long)was,
+        (unsigned long long)rl.rlim_max);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->max_connections + FDS_SPARE) {
+        int n = rl.rlim_cur > FDS_SPARE + 16 ? (int)(rl.rlim_cur - FDS_SPARE) : 16;
+        LOG(WARN, "descriptor limit %llu is short of MAX_CONNECTIONS=%d: taking %d connections",
+            (unsigned long long)rl.rlim_cur, cfg->max_connections, n);
+        cfg->max_connections = n;
+        if (cfg->max_waiters >= n) cfg->max_waiters = n / 2;
+    }
 }
 
 int cli_proxy(int argc, char **argv)
@@ -775,6 +822,16 @@ int cli_proxy(int argc, char **argv)
     status = 1;
     log_init("proxy", p->cfg.log_level);
     install_signals();
+    /* ?wait=, Prefer: wait (each up to MAX_WAITERS) and event streams together. */
+    if (2LL * p->cfg.max_waiters + p->cfg.sse_max_streams >= p->cfg.max_connections) {
+        LOG(ERROR,
+            "2 x MAX_WAITERS=%d (?wait= and Prefer: wait) + SSE_MAX_STREAMS=%d must be below "
+            "MAX_CONNECTIONS=%d: held requests must leave connections for the others",
+            p->cfg.max_waiters, p->cfg.sse_max_streams, p->cfg.max_connections);
+        free(p);
+        return 2;
+    }
+    raise_fd_limit(&p->cfg);
     taskq_init(&p->infer_q);
     taskq_init(&p->io_q);
     pthread_mutex_init(&p->wait_mu, NULL);
@@ -799,7 +856,7 @@ int cli_proxy(int argc, char **argv)
         LOG(INFO, "webhooks on: destinations %s, %d delivery threads, %d attempts",
             p->cfg.webhook_allow, p->cfg.webhook_threads, p->cfg.webhook_max_attempts);
     push_options po = {.max_streams = p->cfg.sse_max_streams,
-                       .max_holds = MAX_HOLDS,
+                       .max_holds = p->cfg.max_waiters,
                        .heartbeat_s = p->cfg.sse_heartbeat_s,
                        .stream_max_s = STREAM_MAX_S,
                        .wake = wake_waiter,
@@ -828,6 +885,9 @@ int cli_proxy(int argc, char **argv)
     }
     http_options ho = {.port = p->cfg.port,
                        .max_body = (size_t)p->cfg.max_body_bytes,
+                       .max_connections = (unsigned)p->cfg.max_connections,
+                       .max_per_ip = (unsigned)p->cfg.max_connections_per_ip,
+                       .request_timeout_s = (unsigned)p->cfg.request_timeout_s,
                        .handler = on_request,
                        .ud = p};
     char err[256];
@@ -840,6 +900,11 @@ int cli_proxy(int argc, char **argv)
         "%s:%d, queue %s",
         p->cfg.port, p->model_name, p->ninfer, p->cfg.engine_threads, p->cfg.redis_host,
         p->cfg.redis_port, p->cfg.queue_name);
+    LOG(INFO,
+        "connections: %d at most, %d per address, %d held ?wait= requests; a request must "
+        "arrive within %d s",
+        p->cfg.max_connections, p->cfg.max_connections_per_ip, p->cfg.max_waiters,
+        p->cfg.request_timeout_s);
     while (!stop_requested)
         nanosleep(&(struct timespec){0, 100000000L}, NULL);
     LOG(INFO, "stopping: no new connections, finishing %u requests in flight",

@@ -167,7 +167,7 @@ check "the 100 held requests all end with 200" test "$(grep -c '^200$' "$TMP/hel
 
 # ---- bad input -------------------------------------------------------------------
 expect_error e1 404 "GET /job/{unknown id}" "$URL/job/zzzz99"
-expect_error e2 400 "GET /job/{id with odd characters}" "$URL/job/AB-c.d"
+expect_error e2 404 "GET /job/{id with odd characters}" "$URL/job/AB-c.d"
 expect_error e3 400 "GET /job/{id}?wait=0" "$URL/job/$ID?wait=0"
 expect_error e4 400 "GET /job/{id}?wait=31" "$URL/job/$ID?wait=31"
 expect_error e5 400 "GET /job/{id}?wait=abc" "$URL/job/$ID?wait=abc"
