@@ -130,7 +130,7 @@ check "Last-Event-ID: 3 (the client has the final event) -> 204, which stops an 
 code=$(curl -s -m 10 -o "$TMP/nf.body" -w '%{http_code}' "$URL/job/zzzzzz/events")
 check "an unknown job -> 404 JSON" bash -c "[ $code = 404 ] && [ -n \"\$($JGET $TMP/nf.body error)\" ]"
 code=$(curl -s -m 10 -o "$TMP/bi.body" -w '%{http_code}' "$URL/job/AB/events")
-check "a bad job id -> 400 JSON" bash -c "[ $code = 400 ] && [ -n \"\$($JGET $TMP/bi.body error)\" ]"
+check "an id no job can have -> 404 JSON, as for an unknown one" bash -c "[ $code = 404 ] && [ -n \"\$($JGET $TMP/bi.body error)\" ]"
 
 # ---- Prefer: wait ---------------------------------------------------------------------------
 out=$(post n1)
