@@ -49,6 +49,12 @@ struct config {
     long long max_queue;      /* MAX_QUEUE; 0 = unbounded */
     int max_attempts;         /* MAX_ATTEMPTS */
     int heartbeat_ttl;        /* HEARTBEAT_TTL, seconds */
+    int max_worker_deaths;    /* MAX_WORKER_DEATHS */
+    int image_keep_done;      /* IMAGE_KEEP_DONE, seconds; 0 = deleted once done */
+    long long dead_letter_max; /* DEAD_LETTER_MAX */
+    int dead_letter_age;      /* DEAD_LETTER_AGE, seconds */
+    long long redis_maxmemory; /* REDIS_MAXMEMORY, bytes; 0 = no limit (tandem up) */
+    char test_hook[CONFIG_NAME_MAX]; /* TANDEM_TEST_HOOK: tests only, "" in production */
     int log_level;            /* LOG_LEVEL: enum log_level */
 };
 
