@@ -642,9 +642,11 @@ void queue_job_clear(queue_job *job)
     memset(job, 0, sizeof *job);
 }
 
-/* A copy of a reply string, NULL for nil or "". */
+/* A copy of a reply string, NULL for nil or "". A field met twice (not
+ * from Redis, whose hashes have unique fields) keeps the last value. */
 static int dup_str(const redisReply *r, char **out)
 {
+    free(*out);
     *out = NULL;
     if (!r || r->type != REDIS_REPLY_STRING || r->len == 0) return 0;
     *out = strndup(r->str, r->len);
@@ -690,10 +692,11 @@ static int parse_job(queue *q, const redisReply *r, queue_job *out)
     snprintf(job.status, sizeof job.status, "%s", has_result ? "done" : "queued");
     for (size_t i = 0; i + 1 < h->elements && !rc; i += 2) {
         const redisReply *f = h->element[i], *v = h->element[i + 1];
-        if (field_is(f, "status") && v->type == REDIS_REPLY_STRING && v->len > 0 &&
-            v->len < sizeof job.status) {
-            memcpy(job.status, v->str, v->len);
-            job.status[v->len] = '\0';
+        if (field_is(f, "status")) {
+            /* Only a status of the known set: whatever else is in the record. */
+            static const char *const known[] = {"queued", "running", "done", "failed", "expired"};
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+                if (field_is(v, known[k])) snprintf(job.status, sizeof job.status, "%s", known[k]);
         } else if (field_is(f, "attempts"))
             job.attempts = (int)str_ll(v);
         else if (field_is(f, "error"))
@@ -735,13 +738,35 @@ static int parse_job(queue *q, const redisReply *r, queue_job *out)
     return 0;
 }
 
+/* hiredis 0.14's reader allocates an array of whatever size a header
+ * claims; bytes that do not come from Redis may claim billions. No array can
+ * have more elements than the input has bytes. */
+struct bounded_reader {
+    size_t limit;
+    void *(*create_array)(const redisReadTask *, int);
+};
+
+static void *bounded_array(const redisReadTask *task, int n)
+{
+    const struct bounded_reader *b = task->privdata;
+    if (n < 0 || (size_t)n > b->limit) return NULL; /* the reader reports an error */
+    return b->create_array(task, n);
+}
+
 int queue_parse_job_reply(const char *resp, size_t len, queue_job *out, char *err, size_t errlen)
 {
     queue tmp = {0};
     redisReader *rd = redisReaderCreate();
+    redisReplyObjectFunctions fns;
+    struct bounded_reader bounds = {.limit = len};
     void *reply = NULL;
     int rc = QUEUE_ERR_NOMEM;
     if (!rd) goto out;
+    fns = *rd->fn;
+    bounds.create_array = fns.createArray;
+    fns.createArray = bounded_array;
+    rd->fn = &fns;
+    rd->privdata = &bounds;
     rc = QUEUE_ERR_REPLY;
     if (redisReaderFeed(rd, resp, len) != REDIS_OK || redisReaderGetReply(rd, &reply) != REDIS_OK) {
         fail(&tmp, rc, "not a RESP reply: %s", rd->errstr);

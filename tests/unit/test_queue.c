@@ -832,6 +832,14 @@ TEST(job_reply_parser)
     ASSERT_EQ(queue_parse_job_reply("*2\r\n:1\r\n:2\r\n", 12, &j, err, sizeof err),
               QUEUE_ERR_REPLY);
     ASSERT_EQ(queue_parse_job_reply("?bad\r\n", 6, &j, err, sizeof err), QUEUE_ERR_REPLY);
+    /* Found by fuzz_job: a header claiming billions of elements is refused
+     * before anything is allocated for them. */
+    ASSERT_EQ(queue_parse_job_reply("*2000000000\r\n", 14, &j, err, sizeof err), QUEUE_ERR_REPLY);
+    /* A status outside the known set is not taken over. */
+    static const char odd[] = "*3\r\n*2\r\n$6\r\nstatus\r\n$3\r\nbad\r\n$-1\r\n:1\r\n";
+    ASSERT_EQ(queue_parse_job_reply(odd, sizeof odd - 1, &j, err, sizeof err), 0);
+    ASSERT_STR_EQ(j.status, "queued");
+    queue_job_clear(&j);
 }
 
 TEST_MAIN()
