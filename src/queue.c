@@ -198,17 +198,20 @@ static const char *const scripts[S_COUNT] = {
     /* DONE: KEYS job result processing metrics done image; ARGV id label top5
      * model ms now ttl bucket image_keep -> 1 stored, 0 a result existed already.
      * The image is not needed once there is a result: it goes (or is kept
-     * image_keep more seconds, never longer than it would have been). */
+     * image_keep more seconds, never longer than it would have been). That
+     * comes first: at maxmemory Redis refuses a script whose first write
+     * may grow memory, but lets one finish that has begun by freeing some,
+     * so jobs in hand still complete and free their images. */
     [S_DONE] = LUA_NOTIFY LUA_KEEP_TTL
-    "local fresh = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[7])\n"
-    "redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
     "local keep = tonumber(ARGV[9])\n"
+    "redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
     "if keep > 0 then\n"
     "  local t = redis.call('TTL', KEYS[6])\n"
     "  if t == -1 or t > keep then redis.call('EXPIRE', KEYS[6], keep) end\n"
     "else\n"
     "  redis.call('DEL', KEYS[6])\n"
     "end\n"
+    "local fresh = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[7])\n"
     "if not fresh then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'status', 'done', 'label', ARGV[2], 'top5', ARGV[3],\n"
     "  'model', ARGV[4], 'inference_ms', ARGV[5], 'finished', ARGV[6])\n"

@@ -103,10 +103,12 @@ static void nap(const struct worker *w, int ms)
 
 static void note_redis(struct worker *w, int rc)
 {
-    if (rc == QUEUE_ERR_IO && !w->redis_down) {
-        LOG(WARN, "redis unavailable, retrying: %s", queue_errstr(w->q));
+    /* Out of memory (maxmemory, noeviction) stops work like an outage does. */
+    int down = rc == QUEUE_ERR_IO || rc == QUEUE_ERR_OOM;
+    if (down && !w->redis_down) {
+        LOG(WARN, "%s, retrying: %s", queue_strerror(rc), queue_errstr(w->q));
         w->redis_down = 1;
-    } else if (rc != QUEUE_ERR_IO && w->redis_down) {
+    } else if (!down && w->redis_down) {
         LOG(INFO, "redis is back");
         w->redis_down = 0;
     }

@@ -221,6 +221,20 @@ fi
 kill -TERM "$PROXY"
 wait_until 20 gone "$PROXY"
 
+# Workers at maxmemory: jobs in hand complete, the rest wait; none is lost.
+start_bg oomw "$TANDEM" worker
+SUP=$BG_PID
+check "oom: supervisor starts 2 workers" wait_until 30 workers_up 2
+enqueue_many 30 "$CAT" oomj
+sleep 0.2
+rcli CONFIG SET maxmemory 1 >/dev/null
+sleep 2
+rcli CONFIG SET maxmemory 0 >/dev/null
+check "oom: 30 jobs caught by 2 s at maxmemory all end done" wait_until 60 all_results oomj 30
+check "oom: the workers logged it" grep -q 'redis out of memory' "$TMP/oomw.log"
+check "oom: queue and processing lists are empty" lists_empty
+stop_sup "$SUP"
+
 # `tandem up` starts Redis with a maxmemory and noeviction.
 UPORT=$(free_port)
 start_bg up env -u REDIS_HOST -u REDIS_PORT PORT="$UPORT" SYNC_MODEL_PATH="$FAST" \

@@ -787,6 +787,22 @@ TEST(redis_out_of_memory_is_its_own_error)
     ASSERT_STR_EQ(queue_strerror(rc), "redis out of memory");
     ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 0);
     ASSERT_EQ(create(q, id), 0);
+    /* A job in hand still completes (and frees its image) at maxmemory. */
+    char got[QUEUE_ID_MAX + 1], k[64];
+    int skip, attempts;
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, got, "w1", 3, &skip, &attempts), 0);
+    r = redisCommand(c, "CONFIG SET maxmemory 1");
+    freeReplyObject(r);
+    queue_result res = {.label = "tabby", .top5 = "[]", .model = "m", .inference_ms = 3};
+    rc = queue_job_done(q, got, "w1", &res);
+    r = redisCommand(c, "CONFIG SET maxmemory 0");
+    freeReplyObject(r);
+    ASSERT_EQ(rc, 0);
+    snprintf(k, sizeof k, "result:%s", got);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 1);
+    snprintf(k, sizeof k, "image:%s", got);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 0);
     queue_close(q);
     redisFree(c);
 }
