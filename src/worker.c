@@ -462,7 +462,9 @@ int worker_run(const struct config *cfg, const char *id, int ready_fd, volatile 
         note_redis(&w, rc);
         process(&w, job);
     }
-    /* Leaving: anything still held goes back to the queue, then we go. */
+    /* Leaving: no more beats (a late one would outlive us), anything still
+     * held goes back to the queue, then we go. */
+    beat_stop(&w);
     long long moved = 0;
     if (!queue_requeue_worker(w.q, id, 1, &moved) && moved > 0)
         LOG(WARN, "requeued %lld job(s) this worker still held", moved);
