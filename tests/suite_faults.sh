@@ -12,9 +12,11 @@
 #    dead-lettered with a reason, logged and counted, not dropped or run;
 #  - image:{id} gone once the job is done; queue:dead capped; `tandem up`
 #    gives Redis a maxmemory with noeviction; the proxy answers 503 JSON with
-#    the fast label when Redis is out of memory;
-#  - one worker SIGKILLed every 2 s keeps >= 35 % of its undisturbed
-#    throughput (both figures printed; the target is 50 %).
+#    the fast label when Redis is out of memory; workers caught at maxmemory
+#    finish every job once memory is back;
+#  - one worker SIGKILLed every 2 s for 20 s keeps >= 35 % of its
+#    undisturbed jobs/s over 10 s (both figures printed; the target is 50 %,
+#    the bound is generous for a noisy machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
