@@ -78,7 +78,9 @@ enum {
 /* Pushes id onto the dead-letter list k, then bounds it: entries at the old
  * end whose job record is gone or finished more than age seconds before
  * now_ms go (a few per push, so the cost stays small), the list is trimmed
- * to max entries, and it expires age seconds after the last push. */
+ * to max entries, and it expires age seconds after the last push. Job keys
+ * are read with pcall here and in requeue(): another producer's job:{id} of
+ * another type must not make the script fail half-way. */
 #define LUA_DEAD                                                                                   \
     "local function dead_letter(k, id, max, age, now)\n"                                           \
     "  redis.call('LPUSH', k, id)\n"                                                               \
@@ -86,7 +88,7 @@ enum {
     "  for _ = 1, 64 do\n"                                                                         \
     "    local last = redis.call('LINDEX', k, -1)\n"                                               \
     "    if not last or last == id then break end\n"                                               \
-    "    local f = tonumber(redis.call('HGET', 'job:' .. last, 'finished') or '0') or 0\n"         \
+    "    local f = tonumber(redis.pcall('HGET', 'job:' .. last, 'finished')) or 0\n"               \
     "    if f >= oldest then break end\n"                                                          \
     "    redis.call('RPOP', k)\n"                                                                  \
     "  end\n"                                                                                      \
@@ -110,7 +112,7 @@ enum {
     "    if not id then break end\n"                                                               \
     "    local jk = 'job:' .. id\n"                                                                \
     "    local dead = false\n"                                                                     \
-    "    if redis.call('HGET', jk, 'status') == 'running' then\n"                                  \
+    "    if redis.pcall('HGET', jk, 'status') == 'running' then\n"                                 \
     "      if a.why ~= '' then redis.call('HSET', jk, 'error', a.why) end\n"                       \
     "      if a.refund and tonumber(redis.call('HGET', jk, 'attempts') or '0') > 0 then\n"         \
     "        redis.call('HINCRBY', jk, 'attempts', -1)\n"                                          \
@@ -940,26 +942,12 @@ int queue_get_stats(queue *q, queue_stats *out)
 /* ------------------------------------------------------------------------ */
 /* Worker side                                                              */
 
-/* A queue entry that is no job id (another producer's: too long, odd
- * characters): dead-lettered with a reason rather than dropped or run. On
- * success q->err describes the entry for the caller's log. */
-static int reject_entry(queue *q, const char *kproc, const char *entry, size_t len)
+/* Off processing list kproc, onto queue:dead (its first bytes), with a
+ * job record saying why unless one exists, counted as invalid. */
+static int refuse(queue *q, const char *kproc, const char *entry, size_t len, const char *why)
 {
     size_t kept = len < QUEUE_BAD_ENTRY_KEEP ? len : QUEUE_BAD_ENTRY_KEEP;
-    char why[256], shown[3 * 40 + 1], now[24], ttl[16];
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < 40; i++) {
-        unsigned char ch = (unsigned char)entry[i];
-        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
-            shown[o++] = (char)ch;
-        else
-            o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", ch);
-    }
-    shown[o] = '\0';
-    snprintf(why, sizeof why,
-             "queue entry is not a job id (%zu bytes; ids are %d to %d characters of [a-z0-9])%s",
-             len, QUEUE_ID_MIN, QUEUE_ID_MAX,
-             kept < len ? "; queue:dead keeps its first bytes" : "");
+    char now[24], ttl[16];
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
     const char *args[10] = {kproc, "queue:dead", "metrics:workers", entry, entry, why, now,
@@ -973,8 +961,41 @@ static int reject_entry(queue *q, const char *kproc, const char *entry, size_t l
     int rc = script(q, S_INVALID, 3, 10, args, lens, &r);
     if (rc) return rc;
     freeReplyObject(r);
-    fail(q, QUEUE_ERR_INVALID, "dead-lettered a queue entry that is not a job id: \"%s%s\" (%zu bytes)",
-         shown, len > 40 ? "..." : "", len);
+    return 0;
+}
+
+int queue_job_refuse(queue *q, const char *worker, const char *id, const char *why)
+{
+    if (!worker_id_valid(worker) || !id || !why) return fail(q, QUEUE_ERR_INVALID, "bad refuse arguments");
+    char kproc[KEY_MAX];
+    key(kproc, "processing:", worker);
+    return refuse(q, kproc, id, strlen(id), why);
+}
+
+/* A queue entry that is no job id (another producer's: too long, odd
+ * characters): dead-lettered with a reason rather than dropped or run. On
+ * success q->err describes the entry for the caller's log. */
+static int reject_entry(queue *q, const char *kproc, const char *entry, size_t len)
+{
+    char why[256], shown[3 * 40 + 1];
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < 40; i++) {
+        unsigned char ch = (unsigned char)entry[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+            shown[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", ch);
+    }
+    shown[o] = '\0';
+    snprintf(why, sizeof why,
+             "queue entry is not a job id (%zu bytes; ids are %d to %d characters of [a-z0-9])%s",
+             len, QUEUE_ID_MIN, QUEUE_ID_MAX,
+             len > QUEUE_BAD_ENTRY_KEEP ? "; queue:dead keeps its first bytes" : "");
+    int rc = refuse(q, kproc, entry, len, why);
+    if (rc) return rc;
+    fail(q, QUEUE_ERR_INVALID,
+         "dead-lettered a queue entry that is not a job id: \"%s%s\" (%zu bytes)", shown,
+         len > 40 ? "..." : "", len);
     return 0;
 }
 

@@ -203,6 +203,12 @@ int queue_job_done(queue *q, const char *id, const char *worker, const queue_res
 int queue_job_fail(queue *q, const char *id, const char *worker, const char *reason,
                    int max_attempts, int *final);
 
+/* A job whose keys Redis refuses to handle (another producer's job:{id} of
+ * another type: WRONGTYPE), which would otherwise come back for ever: off
+ * processing:{worker}, onto queue:dead with a job:{id} record giving why
+ * (unless a job:{id} key exists), counted as invalid. */
+int queue_job_refuse(queue *q, const char *worker, const char *id, const char *why);
+
 /* The image is gone: status expired, counted, off processing:{worker}. */
 int queue_job_expired(queue *q, const char *id, const char *worker);
 

@@ -361,6 +361,15 @@ static void process(struct worker *w, const char *id)
     queue_result res = {0};
     LOG(INFO, "Processing job: %s", id);
     rc = queue_job_start(w->q, id, w->id, w->cfg->max_attempts, &skip, &attempts);
+    if (rc == QUEUE_ERR_REPLY) {
+        /* Redis refuses the job's keys (another producer's job:{id} of
+         * another type): it would come back for ever, so it goes. */
+        snprintf(reason, sizeof reason, "redis refused to start the job: %s", queue_errstr(w->q));
+        rc = queue_job_refuse(w->q, w->id, id, reason);
+        if (rc) goto redis_error;
+        LOG(WARN, "job %s moved to queue:dead: %s", id, reason);
+        goto out;
+    }
     if (rc) goto redis_error;
     if (skip) {
         LOG(INFO, "job %s needs no work (it has a result or was given up)", id);
@@ -377,6 +386,10 @@ static void process(struct worker *w, const char *id)
         if (rc) goto redis_error;
         goto out;
     }
+    if (rc == QUEUE_ERR_REPLY) {
+        snprintf(reason, sizeof reason, "image:{id} cannot be read: %s", queue_errstr(w->q));
+        goto job_failed;
+    }
     if (rc) goto redis_error;
     if (hook_hits(w, id, HOOK_SLEEP)) {
         LOG(WARN, "test hook: job %s stalls its worker for %d ms", id, w->hook_ms);
@@ -384,16 +397,16 @@ static void process(struct worker *w, const char *id)
         while (nanosleep(&left, &left) && errno == EINTR)
             ;
     }
-    if (classify(w, b64, len, &res, &top5, reason, sizeof reason)) {
-        rc = queue_job_fail(w->q, id, w->id, reason, w->cfg->max_attempts, &final);
-        if (rc) goto redis_error;
-        LOG(WARN, "job %s failed (attempt %d of %d): %s%s", id, attempts, w->cfg->max_attempts,
-            reason, final ? "; moved to queue:dead" : "; requeued");
-        goto out;
-    }
+    if (classify(w, b64, len, &res, &top5, reason, sizeof reason)) goto job_failed;
     rc = record_done(w, id, &res);
     if (rc) goto redis_error;
     LOG(INFO, "Async prediction: %s (job %s, %.1f ms)", res.label, id, res.inference_ms);
+    goto out;
+job_failed:
+    rc = queue_job_fail(w->q, id, w->id, reason, w->cfg->max_attempts, &final);
+    if (rc) goto redis_error;
+    LOG(WARN, "job %s failed (attempt %d of %d): %s%s", id, attempts, w->cfg->max_attempts, reason,
+        final ? "; moved to queue:dead" : "; requeued");
     goto out;
 redis_error:
     /* The id stays in our processing list: recover_own puts it back once

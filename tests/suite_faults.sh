@@ -151,10 +151,15 @@ rcli LPUSH queue:jobs "$long" >/dev/null
 base64 -w0 "$CAT" | rcli -x SET image:UPPER-Case-id >/dev/null
 rcli LPUSH queue:jobs "UPPER-Case-id" >/dev/null
 rcli LPUSH queue:jobs "ab" >/dev/null
+# Valid ids whose keys another producer made of another type.
+rcli SET job:wrongtype0 "not a hash" >/dev/null
+enqueue_seed wrongtype0 "$CAT"
+rcli HSET image:hashimg0 a b >/dev/null
+rcli LPUSH queue:jobs hashimg0 >/dev/null
 enqueue_seed good0001 "$CAT"
 check "bad ids: a good job behind them is done" wait_until 30 has_result good0001
-invalid() { [ "$(rcli HGET metrics:workers invalid)" = 3 ]; }
-check "bad ids: all 3 counted in metrics:workers invalid" wait_until 10 invalid
+invalid() { [ "$(rcli HGET metrics:workers invalid)" = 4 ]; }
+check "bad ids: all 4 counted in metrics:workers invalid" wait_until 10 invalid
 dead=$(rcli LRANGE queue:dead 0 -1)
 check "bad ids: each is in queue:dead (the long one as its first 128 bytes)" \
     bash -c "grep -qx 'UPPER-Case-id' <<<'$dead' && grep -qx ab <<<'$dead' &&
@@ -164,6 +169,14 @@ check "bad ids: the odd one was not run (no result) and says why" \
              redis-cli -p $RPORT HGET job:UPPER-Case-id error | grep -q 'not a job id'"
 check "bad ids: the worker logged them" \
     bash -c "[ \$(grep -c 'dead-lettered a queue entry that is not a job id' '$TMP/badids.log') -eq 3 ]"
+check "bad ids: a job whose job:{id} is no hash is dead-lettered, not retried for ever" \
+    bash -c "redis-cli -p $RPORT LRANGE queue:dead 0 -1 | grep -qx wrongtype0 &&
+             grep -q 'job wrongtype0 moved to queue:dead: redis refused' '$TMP/badids.log'"
+check "bad ids: a job whose image:{id} is no string fails after MAX_ATTEMPTS" \
+    bash -c "for i in \$(seq 100); do
+               [ \"\$(redis-cli -p $RPORT HGET job:hashimg0 status)\" = failed ] && break; sleep 0.1; done
+             redis-cli -p $RPORT HGET job:hashimg0 error | grep -q 'cannot be read' &&
+             [ \"\$(redis-cli -p $RPORT HGET job:hashimg0 attempts)\" = 3 ]"
 check "bad ids: processing lists are empty" processing_empty
 
 # ---- Redis memory (#7 item 8) -----------------------------------------------

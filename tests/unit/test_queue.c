@@ -702,6 +702,47 @@ TEST(entries_that_are_no_job_id_are_dead_lettered)
     redisFree(c);
 }
 
+TEST(a_job_whose_keys_redis_refuses_is_dead_lettered)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char got[QUEUE_ID_MAX + 1];
+    int skip, attempts;
+    redisReply *r = redisCommand(c, "SET job:abcd1 text");
+    freeReplyObject(r);
+    r = redisCommand(c, "LPUSH queue:jobs abcd1");
+    freeReplyObject(r);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, got, "w1", 3, &skip, &attempts), QUEUE_ERR_REPLY);
+    ASSERT_EQ(queue_job_refuse(q, "w1", got, "redis refused"), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
+    char *dead = raw_str(c, "LINDEX %s 0", "queue:dead");
+    ASSERT_STR_EQ(dead, "abcd1");
+    free(dead);
+    char *kept = raw_str(c, "GET %s", "job:abcd1"); /* another producer's key is left alone */
+    ASSERT_STR_EQ(kept, "text");
+    free(kept);
+    /* That entry at the old end of queue:dead, and in a dead worker's
+     * list, does not break the scripts that read job records. */
+    char id[QUEUE_ID_MAX + 1];
+    int final = 0;
+    long long moved = 0, given_up = 0;
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, id, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(queue_job_fail(q, id, "w1", "bad image", 1, &final), 0);
+    ASSERT_EQ(final, 1);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 1); /* abcd1 had no finished time: gone */
+    r = redisCommand(c, "LPUSH processing:w9 abcd1");
+    freeReplyObject(r);
+    ASSERT_EQ(queue_requeue_dead(q, "w9", 1, "worker killed", &moved, &given_up), 0);
+    ASSERT_EQ(moved, 1);
+    queue_close(q);
+    redisFree(c);
+}
+
 TEST(dead_letter_list_is_bounded_in_length_and_age)
 {
     redisContext *c = redis();
