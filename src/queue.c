@@ -491,7 +491,8 @@ int queue_open(const queue_options *opt, queue **out)
     q->timeout_ms = opt->timeout_ms;
     q->job_ttl = opt->job_ttl;
     q->max_deaths = opt->max_deaths > 0 ? opt->max_deaths : DEF_MAX_DEATHS;
-    snprintf(q->dead_max, sizeof q->dead_max, "%ld", opt->dead_max > 0 ? opt->dead_max : DEF_DEAD_MAX);
+    snprintf(q->dead_max, sizeof q->dead_max, "%ld",
+             opt->dead_max > 0 ? opt->dead_max : DEF_DEAD_MAX);
     snprintf(q->dead_age, sizeof q->dead_age, "%d",
              opt->dead_age_s > 0 ? opt->dead_age_s : DEF_DEAD_AGE_S);
     snprintf(q->image_keep, sizeof q->image_keep, "%d",
@@ -950,8 +951,8 @@ static int refuse(queue *q, const char *kproc, const char *entry, size_t len, co
     char now[24], ttl[16];
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[10] = {kproc, "queue:dead", "metrics:workers", entry, entry, why, now,
-                            q->dead_max, q->dead_age, ttl};
+    const char *args[10] = {kproc, "queue:dead", "metrics:workers", entry,       entry,
+                            why,   now,          q->dead_max,       q->dead_age, ttl};
     size_t lens[10];
     for (int i = 0; i < 10; i++)
         lens[i] = strlen(args[i]);
@@ -966,7 +967,8 @@ static int refuse(queue *q, const char *kproc, const char *entry, size_t len, co
 
 int queue_job_refuse(queue *q, const char *worker, const char *id, const char *why)
 {
-    if (!worker_id_valid(worker) || !id || !why) return fail(q, QUEUE_ERR_INVALID, "bad refuse arguments");
+    if (!worker_id_valid(worker) || !id || !why)
+        return fail(q, QUEUE_ERR_INVALID, "bad refuse arguments");
     char kproc[KEY_MAX];
     key(kproc, "processing:", worker);
     return refuse(q, kproc, id, strlen(id), why);
@@ -1075,8 +1077,8 @@ int queue_job_start(queue *q, const char *id, const char *worker, int max_attemp
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(max, sizeof max, "%d", max_attempts);
     snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[13] = {kjob, kres, kproc, "queue:dead", "metrics:workers", kdone,      id,
-                            worker, now, max, ttl,         q->dead_max,       q->dead_age};
+    const char *args[13] = {kjob,   kres, kproc, "queue:dead", "metrics:workers", kdone,      id,
+                            worker, now,  max,   ttl,          q->dead_max,       q->dead_age};
     redisReply *r = NULL;
     int rc = script(q, S_START, 6, 13, args, NULL, &r);
     if (rc) return rc;
@@ -1143,8 +1145,9 @@ int queue_job_fail(queue *q, const char *id, const char *worker, const char *rea
     snprintf(max, sizeof max, "%d", max_attempts);
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[13] = {kjob,   kproc, q->qname, "queue:dead", "metrics:workers", kdone, id,
-                            reason, max,   now,      ttl,          q->dead_max,       q->dead_age};
+    const char *args[13] = {kjob,  kproc,       q->qname,   "queue:dead", "metrics:workers",
+                            kdone, id,          reason,     max,          now,
+                            ttl,   q->dead_max, q->dead_age};
     redisReply *r = NULL;
     long long v = 0;
     int rc = script(q, S_FAIL, 6, 13, args, NULL, &r);
@@ -1218,8 +1221,8 @@ static int reply_pair(queue *q, const redisReply *r, long long *a, long long *b)
 
 /* REQUEUE of processing:{worker}, or with reap REAP_ONE (only if the
  * worker's heartbeat is gone, and the worker is then forgotten). */
-static int requeue(queue *q, const char *worker, int refund, int death, const char *why,
-                   int reap, long long *moved, long long *given_up)
+static int requeue(queue *q, const char *worker, int refund, int death, const char *why, int reap,
+                   long long *moved, long long *given_up)
 {
     if (!worker_id_valid(worker)) return fail(q, QUEUE_ERR_INVALID, "bad worker id");
     char kproc[KEY_MAX], kw[KEY_MAX], now[24], maxd[16], ttl[16];
@@ -1234,8 +1237,15 @@ static int requeue(queue *q, const char *worker, int refund, int death, const ch
         args[nkeys++] = kw;
         args[nkeys++] = "workers";
     }
-    const char *argv[9] = {refund ? "1" : "0", death ? "1" : "0", why ? why : "", maxd, now,
-                           q->dead_max,        q->dead_age,       ttl,            worker};
+    const char *argv[9] = {refund ? "1" : "0",
+                           death ? "1" : "0",
+                           why ? why : "",
+                           maxd,
+                           now,
+                           q->dead_max,
+                           q->dead_age,
+                           ttl,
+                           worker};
     int nargv = reap ? 9 : 8;
     memcpy(&args[nkeys], argv, (size_t)nargv * sizeof argv[0]);
     redisReply *r = NULL;
@@ -1255,8 +1265,8 @@ int queue_requeue_worker(queue *q, const char *worker, int refund, long long *mo
     return requeue(q, worker, refund, 0, "", 0, moved, NULL);
 }
 
-int queue_requeue_dead(queue *q, const char *worker, int refund, const char *why,
-                       long long *moved, long long *given_up)
+int queue_requeue_dead(queue *q, const char *worker, int refund, const char *why, long long *moved,
+                       long long *given_up)
 {
     if (!why || !why[0]) return fail(q, QUEUE_ERR_INVALID, "a death needs a reason");
     return requeue(q, worker, refund, 1, why, 0, moved, given_up);

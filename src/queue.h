@@ -60,8 +60,9 @@ typedef enum {
 #define QUEUE_ID_MIN 4
 #define QUEUE_ID_MAX 32
 #define QUEUE_WORKER_ID_MAX 96
-#define QUEUE_BAD_ENTRY_KEEP 128 /* bytes of a queue entry that is no job id kept in queue:dead */
 #define QUEUE_HIST_BUCKETS 12 /* inference-time histogram, the last one is +Inf */
+/* Bytes of a queue entry that is no job id kept in queue:dead. */
+#define QUEUE_BAD_ENTRY_KEEP 128
 
 /* Upper bounds (ms) of the inference-time histogram buckets; the last is +Inf (0 here). */
 extern const double queue_hist_bounds[QUEUE_HIST_BUCKETS];
@@ -231,8 +232,8 @@ int queue_requeue_worker(queue *q, const char *worker, int refund, long long *mo
  * death (job:{id} deaths, error = why); a job at max_deaths is failed and
  * dead-lettered instead of requeued (*given_up counts those), so a job that
  * kills every worker that takes it (OOM) or stalls it cannot loop forever. */
-int queue_requeue_dead(queue *q, const char *worker, int refund, const char *why,
-                       long long *moved, long long *given_up);
+int queue_requeue_dead(queue *q, const char *worker, int refund, const char *why, long long *moved,
+                       long long *given_up);
 
 /* For each known worker whose heartbeat key has expired: queue_requeue_dead
  * its processing list (attempts refunded: a vanished host is not the job's

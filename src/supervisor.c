@@ -79,10 +79,10 @@ struct slot {
     int64_t started_ms;
     int64_t restart_at_ms;
     int backoff_ms;
-    int ready_fd;        /* read end of the child's ready pipe, -1 when closed */
-    int ready;           /* the child finished its start-up */
+    int ready_fd; /* read end of the child's ready pipe, -1 when closed */
+    int ready;    /* the child finished its start-up */
     int64_t ready_ms;
-    int have_last;       /* last_status holds the previous death's wait status */
+    int have_last; /* last_status holds the previous death's wait status */
     int last_status;
     int requeue_pending; /* the dead child's list could not be requeued yet */
     int refund;          /* the dead child's death was not its job's fault */

@@ -247,24 +247,11 @@ int cli_up(int argc, char **argv)
          * until the kernel kills it, and never silently drops a job's keys. */
         char maxmem[24];
         snprintf(maxmem, sizeof maxmem, "%lld", cfg.redis_maxmemory);
-        const char *rargv[] = {"redis-server",
-                               "--port",
-                               port_s,
-                               "--bind",
-                               "127.0.0.1",
-                               "--save",
-                               "",
-                               "--appendonly",
-                               "no",
-                               "--dir",
-                               tmpdir,
-                               "--loglevel",
-                               "warning",
-                               "--maxmemory",
-                               maxmem,
-                               "--maxmemory-policy",
-                               "noeviction",
-                               NULL};
+        const char *rargv[] = {"redis-server", "--port",      port_s, "--bind",
+                               "127.0.0.1",    "--save",      "",     "--appendonly",
+                               "no",           "--dir",       tmpdir, "--loglevel",
+                               "warning",      "--maxmemory", maxmem, "--maxmemory-policy",
+                               "noeviction",   NULL};
         pids[C_REDIS] = spawn(rargv, "redis-server");
         int64_t deadline = mono_ms() + REDIS_READY_MS;
         int st;

@@ -71,9 +71,9 @@ struct worker {
     queue *q;
     int redis_down;
     /* taking back our own processing list (see the top of the file) */
-    int recover;               /* a Redis error happened since the last time */
-    unsigned long connects;    /* queue_connects() at the last time */
-    double next_recover;       /* mono_s() of the next periodic time */
+    int recover;            /* a Redis error happened since the last time */
+    unsigned long connects; /* queue_connects() at the last time */
+    double next_recover;    /* mono_s() of the next periodic time */
     /* the heartbeat thread */
     queue *beat_q;
     pthread_t beat;
