@@ -71,6 +71,12 @@ struct config {
     int max_waiters;            /* MAX_WAITERS: held GET /job?wait= requests */
     int request_timeout_s;      /* REQUEST_TIMEOUT: whole request, headers and body */
     int drain_timeout_s;        /* DRAIN_TIMEOUT: shutdown drain, seconds */
+    int max_worker_deaths;    /* MAX_WORKER_DEATHS */
+    int image_keep_done;      /* IMAGE_KEEP_DONE, seconds; 0 = deleted once done */
+    long long dead_letter_max; /* DEAD_LETTER_MAX */
+    int dead_letter_age;      /* DEAD_LETTER_AGE, seconds */
+    long long redis_maxmemory; /* REDIS_MAXMEMORY, bytes; 0 = no limit (tandem up) */
+    char test_hook[CONFIG_NAME_MAX]; /* TANDEM_TEST_HOOK: tests only, "" in production */
     int log_level;            /* LOG_LEVEL: enum log_level */
     char webhook_allow[CONFIG_PATH_MAX];  /* WEBHOOK_ALLOW; "" = webhooks off */
     char webhook_secret[CONFIG_NAME_MAX]; /* WEBHOOK_SECRET: whsec_<base64> */

@@ -131,6 +131,9 @@ static void put_workers(struct buf *b, const queue_stats *st)
                 "counter", (double)st->expired);
     put_counter(b, "tandem_jobs_retried_total", "Job attempts that failed and were retried.",
                 "counter", (double)st->retried);
+    put_counter(b, "tandem_jobs_invalid_total",
+                "Queue entries that were no job id, dead-lettered by the workers.", "counter",
+                (double)st->invalid);
     put_counter(b, "tandem_queue_length", "Jobs waiting in the queue.", "gauge",
                 (double)st->queue_length);
     put_counter(b, "tandem_jobs_processing", "Jobs held by live workers.", "gauge",

@@ -36,7 +36,10 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CREATE_TRIES 64
-#define SCRIPT_ARGS_MAX 16
+#define SCRIPT_ARGS_MAX 20
+#define DEF_MAX_DEATHS 3
+#define DEF_DEAD_MAX 10000
+#define DEF_DEAD_AGE_S 86400
 
 const double queue_hist_bounds[QUEUE_HIST_BUCKETS] = {5,   10,   25,   50,   100,   250,
                                                       500, 1000, 2500, 5000, 10000, 0};
@@ -52,6 +55,9 @@ struct queue {
     int timeout_ms;
     char *qname;
     int job_ttl;
+    int max_deaths;
+    char dead_max[24], dead_age[16], image_keep[16];
+    unsigned long connects;
     int backoff_ms;
     int64_t next_try_ms;
     char err[256];
@@ -75,27 +81,76 @@ enum {
     S_NOTIFY,
     S_HOOK_CLAIM,
     S_HOOK_RECORD,
+    S_INVALID,
     S_COUNT
 };
 _Static_assert(S_COUNT <= 32, "queue.sha holds 32 scripts");
 
-/* Moves all of a processing list (KEYS[1]) back to the consuming (right)
- * end of the queue (KEYS[2]); jobs marked running go back to queued. With
- * ARGV[1] == '1' the attempt the dead worker had started is given back: it
- * was not the job's fault (killed from outside, host gone). */
-#define LUA_REQUEUE_LOOP                                                                           \
-    "local n = 0\n"                                                                                \
-    "while true do\n"                                                                              \
-    "  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'RIGHT')\n"                       \
-    "  if not id then break end\n"                                                                 \
-    "  local jk = 'job:' .. id\n"                                                                  \
-    "  if redis.call('HGET', jk, 'status') == 'running' then\n"                                    \
-    "    redis.call('HSET', jk, 'status', 'queued')\n"                                             \
-    "    if ARGV[1] == '1' and tonumber(redis.call('HGET', jk, 'attempts') or '0') > 0 then\n"     \
-    "      redis.call('HINCRBY', jk, 'attempts', -1)\n"                                            \
+/* Pushes id onto the dead-letter list k, then bounds it: entries at the old
+ * end whose job record is gone or finished more than age seconds before
+ * now_ms go (a few per push, so the cost stays small), the list is trimmed
+ * to max entries, and it expires age seconds after the last push. Job keys
+ * are read with pcall here and in requeue(): another producer's job:{id} of
+ * another type must not make the script fail half-way. */
+#define LUA_DEAD                                                                                   \
+    "local function dead_letter(k, id, max, age, now)\n"                                           \
+    "  redis.call('LPUSH', k, id)\n"                                                               \
+    "  local oldest = tonumber(now) - tonumber(age) * 1000\n"                                      \
+    "  for _ = 1, 64 do\n"                                                                         \
+    "    local last = redis.call('LINDEX', k, -1)\n"                                               \
+    "    if not last or last == id then break end\n"                                               \
+    "    local f = tonumber(redis.pcall('HGET', 'job:' .. last, 'finished')) or 0\n"               \
+    "    if f >= oldest then break end\n"                                                          \
+    "    redis.call('RPOP', k)\n"                                                                  \
+    "  end\n"                                                                                      \
+    "  redis.call('LTRIM', k, 0, tonumber(max) - 1)\n"                                             \
+    "  redis.call('EXPIRE', k, age)\n"                                                             \
+    "end\n"
+
+/* Moves all of a processing list back to the consuming (right) end of the
+ * queue, oldest first; jobs marked running go back to queued. a.refund: the
+ * attempt the worker had started is given back (it was not the job's fault:
+ * killed from outside, host gone, a Redis error). a.death: the worker died
+ * while running the job; that counts in job:{id} deaths, and a job at
+ * a.maxd deaths is failed and dead-lettered instead (it kills or stalls
+ * every worker that takes it). a.why, if not empty, becomes the job's error.
+ * Returns {requeued, given up}. Needs LUA_NOTIFY, LUA_KEEP_TTL, LUA_DEAD. */
+#define LUA_REQUEUE                                                                                \
+    "local function requeue(kp, kq, kd, km, a)\n"                                                  \
+    "  local n, gone = 0, 0\n"                                                                     \
+    "  while true do\n"                                                                            \
+    "    local id = redis.call('RPOP', kp)\n"                                                      \
+    "    if not id then break end\n"                                                               \
+    "    local jk = 'job:' .. id\n"                                                                \
+    "    local dead = false\n"                                                                     \
+    "    if redis.pcall('HGET', jk, 'status') == 'running' then\n"                                 \
+    "      if a.why ~= '' then redis.call('HSET', jk, 'error', a.why) end\n"                       \
+    "      if a.refund and tonumber(redis.call('HGET', jk, 'attempts') or '0') > 0 then\n"         \
+    "        redis.call('HINCRBY', jk, 'attempts', -1)\n"                                          \
+    "      end\n"                                                                                  \
+    "      if a.death then\n"                                                                      \
+    "        local d = redis.call('HINCRBY', jk, 'deaths', 1)\n"                                   \
+    "        if d >= a.maxd then\n"                                                                \
+    "          dead = true\n"                                                                      \
+    "          redis.call('HSET', jk, 'status', 'failed', 'finished', a.now, 'error',\n"           \
+    "            'gave up: its worker died ' .. d .. ' times while running it (last: ' ..\n"       \
+    "            a.why .. ')')\n"                                                                  \
+    "          keep_ttl(jk, a.ttl)\n"                                                              \
+    "          dead_letter(kd, id, a.dmax, a.dage, a.now)\n"                                       \
+    "          redis.call('HINCRBY', km, 'failed', 1)\n"                                           \
+    "          notify('done:' .. id)\n"                                                            \
+    "          hook(jk, id)\n"                                                                     \
+    "          gone = gone + 1\n"                                                                  \
+    "        end\n"                                                                                \
+    "      end\n"                                                                                  \
+    "      if not dead then redis.call('HSET', jk, 'status', 'queued') end\n"                      \
+    "    end\n"                                                                                    \
+    "    if not dead then\n"                                                                       \
+    "      redis.call('RPUSH', kq, id)\n"                                                          \
+    "      n = n + 1\n"                                                                            \
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
-    "  n = n + 1\n"                                                                                \
+    "  return {n, gone}\n"                                                                         \
     "end\n"
 
 /* A job with a callback_url that reaches a final state gets its webhook
@@ -110,6 +165,11 @@ _Static_assert(S_COUNT <= 32, "queue.sha holds 32 scripts");
     "    redis.call('LTRIM', 'webhooks:wake', 0, 0)\n"                                             \
     "  end\n"                                                                                      \
     "end\n"
+
+/* ARGV layout shared by REQUEUE and REAP_ONE, read into the table requeue() takes. */
+#define LUA_REQUEUE_ARGS                                                                           \
+    "local a = {refund = ARGV[1] == '1', death = ARGV[2] == '1', why = ARGV[3],\n"                 \
+    "  maxd = tonumber(ARGV[4]), now = ARGV[5], dmax = ARGV[6], dage = ARGV[7], ttl = ARGV[8]}\n"
 
 #define LUA_NOTIFY                                                                                 \
     "local function notify(k)\n"                                                                   \
@@ -142,8 +202,8 @@ static const char *const scripts[S_COUNT] = {
     [S_GET] = "return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]),\n"
               "        redis.call('EXISTS', KEYS[3])}\n",
     /* START: KEYS job result processing dead metrics done; ARGV id worker now
-     * max ttl -> {0 run | 1 has a result | 2 given up, attempt} */
-    [S_START] = LUA_NOTIFY LUA_KEEP_TTL
+     * max ttl dead_max dead_age -> {0 run | 1 has a result | 2 given up, attempt} */
+    [S_START] = LUA_NOTIFY LUA_KEEP_TTL LUA_DEAD
     "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
     "  redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
     "  return {1, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}\n"
@@ -152,11 +212,11 @@ static const char *const scripts[S_COUNT] = {
     "keep_ttl(KEYS[1], ARGV[5])\n"
     "if a > tonumber(ARGV[4]) then\n"
     "  local why = redis.call('HGET', KEYS[1], 'error')\n"
-    "  if not why or why == '' then why = 'a worker died while running it' end\n"
+    "  if not why or why == '' then why = 'a worker died or lost it while running it' end\n"
     "  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', ARGV[3], 'attempts', a - 1,\n"
     "    'error', 'gave up after ' .. (a - 1) .. ' attempts: ' .. why)\n"
     "  redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
-    "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
+    "  dead_letter(KEYS[4], ARGV[1], ARGV[6], ARGV[7], ARGV[3])\n"
     "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
     "  notify(KEYS[6])\n"
     "  hook(KEYS[1], ARGV[1])\n"
@@ -164,11 +224,23 @@ static const char *const scripts[S_COUNT] = {
     "end\n"
     "redis.call('HSET', KEYS[1], 'status', 'running', 'started', ARGV[3], 'worker', ARGV[2])\n"
     "return {0, a}\n",
-    /* DONE: KEYS job result processing metrics done; ARGV id label top5 model
-     * ms now ttl bucket -> 1 stored, 0 a result existed already */
+    /* DONE: KEYS job result processing metrics done image; ARGV id label top5
+     * model ms now ttl bucket image_keep -> 1 stored, 0 a result existed already.
+     * The image is not needed once there is a result: it goes (or is kept
+     * image_keep more seconds, never longer than it would have been). That
+     * comes first: at maxmemory Redis refuses a script whose first write
+     * may grow memory, but lets one finish that has begun by freeing some,
+     * so jobs in hand still complete and free their images. */
     [S_DONE] = LUA_NOTIFY LUA_KEEP_TTL
-    "local fresh = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[7])\n"
+    "local keep = tonumber(ARGV[9])\n"
     "redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
+    "if keep > 0 then\n"
+    "  local t = redis.call('TTL', KEYS[6])\n"
+    "  if t == -1 or t > keep then redis.call('EXPIRE', KEYS[6], keep) end\n"
+    "else\n"
+    "  redis.call('DEL', KEYS[6])\n"
+    "end\n"
+    "local fresh = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[7])\n"
     "if not fresh then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'status', 'done', 'label', ARGV[2], 'top5', ARGV[3],\n"
     "  'model', ARGV[4], 'inference_ms', ARGV[5], 'finished', ARGV[6])\n"
@@ -188,15 +260,16 @@ static const char *const scripts[S_COUNT] = {
     "hook(KEYS[1], ARGV[1])\n"
     "return 1\n",
     /* FAIL: KEYS job processing queue dead metrics done; ARGV id reason max now
-     * ttl -> 1 failed for good, 0 requeued, 2 not ours any more (left alone) */
-    [S_FAIL] = LUA_NOTIFY LUA_KEEP_TTL
+     * ttl dead_max dead_age -> 1 failed for good, 0 requeued, 2 not ours any
+     * more (left alone) */
+    [S_FAIL] = LUA_NOTIFY LUA_KEEP_TTL LUA_DEAD
     "local held = redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
     "local a = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')\n"
     "redis.call('HSET', KEYS[1], 'error', ARGV[2])\n"
     "keep_ttl(KEYS[1], ARGV[5])\n"
     "if a >= tonumber(ARGV[3]) then\n"
     "  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', ARGV[4])\n"
-    "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
+    "  dead_letter(KEYS[4], ARGV[1], ARGV[6], ARGV[7], ARGV[4])\n"
     "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
     "  notify(KEYS[6])\n"
     "  hook(KEYS[1], ARGV[1])\n"
@@ -221,12 +294,31 @@ static const char *const scripts[S_COUNT] = {
     [S_HEARTBEAT] = "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
                     "redis.call('SADD', KEYS[2], ARGV[1])\n"
                     "return 1\n",
-    /* REQUEUE: KEYS processing queue; ARGV refund -> moved */
-    [S_REQUEUE] = LUA_REQUEUE_LOOP "return n\n",
-    /* REAP_ONE: KEYS processing queue worker:{w} workers; ARGV refund w -> -1 alive, else moved */
-    [S_REAP_ONE] = "if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end\n" LUA_REQUEUE_LOOP
-                   "redis.call('SREM', KEYS[4], ARGV[2])\n"
-                   "return n\n",
+    /* REQUEUE: KEYS processing queue dead metrics; ARGV refund death why
+     * max_deaths now dead_max dead_age ttl -> {requeued, given up} */
+    [S_REQUEUE] = LUA_NOTIFY LUA_KEEP_TTL LUA_DEAD LUA_REQUEUE LUA_REQUEUE_ARGS
+    "return requeue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], a)\n",
+    /* REAP_ONE: KEYS processing queue dead metrics worker:{w} workers; ARGV as
+     * REQUEUE, then w -> {-1, 0} alive, else {requeued, given up} */
+    [S_REAP_ONE] = LUA_NOTIFY LUA_KEEP_TTL LUA_DEAD LUA_REQUEUE LUA_REQUEUE_ARGS
+    "if redis.call('EXISTS', KEYS[5]) == 1 then return {-1, 0} end\n"
+    "local r = requeue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], a)\n"
+    "redis.call('SREM', KEYS[6], ARGV[9])\n"
+    "return r\n",
+    /* INVALID: KEYS processing dead metrics; ARGV entry kept why now dead_max
+     * dead_age ttl. A queue entry that is no job id: off the processing list,
+     * onto queue:dead (its first bytes), with a job record saying why unless
+     * one exists under that name, and counted. */
+    [S_INVALID] = LUA_DEAD
+    "redis.call('LREM', KEYS[1], 1, ARGV[1])\n"
+    "local jk = 'job:' .. ARGV[2]\n"
+    "if redis.call('EXISTS', jk) == 0 then\n"
+    "  redis.call('HSET', jk, 'status', 'failed', 'error', ARGV[3], 'finished', ARGV[4])\n"
+    "  redis.call('EXPIRE', jk, ARGV[7])\n"
+    "end\n"
+    "dead_letter(KEYS[2], ARGV[2], ARGV[5], ARGV[6], ARGV[4])\n"
+    "redis.call('HINCRBY', KEYS[3], 'invalid', 1)\n"
+    "return 1\n",
     /* NOTIFY: KEYS done -> 1 (puts back a marker queue_wait_any took) */
     [S_NOTIFY] = LUA_NOTIFY "notify(KEYS[1])\nreturn 1\n",
     /* HOOK_CLAIM: KEYS due wake; ARGV now lease max -> {ids, next due score or
@@ -294,6 +386,8 @@ const char *queue_strerror(int status)
         return "out of memory";
     case QUEUE_ERR_BUSY:
         return "no free job id";
+    case QUEUE_ERR_OOM:
+        return "redis out of memory";
     default:
         return "unknown error";
     }
@@ -413,6 +507,7 @@ static int ensure_connected(queue *q)
         return QUEUE_ERR_IO;
     }
     q->c = c;
+    q->connects++;
     q->backoff_ms = 0;
     q->next_try_ms = 0;
     /* Redis may have restarted: its script cache is empty. */
@@ -436,11 +531,15 @@ static int command(queue *q, int argc, const char **argv, const size_t *lens, re
         return QUEUE_ERR_IO;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        /* A master demoted by a failover: find the new one, at once. */
+        /* A master demoted by a failover: find the new one, at once. At
+         * maxmemory with noeviction Redis refuses writes with "-OOM ..."
+         * (inside a script too): a state of its own, so callers can say so. */
         int demoted = !strncmp(r->str, "READONLY", 8);
-        fail(q, demoted ? QUEUE_ERR_IO : QUEUE_ERR_REPLY, "redis: %.*s", (int)r->len, r->str);
+        int oom = r->len >= 3 && (!memcmp(r->str, "OOM", 3) || memmem(r->str, r->len, "-OOM", 4));
+        int status = demoted ? QUEUE_ERR_IO : oom ? QUEUE_ERR_OOM : QUEUE_ERR_REPLY;
+        fail(q, status, "redis: %.*s", (int)r->len, r->str);
         freeReplyObject(r);
-        if (!demoted) return QUEUE_ERR_REPLY;
+        if (!demoted) return status;
         drop_connection(q);
         q->next_try_ms = 0;
         return QUEUE_ERR_IO;
@@ -522,7 +621,11 @@ void queue_options_from_config(const struct config *cfg, queue_options *o)
                          .master_name = cfg->redis_master_name,
                          .sentinel_password = cfg->redis_sentinel_password,
                          .min_replicas = cfg->redis_min_replicas,
-                         .wait_timeout_ms = cfg->redis_wait_timeout_ms};
+                         .wait_timeout_ms = cfg->redis_wait_timeout_ms,
+                         .max_deaths = cfg->max_worker_deaths,
+                         .dead_max = (long)cfg->dead_letter_max,
+                         .dead_age_s = cfg->dead_letter_age,
+                         .image_keep_s = cfg->image_keep_done};
 }
 
 /* strdup of an optional string: NULL stays NULL and so does "". */
@@ -562,6 +665,13 @@ int queue_open(const queue_options *opt, queue **out)
         snprintf(q->endpoint, sizeof q->endpoint, "master \"%s\"", q->master_name);
     else
         snprintf(q->endpoint, sizeof q->endpoint, "%s:%d", q->host, q->port);
+    q->max_deaths = opt->max_deaths > 0 ? opt->max_deaths : DEF_MAX_DEATHS;
+    snprintf(q->dead_max, sizeof q->dead_max, "%ld",
+             opt->dead_max > 0 ? opt->dead_max : DEF_DEAD_MAX);
+    snprintf(q->dead_age, sizeof q->dead_age, "%d",
+             opt->dead_age_s > 0 ? opt->dead_age_s : DEF_DEAD_AGE_S);
+    snprintf(q->image_keep, sizeof q->image_keep, "%d",
+             opt->image_keep_s > 0 ? opt->image_keep_s : 0);
     (void)ensure_connected(q);
     *out = q;
     return 0;
@@ -589,6 +699,11 @@ const char *queue_endpoint(const queue *q)
 const char *queue_errstr(const queue *q)
 {
     return q ? q->err : "";
+}
+
+unsigned long queue_connects(const queue *q)
+{
+    return q ? q->connects : 0;
 }
 
 int queue_ping(queue *q)
@@ -746,9 +861,11 @@ void queue_job_clear(queue_job *job)
     memset(job, 0, sizeof *job);
 }
 
-/* A copy of a reply string, NULL for nil or "". */
+/* A copy of a reply string, NULL for nil or "". A field met twice (not
+ * from Redis, whose hashes have unique fields) keeps the last value. */
 static int dup_str(const redisReply *r, char **out)
 {
+    free(*out);
     *out = NULL;
     if (!r || r->type != REDIS_REPLY_STRING || r->len == 0) return 0;
     *out = strndup(r->str, r->len);
@@ -794,10 +911,11 @@ static int parse_job(queue *q, const redisReply *r, queue_job *out)
     snprintf(job.status, sizeof job.status, "%s", has_result ? "done" : "queued");
     for (size_t i = 0; i + 1 < h->elements && !rc; i += 2) {
         const redisReply *f = h->element[i], *v = h->element[i + 1];
-        if (field_is(f, "status") && v->type == REDIS_REPLY_STRING && v->len > 0 &&
-            v->len < sizeof job.status) {
-            memcpy(job.status, v->str, v->len);
-            job.status[v->len] = '\0';
+        if (field_is(f, "status")) {
+            /* Only a status of the known set: whatever else is in the record. */
+            static const char *const known[] = {"queued", "running", "done", "failed", "expired"};
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+                if (field_is(v, known[k])) snprintf(job.status, sizeof job.status, "%s", known[k]);
         } else if (field_is(f, "attempts"))
             job.attempts = (int)str_ll(v);
         else if (field_is(f, "error"))
@@ -849,6 +967,52 @@ static int parse_job(queue *q, const redisReply *r, queue_job *out)
     }
     *out = job;
     return 0;
+}
+
+/* hiredis 0.14's reader allocates an array of whatever size a header
+ * claims; bytes that do not come from Redis may claim billions. No array can
+ * have more elements than the input has bytes. */
+struct bounded_reader {
+    size_t limit;
+    void *(*create_array)(const redisReadTask *, int);
+};
+
+static void *bounded_array(const redisReadTask *task, int n)
+{
+    const struct bounded_reader *b = task->privdata;
+    if (n < 0 || (size_t)n > b->limit) return NULL; /* the reader reports an error */
+    return b->create_array(task, n);
+}
+
+int queue_parse_job_reply(const char *resp, size_t len, queue_job *out, char *err, size_t errlen)
+{
+    queue tmp = {0};
+    redisReader *rd = redisReaderCreate();
+    redisReplyObjectFunctions fns;
+    struct bounded_reader bounds = {.limit = len};
+    void *reply = NULL;
+    int rc = QUEUE_ERR_NOMEM;
+    if (!rd) goto out;
+    fns = *rd->fn;
+    bounds.create_array = fns.createArray;
+    fns.createArray = bounded_array;
+    rd->fn = &fns;
+    rd->privdata = &bounds;
+    rc = QUEUE_ERR_REPLY;
+    if (redisReaderFeed(rd, resp, len) != REDIS_OK || redisReaderGetReply(rd, &reply) != REDIS_OK) {
+        fail(&tmp, rc, "not a RESP reply: %s", rd->errstr);
+        goto out;
+    }
+    if (!reply) {
+        fail(&tmp, rc, "an incomplete RESP reply");
+        goto out;
+    }
+    rc = parse_job(&tmp, reply, out);
+out:
+    if (reply) freeReplyObject(reply);
+    if (rd) redisReaderFree(rd);
+    if (err && errlen) snprintf(err, errlen, "%s", tmp.err);
+    return rc;
 }
 
 int queue_get_job(queue *q, const char *id, queue_job *out)
@@ -982,6 +1146,7 @@ int queue_get_stats(queue *q, queue_stats *out)
     count_field(h, "failed", &s.failed);
     count_field(h, "expired", &s.expired);
     count_field(h, "retried", &s.retried);
+    count_field(h, "invalid", &s.invalid);
     count_field(h, "inference_count", &s.inference_count);
     count_field(h, "agree", &s.agree);
     count_field(h, "upgrade", &s.upgrade);
@@ -1008,6 +1173,64 @@ int queue_get_stats(queue *q, queue_stats *out)
 /* ------------------------------------------------------------------------ */
 /* Worker side                                                              */
 
+/* Off processing list kproc, onto queue:dead (its first bytes), with a
+ * job record saying why unless one exists, counted as invalid. */
+static int refuse(queue *q, const char *kproc, const char *entry, size_t len, const char *why)
+{
+    size_t kept = len < QUEUE_BAD_ENTRY_KEEP ? len : QUEUE_BAD_ENTRY_KEEP;
+    char now[24], ttl[16];
+    snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
+    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
+    const char *args[10] = {kproc, "queue:dead", "metrics:workers", entry,       entry,
+                            why,   now,          q->dead_max,       q->dead_age, ttl};
+    size_t lens[10];
+    for (int i = 0; i < 10; i++)
+        lens[i] = strlen(args[i]);
+    lens[3] = len;
+    lens[4] = kept;
+    redisReply *r = NULL;
+    int rc = script(q, S_INVALID, 3, 10, args, lens, &r);
+    if (rc) return rc;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_job_refuse(queue *q, const char *worker, const char *id, const char *why)
+{
+    if (!worker_id_valid(worker) || !id || !why)
+        return fail(q, QUEUE_ERR_INVALID, "bad refuse arguments");
+    char kproc[KEY_MAX];
+    key(kproc, "processing:", worker);
+    return refuse(q, kproc, id, strlen(id), why);
+}
+
+/* A queue entry that is no job id (another producer's: too long, odd
+ * characters): dead-lettered with a reason rather than dropped or run. On
+ * success q->err describes the entry for the caller's log. */
+static int reject_entry(queue *q, const char *kproc, const char *entry, size_t len)
+{
+    char why[256], shown[3 * 40 + 1];
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < 40; i++) {
+        unsigned char ch = (unsigned char)entry[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+            shown[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", ch);
+    }
+    shown[o] = '\0';
+    snprintf(why, sizeof why,
+             "queue entry is not a job id (%zu bytes; ids are %d to %d characters of [a-z0-9])%s",
+             len, QUEUE_ID_MIN, QUEUE_ID_MAX,
+             len > QUEUE_BAD_ENTRY_KEEP ? "; queue:dead keeps its first bytes" : "");
+    int rc = refuse(q, kproc, entry, len, why);
+    if (rc) return rc;
+    fail(q, QUEUE_ERR_INVALID,
+         "dead-lettered a queue entry that is not a job id: \"%s%s\" (%zu bytes)", shown,
+         len > 40 ? "..." : "", len);
+    return 0;
+}
+
 int queue_take(queue *q, const char *worker, double timeout_s, char *id_out, size_t id_cap)
 {
     if (!worker_id_valid(worker) || timeout_s <= 0)
@@ -1027,16 +1250,14 @@ int queue_take(queue *q, const char *worker, double timeout_s, char *id_out, siz
         freeReplyObject(r);
         return fail(q, QUEUE_ERR_REPLY, "redis: unexpected BLMOVE reply");
     }
-    if (r->len >= id_cap) {
-        /* Not one of ours (too long to be an id): drop it from our list so it
-         * cannot wedge the worker, and say so. */
-        fail(q, QUEUE_ERR_INVALID, "queue entry of %zu bytes is not a job id", r->len);
-        const char *lrem[4] = {"LREM", kproc, "1", r->str};
-        size_t lens[4] = {4, strlen(kproc), 1, r->len};
-        redisReply *r2 = NULL;
-        if (!command(q, 4, lrem, lens, &r2)) freeReplyObject(r2);
+    char id[QUEUE_ID_MAX + 1];
+    size_t n = r->len < sizeof id - 1 ? r->len : sizeof id - 1;
+    memcpy(id, r->str, n);
+    id[n] = '\0';
+    if (r->len >= id_cap || n != r->len || strlen(id) != n || !queue_id_valid(id)) {
+        rc = reject_entry(q, kproc, r->str, r->len);
         freeReplyObject(r);
-        return QUEUE_ERR_INVALID;
+        return rc ? rc : QUEUE_ERR_INVALID;
     }
     memcpy(id_out, r->str, r->len);
     id_out[r->len] = '\0';
@@ -1086,10 +1307,10 @@ int queue_job_start(queue *q, const char *id, const char *worker, int max_attemp
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(max, sizeof max, "%d", max_attempts);
     snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[11] = {kjob,   kres, kproc, "queue:dead", "metrics:workers", kdone, id,
-                            worker, now,  max,   ttl};
+    const char *args[13] = {kjob,   kres, kproc, "queue:dead", "metrics:workers", kdone,      id,
+                            worker, now,  max,   ttl,          q->dead_max,       q->dead_age};
     redisReply *r = NULL;
-    int rc = script(q, S_START, 6, 11, args, NULL, &r);
+    int rc = script(q, S_START, 6, 13, args, NULL, &r);
     if (rc) return rc;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
@@ -1106,12 +1327,13 @@ int queue_job_done(queue *q, const char *id, const char *worker, const queue_res
 {
     if (!worker_id_valid(worker) || !res || !res->label)
         return fail(q, QUEUE_ERR_INVALID, "bad done arguments");
-    char kjob[KEY_MAX], kres[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], ms[32], now[24], ttl[16],
-        bucket[32];
+    char kjob[KEY_MAX], kres[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], kimg[KEY_MAX], ms[32],
+        now[24], ttl[16], bucket[32];
     key(kjob, "job:", id);
     key(kres, "result:", id);
     key(kproc, "processing:", worker);
     key(kdone, "done:", id);
+    key(kimg, "image:", id);
     snprintf(ms, sizeof ms, "%.3f", res->inference_ms);
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
@@ -1119,11 +1341,12 @@ int queue_job_done(queue *q, const char *id, const char *worker, const queue_res
     while (b < QUEUE_HIST_BUCKETS - 1 && res->inference_ms > queue_hist_bounds[b])
         b++;
     bucket_field(bucket, sizeof bucket, b);
-    const char *args[13] = {kjob,
+    const char *args[15] = {kjob,
                             kres,
                             kproc,
                             "metrics:workers",
                             kdone,
+                            kimg,
                             id,
                             res->label,
                             res->top5 ? res->top5 : "",
@@ -1131,9 +1354,10 @@ int queue_job_done(queue *q, const char *id, const char *worker, const queue_res
                             ms,
                             now,
                             ttl,
-                            bucket};
+                            bucket,
+                            q->image_keep};
     redisReply *r = NULL;
-    int rc = script(q, S_DONE, 5, 13, args, NULL, &r);
+    int rc = script(q, S_DONE, 6, 15, args, NULL, &r);
     if (rc) return rc;
     freeReplyObject(r);
     /* The job is done on the master whatever WAIT says, and running it again
@@ -1158,11 +1382,12 @@ int queue_job_fail(queue *q, const char *id, const char *worker, const char *rea
     snprintf(max, sizeof max, "%d", max_attempts);
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[11] = {kjob,   kproc, q->qname, "queue:dead", "metrics:workers", kdone, id,
-                            reason, max,   now,      ttl};
+    const char *args[13] = {kjob,  kproc,       q->qname,   "queue:dead", "metrics:workers",
+                            kdone, id,          reason,     max,          now,
+                            ttl,   q->dead_max, q->dead_age};
     redisReply *r = NULL;
     long long v = 0;
-    int rc = script(q, S_FAIL, 6, 11, args, NULL, &r);
+    int rc = script(q, S_FAIL, 6, 13, args, NULL, &r);
     if (rc) return rc;
     rc = reply_int(q, r, &v);
     freeReplyObject(r);
@@ -1220,21 +1445,68 @@ int queue_worker_gone(queue *q, const char *worker)
     return 0;
 }
 
-int queue_requeue_worker(queue *q, const char *worker, int refund, long long *moved)
+/* {requeued, given up} from REQUEUE or REAP_ONE. */
+static int reply_pair(queue *q, const redisReply *r, long long *a, long long *b)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER)
+        return fail(q, QUEUE_ERR_REPLY, "redis: unexpected requeue reply");
+    *a = r->element[0]->integer;
+    *b = r->element[1]->integer;
+    return 0;
+}
+
+/* REQUEUE of processing:{worker}, or with reap REAP_ONE (only if the
+ * worker's heartbeat is gone, and the worker is then forgotten). */
+static int requeue(queue *q, const char *worker, int refund, int death, const char *why, int reap,
+                   long long *moved, long long *given_up)
 {
     if (!worker_id_valid(worker)) return fail(q, QUEUE_ERR_INVALID, "bad worker id");
-    char kproc[KEY_MAX];
+    char kproc[KEY_MAX], kw[KEY_MAX], now[24], maxd[16], ttl[16];
     key(kproc, "processing:", worker);
-    const char *args[3] = {kproc, q->qname, refund ? "1" : "0"};
+    key(kw, "worker:", worker);
+    snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
+    snprintf(maxd, sizeof maxd, "%d", q->max_deaths);
+    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
+    const char *args[15] = {kproc, q->qname, "queue:dead", "metrics:workers"};
+    int nkeys = 4;
+    if (reap) {
+        args[nkeys++] = kw;
+        args[nkeys++] = "workers";
+    }
+    const char *argv[9] = {refund ? "1" : "0",
+                           death ? "1" : "0",
+                           why ? why : "",
+                           maxd,
+                           now,
+                           q->dead_max,
+                           q->dead_age,
+                           ttl,
+                           worker};
+    int nargv = reap ? 9 : 8;
+    memcpy(&args[nkeys], argv, (size_t)nargv * sizeof argv[0]);
     redisReply *r = NULL;
-    long long v = 0;
-    int rc = script(q, S_REQUEUE, 2, 3, args, NULL, &r);
+    long long n = 0, gone = 0;
+    int rc = script(q, reap ? S_REAP_ONE : S_REQUEUE, nkeys, nkeys + nargv, args, NULL, &r);
     if (rc) return rc;
-    rc = reply_int(q, r, &v);
+    rc = reply_pair(q, r, &n, &gone);
     freeReplyObject(r);
     if (rc) return rc;
-    *moved = v;
+    *moved = n;
+    if (given_up) *given_up = gone;
     return 0;
+}
+
+int queue_requeue_worker(queue *q, const char *worker, int refund, long long *moved)
+{
+    return requeue(q, worker, refund, 0, "", 0, moved, NULL);
+}
+
+int queue_requeue_dead(queue *q, const char *worker, int refund, const char *why, long long *moved,
+                       long long *given_up)
+{
+    if (!why || !why[0]) return fail(q, QUEUE_ERR_INVALID, "a death needs a reason");
+    return requeue(q, worker, refund, 1, why, 0, moved, given_up);
 }
 
 int queue_reap_dead_workers(queue *q, long long *moved)
@@ -1251,19 +1523,13 @@ int queue_reap_dead_workers(queue *q, long long *moved)
     for (size_t i = 0; i < members->elements; i++) {
         const redisReply *m = members->element[i];
         if (m->type != REDIS_REPLY_STRING || m->len >= QUEUE_WORKER_ID_MAX) continue;
-        char w[QUEUE_WORKER_ID_MAX + 1], kproc[KEY_MAX], kw[KEY_MAX];
+        char w[QUEUE_WORKER_ID_MAX + 1], why[QUEUE_WORKER_ID_MAX + 64];
         memcpy(w, m->str, m->len);
         w[m->len] = '\0';
         if (!worker_id_valid(w)) continue;
-        key(kproc, "processing:", w);
-        key(kw, "worker:", w);
-        const char *args[6] = {kproc, q->qname, kw, "workers", "1", w};
-        redisReply *r = NULL;
+        snprintf(why, sizeof why, "worker %s stopped sending heartbeats", w);
         long long v = 0;
-        rc = script(q, S_REAP_ONE, 4, 6, args, NULL, &r);
-        if (rc) goto out;
-        rc = reply_int(q, r, &v);
-        freeReplyObject(r);
+        rc = requeue(q, w, 1, 1, why, 1, &v, NULL);
         if (rc) goto out;
         if (v > 0) total += v;
     }

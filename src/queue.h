@@ -4,9 +4,11 @@
  * Keys (the seed's three stay as they were, so seed clients and dashboards work):
  *
  *   queue:jobs          list    job ids; the proxy LPUSHes, workers BLMOVE from the RIGHT
- *   image:{id}          string  base64 of the image file, EX job_ttl
+ *   image:{id}          string  base64 of the image file, EX job_ttl; deleted when the job
+ *                               is done (or its TTL cut to image_keep_s, IMAGE_KEEP_DONE)
  *   result:{id}         string  the async label, EX job_ttl
- *   job:{id}            hash    status queued|running|done|failed|expired, attempts, error,
+ *   job:{id}            hash    status queued|running|done|failed|expired, attempts,
+ *                               deaths (workers that died while running it), error,
  *                               created/started/finished (ms since the epoch), sync_label,
  *                               sync_model, sync_top5, label, top5, model, inference_ms, worker,
  *                               agrees_with_fast (1|0, set at completion when sync_label exists),
@@ -17,11 +19,17 @@
  *   processing:{worker} list    the job a worker holds (reliable-queue pattern)
  *   worker:{worker}     string  heartbeat, EX heartbeat_ttl
  *   workers             set     worker ids known to be running or to have run
- *   queue:dead          list    ids of jobs that failed max_attempts times
- *   metrics:workers     hash    processed, failed, expired, retried, inference_ms_sum,
- *                               inference_count, bucket_{le} (histogram of inference ms),
- *                               agree, upgrade (slow top-1 same as / different from the fast
- *                               one), webhook_delivered, webhook_retried, webhook_failed
+ *   queue:dead          list    ids of jobs given up (max_attempts failures, max_deaths
+ *                               worker deaths) and queue entries that are no job id (their
+ *                               first QUEUE_BAD_ENTRY_KEEP bytes); newest first, at most
+ *                               dead_max entries, entries whose job record is gone or older
+ *                               than dead_age_s dropped at each push, EX dead_age_s
+ *   metrics:workers     hash    processed, failed, expired, retried, invalid (entries that
+ *                               are no job id), inference_ms_sum, inference_count,
+ *                               bucket_{le} (histogram of inference ms), agree, upgrade (slow
+ *                               top-1 same as / different from the fast one),
+ *                               webhook_delivered, webhook_retried, webhook_failed: a
+ *                               fixed set of fields, so bounded
  *   webhooks:due        zset    ids of final jobs with a callback_url whose webhook is due,
  *                               scored by the time (ms since the epoch) of the next attempt;
  *                               a claimed id is re-scored to the end of its lease, so a
@@ -56,13 +64,16 @@ typedef enum {
     QUEUE_ERR_FULL = -5,     /* backlog at its bound: job not queued */
     QUEUE_ERR_EMPTY = -6,    /* a blocking take timed out with nothing to do */
     QUEUE_ERR_NOMEM = -7,    /* an allocation failed or a size cap was hit */
-    QUEUE_ERR_BUSY = -8      /* could not find a free job id after many tries */
+    QUEUE_ERR_BUSY = -8,     /* could not find a free job id after many tries */
+    QUEUE_ERR_OOM = -9       /* Redis refused a write: it is at its maxmemory */
 } queue_status;
 
 #define QUEUE_ID_MIN 4
 #define QUEUE_ID_MAX 32
 #define QUEUE_WORKER_ID_MAX 96
 #define QUEUE_HIST_BUCKETS 12 /* inference-time histogram, the last one is +Inf */
+/* Bytes of a queue entry that is no job id kept in queue:dead. */
+#define QUEUE_BAD_ENTRY_KEEP 128
 
 /* Upper bounds (ms) of the inference-time histogram buckets; the last is +Inf (0 here). */
 extern const double queue_hist_bounds[QUEUE_HIST_BUCKETS];
@@ -88,6 +99,11 @@ typedef struct queue_options {
      * once that many replicas acknowledged them (WAIT, wait_timeout_ms). */
     int min_replicas;
     int wait_timeout_ms;
+    /* Worker side; 0 picks the default. */
+    int max_deaths;   /* worker deaths while running one job before it is given up (3) */
+    long dead_max;    /* entries kept in queue:dead (10000) */
+    int dead_age_s;   /* seconds a queue:dead entry is kept (86400) */
+    int image_keep_s; /* seconds image:{id} stays once its job is done; 0 deletes it */
 } queue_options;
 
 struct config;
@@ -105,6 +121,9 @@ void queue_close(queue *q);
 const char *queue_errstr(const queue *q);
 /* "host:port" of the Redis this handle last connected to (or will try). */
 const char *queue_endpoint(const queue *q);
+/* How many connections this handle has made so far: a caller that sees it
+ * grow knows that commands may have been lost with the old connection. */
+unsigned long queue_connects(const queue *q);
 /* PING; 0 when Redis answers. */
 int queue_ping(queue *q);
 
@@ -157,6 +176,10 @@ enum {
 
 /* QUEUE_ERR_NOTFOUND when no key of the job exists. Free with queue_job_clear. */
 int queue_get_job(queue *q, const char *id, queue_job *out);
+/* The part of queue_get_job that reads Redis's answer, here the raw RESP
+ * bytes of it (for tests and the fuzzer): QUEUE_ERR_REPLY when they are no
+ * complete reply of the expected shape. err receives the reason. */
+int queue_parse_job_reply(const char *resp, size_t len, queue_job *out, char *err, size_t errlen);
 void queue_job_clear(queue_job *job);
 
 /* Blocks this connection until one of the jobs ids[0..n) becomes final
@@ -176,7 +199,7 @@ typedef struct queue_stats {
     long long dead_length;   /* LLEN queue:dead */
     long long workers_alive; /* members of `workers` whose heartbeat key exists */
     long long processing;    /* jobs held in processing lists of live workers */
-    long long processed, failed, expired, retried;
+    long long processed, failed, expired, retried, invalid;
     double inference_ms_sum;
     long long inference_count;
     long long hist[QUEUE_HIST_BUCKETS]; /* cumulative counts, Prometheus style */
@@ -190,7 +213,10 @@ int queue_get_stats(queue *q, queue_stats *out);
 /* ---- worker side ---- */
 
 /* Blocks up to timeout_s for a job: BLMOVE queue RIGHT -> processing:{worker} LEFT.
- * QUEUE_ERR_EMPTY on timeout. */
+ * QUEUE_ERR_EMPTY on timeout. An entry that is no valid job id (another
+ * producer's) is taken off the processing list, pushed onto queue:dead with
+ * a job:{entry} record saying why, and counted (metrics `invalid`); the call
+ * then returns QUEUE_ERR_INVALID and queue_errstr() describes the entry. */
 int queue_take(queue *q, const char *worker, double timeout_s, char *id_out, size_t id_cap);
 
 /* The job's image (base64 text, NUL-terminated, caller frees). QUEUE_ERR_NOTFOUND
@@ -212,8 +238,9 @@ typedef struct queue_result {
 } queue_result;
 
 /* Stores the result once (SET result:{id} NX semantics: an existing result is
- * kept), marks done, counts metrics, takes the id off processing:{worker}.
- * When the job holds a fast answer, records whether the label agrees with it
+ * kept), marks done, counts metrics, takes the id off processing:{worker},
+ * and deletes image:{id} (or cuts its TTL to image_keep_s). When the job
+ * holds a fast answer, records whether the label agrees with it
  * (agrees_with_fast, counted as agree or upgrade). Every final state (done
  * here, failed, expired) of a job with a callback_url schedules its webhook. */
 int queue_job_done(queue *q, const char *id, const char *worker, const queue_result *res);
@@ -224,6 +251,12 @@ int queue_job_done(queue *q, const char *id, const char *worker, const queue_res
 int queue_job_fail(queue *q, const char *id, const char *worker, const char *reason,
                    int max_attempts, int *final);
 
+/* A job whose keys Redis refuses to handle (another producer's job:{id} of
+ * another type: WRONGTYPE), which would otherwise come back for ever: off
+ * processing:{worker}, onto queue:dead with a job:{id} record giving why
+ * (unless a job:{id} key exists), counted as invalid. */
+int queue_job_refuse(queue *q, const char *worker, const char *id, const char *why);
+
 /* The image is gone: status expired, counted, off processing:{worker}. */
 int queue_job_expired(queue *q, const char *id, const char *worker);
 
@@ -233,16 +266,26 @@ int queue_heartbeat(queue *q, const char *worker, const char *info, int ttl_s);
 int queue_worker_gone(queue *q, const char *worker);
 
 /* Moves every job of processing:{worker} back to the consuming end of the
- * queue (next to be taken), one atomic LMOVE each, status back to queued.
+ * queue (next to be taken), in one script, status back to queued.
  * refund = 1 gives back the attempt the worker had started (it was killed
  * from outside or stopped: not the job's fault); refund = 0 keeps it counted
  * (the worker crashed, perhaps because of the job), so a job that crashes
- * every worker is given up after max_attempts like any failing job. */
+ * every worker is given up after max_attempts like any failing job. This is
+ * also what a live worker does with its own list after a Redis error (a job
+ * may have been moved into it by a command whose answer was lost). */
 int queue_requeue_worker(queue *q, const char *worker, int refund, long long *moved);
 
-/* For each known worker whose heartbeat key has expired: requeue its
- * processing list (attempts refunded: a vanished host is not the job's fault)
- * and forget it. Safe to run from any host at any time. */
+/* The same for a worker process that died: each job it was running counts a
+ * death (job:{id} deaths, error = why); a job at max_deaths is failed and
+ * dead-lettered instead of requeued (*given_up counts those), so a job that
+ * kills every worker that takes it (OOM) or stalls it cannot loop forever. */
+int queue_requeue_dead(queue *q, const char *worker, int refund, const char *why, long long *moved,
+                       long long *given_up);
+
+/* For each known worker whose heartbeat key has expired: queue_requeue_dead
+ * its processing list (attempts refunded: a vanished host is not the job's
+ * fault, but the death counts) and forget it. Safe to run from any host at
+ * any time. */
 int queue_reap_dead_workers(queue *q, long long *moved);
 
 /* ---- webhook delivery (webhook.c) ---- */

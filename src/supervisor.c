@@ -18,8 +18,16 @@
  * its own. Signal handlers only set flags. The parent reaps with
  * waitpid(-1, WNOHANG) every tick (SIGCHLD only cuts the sleep short), logs
  * why a child died, moves the jobs left in that child's processing list back
- * to the head of the queue at once, and restarts the slot with exponential
- * back-off (reset once a child has lived long enough). Every few seconds it
+ * to the head of the queue at once (each counts a death of its worker: a job
+ * at MAX_WORKER_DEATHS is dead-lettered instead), and restarts the slot.
+ *
+ * Restart policy: a child tells the parent through a pipe when its start-up
+ * (model load, Redis set-up) is over. A child that was ready and was killed
+ * from outside (an operator, the OOM killer, a test) is restarted at once:
+ * waiting would only lose throughput. Back-off (0.5 s doubling to 30 s) is
+ * for children that die during start-up, or crash the same way (same exit
+ * status or fault signal) twice in a row; it is forgotten once a child has
+ * been ready for HEALTHY_AFTER_MS. Every few seconds it
  * also requeues the lists of workers anywhere whose heartbeat expired (a host
  * that vanished). On SIGTERM/SIGINT each child finishes or requeues the job
  * in hand and exits; the parent waits (bounded), kills stragglers, requeues
@@ -28,6 +36,7 @@
  * Worker ids are hostname-pid-random, unique across hosts and restarts.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +56,7 @@
 #define TICK_MS 100
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
-#define HEALTHY_AFTER_MS 30000 /* a child that lived this long resets its back-off */
+#define HEALTHY_AFTER_MS 30000 /* a child ready this long resets its back-off */
 #define STOP_GRACE_MS 20000
 #define HOST_PART_MAX 40
 
@@ -70,9 +79,15 @@ struct slot {
     int64_t started_ms;
     int64_t restart_at_ms;
     int backoff_ms;
+    int ready_fd; /* read end of the child's ready pipe, -1 when closed */
+    int ready;    /* the child finished its start-up */
+    int64_t ready_ms;
+    int have_last; /* last_status holds the previous death's wait status */
+    int last_status;
     int requeue_pending; /* the dead child's list could not be requeued yet */
     int refund;          /* the dead child's death was not its job's fault */
     char dead_id[QUEUE_WORKER_ID_MAX + 1];
+    char dead_why[160];
 };
 
 static int64_t mono_ms(void)
@@ -139,7 +154,8 @@ static int crashed(int st)
 }
 
 /* In the child: fresh handlers, no parent state, run, leave with _exit. */
-static void child_main(const struct config *cfg, queue *parent_q, const char *id, pid_t parent)
+static void child_main(const struct config *cfg, queue *parent_q, const char *id, pid_t parent,
+                       int ready_fd)
 {
     /* The parent's connection is its own: drop our copy unused. */
     queue_close(parent_q);
@@ -152,23 +168,36 @@ static void child_main(const struct config *cfg, queue *parent_q, const char *id
      * in a container, so compare with its pid, not with 1). */
     if (getppid() != parent) _exit(WORKER_EXIT_OK);
     log_init("worker", cfg->log_level);
-    _exit(worker_run(cfg, id, &stop_requested));
+    _exit(worker_run(cfg, id, ready_fd, &stop_requested));
 }
 
 static int spawn(struct slot *s, const struct config *cfg, queue *q, const char *host)
 {
     unsigned int rnd = 0;
     pid_t parent = getpid();
+    int fds[2];
     if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = (unsigned int)mono_ms();
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK)) {
+        LOG(ERROR, "pipe failed: %s", strerror(errno));
+        return -1;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         LOG(ERROR, "fork failed: %s", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
         return -1;
     }
     /* Both sides build the same id from the child's pid. */
     pid_t child = pid ? pid : getpid();
     snprintf(s->id, sizeof s->id, "%s-%d-%06x", host, (int)child, rnd & 0xffffff);
-    if (pid == 0) child_main(cfg, q, s->id, parent);
+    if (pid == 0) {
+        close(fds[0]);
+        child_main(cfg, q, s->id, parent, fds[1]);
+    }
+    close(fds[1]);
+    s->ready_fd = fds[0];
+    s->ready = 0;
     s->pid = pid;
     s->started_ms = mono_ms();
     LOG(INFO, "started worker %s (pid %d)", s->id, (int)pid);
@@ -179,8 +208,8 @@ static int spawn(struct slot *s, const struct config *cfg, queue *q, const char 
  * (and the heartbeat expiry is the last resort). */
 static void requeue_dead(struct slot *s, queue *q)
 {
-    long long moved = 0;
-    int rc = queue_requeue_worker(q, s->dead_id, s->refund, &moved);
+    long long moved = 0, given_up = 0;
+    int rc = queue_requeue_dead(q, s->dead_id, s->refund, s->dead_why, &moved, &given_up);
     if (rc) {
         if (!s->requeue_pending)
             LOG(WARN, "cannot requeue the jobs of %s yet: %s", s->dead_id, queue_errstr(q));
@@ -189,8 +218,51 @@ static void requeue_dead(struct slot *s, queue *q)
     }
     s->requeue_pending = 0;
     if (moved) LOG(WARN, "requeued %lld job(s) left by %s", moved, s->dead_id);
+    if (given_up)
+        LOG(WARN, "dead-lettered %lld job(s) of %s: their workers died with them too often",
+            given_up, s->dead_id);
     if (queue_worker_gone(q, s->dead_id))
         LOG(WARN, "could not forget %s: %s", s->dead_id, queue_errstr(q));
+}
+
+/* Reads the child's "ready" byte if it has come; closes the pipe then or
+ * when the child is gone (end of file). */
+static void poll_ready(struct slot *s)
+{
+    if (s->ready_fd < 0) return;
+    char b;
+    ssize_t got = read(s->ready_fd, &b, 1);
+    if (got < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (got == 1) {
+        s->ready = 1;
+        s->ready_ms = mono_ms();
+    }
+    close(s->ready_fd);
+    s->ready_fd = -1;
+}
+
+/* When to restart a slot whose child died with wait status st (see the top). */
+static void plan_restart(struct slot *s, int st)
+{
+    int64_t now = mono_ms();
+    if (s->ready && now - s->ready_ms >= HEALTHY_AFTER_MS) {
+        s->backoff_ms = 0;
+        s->have_last = 0;
+    }
+    int repeated = s->have_last && crashed(st) && st == s->last_status;
+    s->have_last = 1;
+    s->last_status = st;
+    if (s->ready && !repeated) {
+        s->backoff_ms = 0;
+        s->restart_at_ms = now;
+        return;
+    }
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (s->backoff_ms > BACKOFF_MAX_MS) s->backoff_ms = BACKOFF_MAX_MS;
+    s->restart_at_ms = now + s->backoff_ms;
+    if (!stop_requested)
+        LOG(WARN, "restarting the slot of %s in %.1f s (%s)", s->id, s->backoff_ms / 1000.0,
+            s->ready ? "it failed the same way as before" : "it died during start-up");
 }
 
 static struct slot *find_slot(struct slot *slots, int n, pid_t pid)
@@ -216,14 +288,17 @@ static int reap(struct slot *slots, int n, queue *q)
         else
             LOG(WARN, "worker %s (pid %d) %s after %.1f s", s->id, (int)pid, why, lived / 1000.0);
         if (WIFEXITED(st) && WEXITSTATUS(st) == WORKER_EXIT_MODEL) model_failures++;
+        poll_ready(s);
+        if (s->ready_fd >= 0) {
+            close(s->ready_fd);
+            s->ready_fd = -1;
+        }
         s->pid = 0;
         memcpy(s->dead_id, s->id, sizeof s->dead_id);
+        snprintf(s->dead_why, sizeof s->dead_why, "worker %s", why);
         s->refund = !crashed(st);
         requeue_dead(s, q);
-        if (lived >= HEALTHY_AFTER_MS) s->backoff_ms = 0;
-        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (s->backoff_ms > BACKOFF_MAX_MS) s->backoff_ms = BACKOFF_MAX_MS;
-        s->restart_at_ms = mono_ms() + s->backoff_ms;
+        plan_restart(s, st);
     }
     return model_failures;
 }
@@ -273,6 +348,8 @@ int cli_worker(int argc, char **argv)
     LOG(INFO, "supervisor: %d workers, model %s, redis %s:%d", n, cfg.async_model_path,
         cfg.redis_host, cfg.redis_port);
     for (int i = 0; i < n; i++)
+        slots[i].ready_fd = -1;
+    for (int i = 0; i < n; i++)
         spawn(&slots[i], &cfg, q, host);
 
     int64_t reap_every = cfg.heartbeat_ttl * 1000LL / 2, next_reap = mono_ms() + reap_every;
@@ -285,6 +362,7 @@ int cli_worker(int argc, char **argv)
         }
         int64_t now = mono_ms();
         for (int i = 0; i < n && !stop_requested; i++) {
+            if (slots[i].pid) poll_ready(&slots[i]);
             if (slots[i].requeue_pending) requeue_dead(&slots[i], q);
             if (!slots[i].pid && now >= slots[i].restart_at_ms) spawn(&slots[i], &cfg, q, host);
         }

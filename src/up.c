@@ -275,9 +275,16 @@ int cli_up(int argc, char **argv)
         }
         have_tmp = 1;
         snprintf(port_s, sizeof port_s, "%d", port);
-        const char *rargv[] = {"redis-server", "--port",     port_s,         "--bind", "127.0.0.1",
-                               "--save",       "",           "--appendonly", "no",     "--dir",
-                               tmpdir,         "--loglevel", "warning",      NULL};
+        /* A bound on memory with noeviction: past it Redis refuses new jobs
+         * (the proxy answers 503 with the fast label) instead of growing
+         * until the kernel kills it, and never silently drops a job's keys. */
+        char maxmem[24];
+        snprintf(maxmem, sizeof maxmem, "%lld", cfg.redis_maxmemory);
+        const char *rargv[] = {"redis-server", "--port",      port_s, "--bind",
+                               "127.0.0.1",    "--save",      "",     "--appendonly",
+                               "no",           "--dir",       tmpdir, "--loglevel",
+                               "warning",      "--maxmemory", maxmem, "--maxmemory-policy",
+                               "noeviction",   NULL};
         pids[C_REDIS] = spawn(rargv, "redis-server");
         int64_t deadline = mono_ms() + REDIS_READY_MS;
         int st;
@@ -294,8 +301,8 @@ int cli_up(int argc, char **argv)
         }
         setenv("REDIS_HOST", "127.0.0.1", 1);
         setenv("REDIS_PORT", port_s, 1);
-        LOG(INFO, "redis-server (pid %d) on 127.0.0.1:%d, data in %s", (int)pids[C_REDIS], port,
-            tmpdir);
+        LOG(INFO, "redis-server (pid %d) on 127.0.0.1:%d, data in %s, maxmemory %lld (noeviction)",
+            (int)pids[C_REDIS], port, tmpdir, cfg.redis_maxmemory);
     } else {
         LOG(INFO, "using the redis at %s:%d (REDIS_HOST is set)", cfg.redis_host, cfg.redis_port);
     }

@@ -19,7 +19,9 @@ enum {
 };
 
 /* Runs the worker loop as worker `id` (unique across hosts: queue.h's
- * worker id characters) and returns one of the WORKER_EXIT_ statuses. */
-int worker_run(const struct config *cfg, const char *id, volatile sig_atomic_t *stop);
+ * worker id characters) and returns one of the WORKER_EXIT_ statuses. Once
+ * the model is loaded and Redis set up, one byte is written to ready_fd
+ * (if >= 0), which is then closed. */
+int worker_run(const struct config *cfg, const char *id, int ready_fd, volatile sig_atomic_t *stop);
 
 #endif

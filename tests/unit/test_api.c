@@ -390,8 +390,8 @@ TEST(push_routes)
     ASSERT_EQ(ep, API_EP_EVENTS);
     ASSERT(!strncmp(id, "a1b2c3/", 7));
     ASSERT_EQ(route("POST", "/job/a1b2c3/events", &ep, &id, &allow), API_ERR_METHOD);
-    ASSERT_EQ(route("GET", "/job/a1/events", &ep, &id, &allow), API_ERR_BAD_REQUEST);
-    ASSERT_EQ(route("GET", "/job/a1b2c3/eventsx", &ep, &id, &allow), API_ERR_BAD_REQUEST);
+    ASSERT_EQ(route("GET", "/job/a1/events", &ep, &id, &allow), API_ERR_NOT_FOUND);
+    ASSERT_EQ(route("GET", "/job/a1b2c3/eventsx", &ep, &id, &allow), API_ERR_NOT_FOUND);
     ASSERT_EQ(route("GET", "/stats", &ep, &id, &allow), API_OK);
     ASSERT_EQ(ep, API_EP_STATS);
     ASSERT_EQ(route("GET", "/", &ep, &id, &allow), API_OK);

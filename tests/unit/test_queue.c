@@ -609,6 +609,329 @@ TEST(redis_down_fails_fast_and_recovers)
     redisFree(c);
 }
 
+static queue *open_queue_with(int port, const queue_options *extra)
+{
+    queue_options o = *extra;
+    o.host = "127.0.0.1";
+    o.port = port;
+    o.timeout_ms = 1000;
+    o.queue_name = "queue:jobs";
+    o.job_ttl = 3600;
+    queue *q = NULL;
+    return queue_open(&o, &q) == 0 ? q : NULL;
+}
+
+TEST(a_job_whose_workers_keep_dying_is_dead_lettered_with_the_reason)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue_with(redis_port, &(queue_options){.max_deaths = 3});
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    int skip = 0, attempts = 0;
+    long long moved = 0, given_up = 0;
+    for (int i = 1; i <= 3; i++) {
+        ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+        ASSERT_EQ(queue_job_start(q, id, "w1", 3, &skip, &attempts), 0);
+        ASSERT_EQ(skip, 0);
+        ASSERT_EQ(attempts, 1); /* SIGKILL: the attempt is given back... */
+        ASSERT_EQ(queue_requeue_dead(q, "w1", 1, "worker killed by signal 9 (SIGKILL)", &moved,
+                                     &given_up),
+                  0);
+        ASSERT_EQ(moved, i < 3 ? 1 : 0); /* ...but the death counts */
+        ASSERT_EQ(given_up, i < 3 ? 0 : 1);
+    }
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "failed");
+    ASSERT(j.error && strstr(j.error, "died 3 times") && strstr(j.error, "SIGKILL"));
+    ASSERT(j.finished_ms > 0);
+    queue_job_clear(&j);
+    char k[64];
+    snprintf(k, sizeof k, "job:%s", id);
+    char *deaths = raw_str(c, "HGET %s deaths", k);
+    ASSERT_STR_EQ(deaths, "3");
+    free(deaths);
+    char *dead = raw_str(c, "LINDEX %s 0", "queue:dead");
+    ASSERT_STR_EQ(dead, id);
+    free(dead);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 0);
+    snprintf(k, sizeof k, "done:%s", id);
+    ASSERT_EQ(raw_int(c, "LLEN %s", k), 1); /* waiters are woken */
+    /* A job a worker held but had not started is not the job's fault. */
+    char other[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, other), 0);
+    ASSERT_EQ(queue_take(q, "w2", 1, got, sizeof got), 0);
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(queue_requeue_dead(q, "w2", 1, "worker killed", &moved, &given_up), 0);
+        ASSERT_EQ(moved, 1);
+        ASSERT_EQ(queue_take(q, "w2", 1, got, sizeof got), 0);
+    }
+    ASSERT_EQ(queue_requeue_dead(q, "w2", 1, "", &moved, &given_up), QUEUE_ERR_INVALID);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(reaped_jobs_count_a_death)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue_with(redis_port, &(queue_options){.max_deaths = 2});
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    int skip = 0, attempts = 0;
+    long long moved = 0;
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(queue_heartbeat(q, "h-1-a", NULL, 30), 0);
+        ASSERT_EQ(queue_take(q, "h-1-a", 1, got, sizeof got), 0);
+        ASSERT_EQ(queue_job_start(q, id, "h-1-a", 3, &skip, &attempts), 0);
+        ASSERT_EQ(raw_int(c, "DEL %s", "worker:h-1-a"), 1);
+        ASSERT_EQ(queue_reap_dead_workers(q, &moved), 0);
+    }
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "failed");
+    ASSERT(j.error && strstr(j.error, "stopped sending heartbeats"));
+    queue_job_clear(&j);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(entries_that_are_no_job_id_are_dead_lettered)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char big[5001], got[QUEUE_ID_MAX + 1];
+    memset(big, 'x', 5000);
+    big[5000] = '\0';
+    const char *bad[] = {big, "UPPER-case", "ab", "abcd\nefg"};
+    for (int i = 0; i < 4; i++) {
+        redisReply *r = redisCommand(c, "LPUSH queue:jobs %s", bad[i]);
+        freeReplyObject(r);
+    }
+    redisReply *r = redisCommand(c, "LPUSH queue:jobs %b", "abcd\0zz", (size_t)7);
+    freeReplyObject(r);
+    for (int i = 0; i < 5; i++) {
+        ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), QUEUE_ERR_INVALID);
+        ASSERT(strstr(queue_errstr(q), "not a job id"));
+    }
+    ASSERT_EQ(queue_take(q, "w1", 0.05, got, sizeof got), QUEUE_ERR_EMPTY);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 5);
+    char *e = raw_str(c, "HGET job:%s error", "UPPER-case");
+    ASSERT(e && strstr(e, "not a job id (10 bytes"));
+    free(e);
+    char *kept = raw_str(c, "LINDEX %s 4", "queue:dead"); /* the first one pushed */
+    ASSERT(kept && strlen(kept) == QUEUE_BAD_ENTRY_KEEP);
+    free(kept);
+    queue_stats s;
+    ASSERT_EQ(queue_get_stats(q, &s), 0);
+    ASSERT_EQ(s.invalid, 5);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(a_job_whose_keys_redis_refuses_is_dead_lettered)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char got[QUEUE_ID_MAX + 1];
+    int skip, attempts;
+    redisReply *r = redisCommand(c, "SET job:abcd1 text");
+    freeReplyObject(r);
+    r = redisCommand(c, "LPUSH queue:jobs abcd1");
+    freeReplyObject(r);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, got, "w1", 3, &skip, &attempts), QUEUE_ERR_REPLY);
+    ASSERT_EQ(queue_job_refuse(q, "w1", got, "redis refused"), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
+    char *dead = raw_str(c, "LINDEX %s 0", "queue:dead");
+    ASSERT_STR_EQ(dead, "abcd1");
+    free(dead);
+    char *kept = raw_str(c, "GET %s", "job:abcd1"); /* another producer's key is left alone */
+    ASSERT_STR_EQ(kept, "text");
+    free(kept);
+    /* That entry at the old end of queue:dead, and in a dead worker's
+     * list, does not break the scripts that read job records. */
+    char id[QUEUE_ID_MAX + 1];
+    int final = 0;
+    long long moved = 0, given_up = 0;
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, id, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(queue_job_fail(q, id, "w1", "bad image", 1, &final), 0);
+    ASSERT_EQ(final, 1);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 1); /* abcd1 had no finished time: gone */
+    r = redisCommand(c, "LPUSH processing:w9 abcd1");
+    freeReplyObject(r);
+    ASSERT_EQ(queue_requeue_dead(q, "w9", 1, "worker killed", &moved, &given_up), 0);
+    ASSERT_EQ(moved, 1);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(dead_letter_list_is_bounded_in_length_and_age)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue_with(redis_port, &(queue_options){.dead_max = 3, .dead_age_s = 100});
+    ASSERT(q);
+    char got[QUEUE_ID_MAX + 1];
+    int final = 0, skip, attempts;
+    /* Two entries whose jobs finished long ago, one whose record is gone. */
+    redisReply *r = redisCommand(c, "RPUSH queue:dead old1 old2 gone1");
+    freeReplyObject(r);
+    r = redisCommand(c, "HSET job:old1 status failed finished 1000");
+    freeReplyObject(r);
+    r = redisCommand(c, "HSET job:old2 status failed finished 1000");
+    freeReplyObject(r);
+    char id[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, id, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(queue_job_fail(q, id, "w1", "bad image", 1, &final), 0);
+    ASSERT_EQ(final, 1);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 1); /* the stale three went */
+    long long ttl = raw_int(c, "TTL %s", "queue:dead");
+    ASSERT(ttl > 90 && ttl <= 100);
+    for (int i = 0; i < 5; i++) {
+        ASSERT_EQ(create(q, id), 0);
+        ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+        ASSERT_EQ(queue_job_start(q, id, "w1", 1, &skip, &attempts), 0);
+        ASSERT_EQ(queue_job_fail(q, id, "w1", "bad image", 1, &final), 0);
+    }
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 3);
+    char *newest = raw_str(c, "LINDEX %s 0", "queue:dead");
+    ASSERT_STR_EQ(newest, id);
+    free(newest);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(image_goes_once_the_job_is_done)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue_result res = {.label = "tabby", .top5 = "[]", .model = "m", .inference_ms = 3};
+    int skip, attempts;
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1], k[64];
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &skip, &attempts), 0);
+    snprintf(k, sizeof k, "image:%s", id);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 1);
+    ASSERT_EQ(queue_job_done(q, id, "w1", &res), 0);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 0);
+    queue_close(q);
+    q = open_queue_with(redis_port, &(queue_options){.image_keep_s = 60});
+    ASSERT(q);
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &skip, &attempts), 0);
+    ASSERT_EQ(queue_job_done(q, id, "w1", &res), 0);
+    snprintf(k, sizeof k, "image:%s", id);
+    long long ttl = raw_int(c, "TTL %s", k);
+    ASSERT(ttl > 50 && ttl <= 60);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(redis_out_of_memory_is_its_own_error)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    redisReply *r = redisCommand(c, "CONFIG SET maxmemory 1");
+    freeReplyObject(r);
+    char id[QUEUE_ID_MAX + 1];
+    int rc = create(q, id);
+    r = redisCommand(c, "CONFIG SET maxmemory 0");
+    freeReplyObject(r);
+    ASSERT_EQ(rc, QUEUE_ERR_OOM);
+    ASSERT(strstr(queue_errstr(q), "OOM"));
+    ASSERT_STR_EQ(queue_strerror(rc), "redis out of memory");
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 0);
+    ASSERT_EQ(create(q, id), 0);
+    /* A job in hand still completes (and frees its image) at maxmemory. */
+    char got[QUEUE_ID_MAX + 1], k[64];
+    int skip, attempts;
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, got, "w1", 3, &skip, &attempts), 0);
+    r = redisCommand(c, "CONFIG SET maxmemory 1");
+    freeReplyObject(r);
+    queue_result res = {.label = "tabby", .top5 = "[]", .model = "m", .inference_ms = 3};
+    rc = queue_job_done(q, got, "w1", &res);
+    r = redisCommand(c, "CONFIG SET maxmemory 0");
+    freeReplyObject(r);
+    ASSERT_EQ(rc, 0);
+    snprintf(k, sizeof k, "result:%s", got);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 1);
+    snprintf(k, sizeof k, "image:%s", got);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 0);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(connects_counts_new_connections)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    ASSERT_EQ(queue_connects(q), 1);
+    ASSERT_EQ(queue_ping(q), 0);
+    ASSERT_EQ(queue_connects(q), 1);
+    redisReply *r = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+    freeReplyObject(r);
+    if (queue_ping(q)) ASSERT_EQ(queue_ping(q), 0);
+    ASSERT_EQ(queue_connects(q), 2);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(job_reply_parser)
+{
+    queue_job j;
+    char err[128];
+    static const char done[] = "*3\r\n*6\r\n$6\r\nstatus\r\n$4\r\ndone\r\n$8\r\nattempts\r\n"
+                               "$1\r\n2\r\n$5\r\nmodel\r\n$1\r\nm\r\n$5\r\ntabby\r\n:0\r\n";
+    ASSERT_EQ(queue_parse_job_reply(done, sizeof done - 1, &j, err, sizeof err), 0);
+    ASSERT_STR_EQ(j.status, "done");
+    ASSERT_STR_EQ(j.label, "tabby");
+    ASSERT_STR_EQ(j.model, "m");
+    ASSERT_EQ(j.attempts, 2);
+    queue_job_clear(&j);
+    static const char seed[] = "*3\r\n*0\r\n$-1\r\n:1\r\n";
+    ASSERT_EQ(queue_parse_job_reply(seed, sizeof seed - 1, &j, err, sizeof err), 0);
+    ASSERT_STR_EQ(j.status, "queued");
+    queue_job_clear(&j);
+    static const char none[] = "*3\r\n*0\r\n$-1\r\n:0\r\n";
+    ASSERT_EQ(queue_parse_job_reply(none, sizeof none - 1, &j, err, sizeof err),
+              QUEUE_ERR_NOTFOUND);
+    ASSERT_EQ(queue_parse_job_reply(none, 6, &j, err, sizeof err), QUEUE_ERR_REPLY);
+    ASSERT(strstr(err, "incomplete"));
+    ASSERT_EQ(queue_parse_job_reply("*2\r\n:1\r\n:2\r\n", 12, &j, err, sizeof err),
+              QUEUE_ERR_REPLY);
+    ASSERT_EQ(queue_parse_job_reply("?bad\r\n", 6, &j, err, sizeof err), QUEUE_ERR_REPLY);
+    /* Found by fuzz_job: a header claiming billions of elements is refused
+     * before anything is allocated for them. */
+    ASSERT_EQ(queue_parse_job_reply("*2000000000\r\n", 14, &j, err, sizeof err), QUEUE_ERR_REPLY);
+    /* A status outside the known set is not taken over. */
+    static const char odd[] = "*3\r\n*2\r\n$6\r\nstatus\r\n$3\r\nbad\r\n$-1\r\n:1\r\n";
+    ASSERT_EQ(queue_parse_job_reply(odd, sizeof odd - 1, &j, err, sizeof err), 0);
+    ASSERT_STR_EQ(j.status, "queued");
+    queue_job_clear(&j);
+}
+
 /* take + start + done with a label, as a worker does. */
 static int finish(queue *q, const char *id, const char *label)
 {
