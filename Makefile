@@ -1,7 +1,8 @@
 # tandem — build, test, benchmark.
 #
 #   make                 build build/tandem and build/libtandem.a
-#   make deps            install the Debian and npm packages everything needs
+#   make deps            install the Debian packages building and running need
+#   make test-deps       ...and those the tests and benchmarks need (Debian, npm)
 #   make test            every test (unit, model conformance vs ONNX Runtime, service)
 #   make bench           the benchmarks (figures, with ratios against ONNX Runtime)
 #   make SANITIZE=address,undefined test    the suite under ASan/UBSan (in build/san)
@@ -41,7 +42,7 @@ MAIN_OBJS := $(MAIN_SRCS:src/%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit-test test-models bench fuzz models clean format print-cflags print-libs
+.PHONY: all deps test-deps test unit-test test-models bench fuzz models clean format print-cflags print-libs
 
 all: $(BUILD)/tandem $(BUILD)/libtandem.a
 
@@ -83,6 +84,9 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/graph_build.h test
 
 deps:
 	scripts/deps.sh
+
+test-deps:
+	scripts/deps.sh --test
 
 # Test models do not depend on the build flavour: one cache for all of them.
 test-models:
