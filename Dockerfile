@@ -26,6 +26,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin tandem \
  && mkdir -p /models && chown tandem /models
 COPY --from=build /src/build/tandem /usr/local/bin/tandem
+# The real int8 pair, for `tandem up` with no network (found beside the binary).
+COPY --from=build /src/data/models/st-int8 /usr/local/share/tandem/models/st-int8
 # The seed's paths and hosts: models in a volume at /models, Redis at "redis".
 ENV MODEL_DIR=/models \
     SYNC_MODEL_PATH=/models/mobilenet_v2.onnx \

@@ -2,7 +2,8 @@
 #
 #   make                 build build/tandem, build/libtandem.a (engine, images) and
 #                        build/libtandem-service.a
-#   make deps            install the Debian and npm packages everything needs
+#   make deps            install the Debian packages building and running need
+#   make test-deps       ...and those the tests and benchmarks need (Debian, npm)
 #   make test            every test (unit, model conformance vs ONNX Runtime, service)
 #   make bench           the benchmarks (figures, with ratios against ONNX Runtime)
 #   make SANITIZE=address,undefined test    the suite under ASan/UBSan (in build/san)
@@ -49,7 +50,7 @@ LIBS := $(BUILD)/libtandem-service.a $(BUILD)/libtandem.a
 TEST_SRCS := $(wildcard tests/unit/*/test_*.c)
 TEST_BINS := $(addprefix $(BUILD)/tests/,$(basename $(notdir $(TEST_SRCS))))
 
-.PHONY: all deps test unit-test test-models bench fuzz models clean format print-cflags print-libs
+.PHONY: all deps test-deps test unit-test test-models bench fuzz models clean format print-cflags print-libs
 
 all: $(BUILD)/tandem $(LIBS)
 
@@ -100,6 +101,9 @@ $(foreach layer,$(LAYERS),$(eval $(call test_rule,$(layer))))
 
 deps:
 	scripts/deps.sh
+
+test-deps:
+	scripts/deps.sh --test
 
 # Test models do not depend on the build flavour: one cache for all of them.
 test-models:
