@@ -20,6 +20,7 @@
 #include "queue.h"
 
 #include "config.h"
+#include "embed.h"
 #include "log.h"
 #include "sentinel.h"
 
@@ -65,7 +66,7 @@ struct queue {
 };
 
 /* ------------------------------------------------------------------------ */
-/* Scripts. KEYS and ARGV layouts are documented at each call site below.   */
+/* Scripts. KEYS and ARGV layouts are documented atop each .lua file.       */
 
 enum {
     S_CREATE,
@@ -86,282 +87,88 @@ enum {
 };
 _Static_assert(S_COUNT <= 32, "queue.sha holds 32 scripts");
 
-/* Pushes id onto the dead-letter list k, then bounds it: entries at the old
- * end whose job record is gone or finished more than age seconds before
- * now_ms go (a few per push, so the cost stays small), the list is trimmed
- * to max entries, and it expires age seconds after the last push. Job keys
- * are read with pcall here and in requeue(): another producer's job:{id} of
- * another type must not make the script fail half-way. */
-#define LUA_DEAD                                                                                   \
-    "local function dead_letter(k, id, max, age, now)\n"                                           \
-    "  redis.call('LPUSH', k, id)\n"                                                               \
-    "  local oldest = tonumber(now) - tonumber(age) * 1000\n"                                      \
-    "  for _ = 1, 64 do\n"                                                                         \
-    "    local last = redis.call('LINDEX', k, -1)\n"                                               \
-    "    if not last or last == id then break end\n"                                               \
-    "    local f = tonumber(redis.pcall('HGET', 'job:' .. last, 'finished')) or 0\n"               \
-    "    if f >= oldest then break end\n"                                                          \
-    "    redis.call('RPOP', k)\n"                                                                  \
-    "  end\n"                                                                                      \
-    "  redis.call('LTRIM', k, 0, tonumber(max) - 1)\n"                                             \
-    "  redis.call('EXPIRE', k, age)\n"                                                             \
-    "end\n"
+/* The scripts live in src/service/lua/NAME.lua, built in with EMBED; the
+ * local functions several of them share are lua/lib/NAME.lua, put in front
+ * of a script's text when it is loaded (in the order of the LIB_ bits). */
+EMBED(lua_lib_notify, "src/service/lua/lib/notify.lua");
+EMBED(lua_lib_hook, "src/service/lua/lib/hook.lua");
+EMBED(lua_lib_keep_ttl, "src/service/lua/lib/keep_ttl.lua");
+EMBED(lua_lib_dead_letter, "src/service/lua/lib/dead_letter.lua");
+EMBED(lua_lib_requeue, "src/service/lua/lib/requeue.lua");
+EMBED(lua_lib_requeue_args, "src/service/lua/lib/requeue_args.lua");
+EMBED(lua_create, "src/service/lua/create.lua");
+EMBED(lua_get, "src/service/lua/get.lua");
+EMBED(lua_start, "src/service/lua/start.lua");
+EMBED(lua_done, "src/service/lua/done.lua");
+EMBED(lua_fail, "src/service/lua/fail.lua");
+EMBED(lua_expired, "src/service/lua/expired.lua");
+EMBED(lua_heartbeat, "src/service/lua/heartbeat.lua");
+EMBED(lua_requeue, "src/service/lua/requeue.lua");
+EMBED(lua_reap_one, "src/service/lua/reap_one.lua");
+EMBED(lua_stats, "src/service/lua/stats.lua");
+EMBED(lua_notify, "src/service/lua/notify.lua");
+EMBED(lua_hook_claim, "src/service/lua/hook_claim.lua");
+EMBED(lua_hook_record, "src/service/lua/hook_record.lua");
+EMBED(lua_invalid, "src/service/lua/invalid.lua");
 
-/* Moves all of a processing list back to the consuming (right) end of the
- * queue, oldest first; jobs marked running go back to queued. a.refund: the
- * attempt the worker had started is given back (it was not the job's fault:
- * killed from outside, host gone, a Redis error). a.death: the worker died
- * while running the job; that counts in job:{id} deaths, and a job at
- * a.maxd deaths is failed and dead-lettered instead (it kills or stalls
- * every worker that takes it). a.why, if not empty, becomes the job's error.
- * Returns {requeued, given up}. Needs LUA_NOTIFY, LUA_KEEP_TTL, LUA_DEAD. */
-#define LUA_REQUEUE                                                                                \
-    "local function requeue(kp, kq, kd, km, a)\n"                                                  \
-    "  local n, gone = 0, 0\n"                                                                     \
-    "  while true do\n"                                                                            \
-    "    local id = redis.call('RPOP', kp)\n"                                                      \
-    "    if not id then break end\n"                                                               \
-    "    local jk = 'job:' .. id\n"                                                                \
-    "    local dead = false\n"                                                                     \
-    "    if redis.pcall('HGET', jk, 'status') == 'running' then\n"                                 \
-    "      if a.why ~= '' then redis.call('HSET', jk, 'error', a.why) end\n"                       \
-    "      if a.refund and tonumber(redis.call('HGET', jk, 'attempts') or '0') > 0 then\n"         \
-    "        redis.call('HINCRBY', jk, 'attempts', -1)\n"                                          \
-    "      end\n"                                                                                  \
-    "      if a.death then\n"                                                                      \
-    "        local d = redis.call('HINCRBY', jk, 'deaths', 1)\n"                                   \
-    "        if d >= a.maxd then\n"                                                                \
-    "          dead = true\n"                                                                      \
-    "          redis.call('HSET', jk, 'status', 'failed', 'finished', a.now, 'error',\n"           \
-    "            'gave up: its worker died ' .. d .. ' times while running it (last: ' ..\n"       \
-    "            a.why .. ')')\n"                                                                  \
-    "          keep_ttl(jk, a.ttl)\n"                                                              \
-    "          dead_letter(kd, id, a.dmax, a.dage, a.now)\n"                                       \
-    "          redis.call('HINCRBY', km, 'failed', 1)\n"                                           \
-    "          notify('done:' .. id)\n"                                                            \
-    "          hook(jk, id)\n"                                                                     \
-    "          gone = gone + 1\n"                                                                  \
-    "        end\n"                                                                                \
-    "      end\n"                                                                                  \
-    "      if not dead then redis.call('HSET', jk, 'status', 'queued') end\n"                      \
-    "    end\n"                                                                                    \
-    "    if not dead then\n"                                                                       \
-    "      redis.call('RPUSH', kq, id)\n"                                                          \
-    "      n = n + 1\n"                                                                            \
-    "    end\n"                                                                                    \
-    "  end\n"                                                                                      \
-    "  return {n, gone}\n"                                                                         \
-    "end\n"
-
-/* A job with a callback_url that reaches a final state gets its webhook
- * scheduled, once (webhook.c delivers it): due at once, deliverers woken. */
-#define LUA_HOOK                                                                                   \
-    "local function hook(jk, id)\n"                                                                \
-    "  if redis.call('HEXISTS', jk, 'callback_url') == 1 and\n"                                    \
-    "     redis.call('HEXISTS', jk, 'webhook') == 0 then\n"                                        \
-    "    redis.call('HSET', jk, 'webhook', 'pending')\n"                                           \
-    "    redis.call('ZADD', 'webhooks:due', 0, id)\n"                                              \
-    "    redis.call('LPUSH', 'webhooks:wake', '1')\n"                                              \
-    "    redis.call('LTRIM', 'webhooks:wake', 0, 0)\n"                                             \
-    "  end\n"                                                                                      \
-    "end\n"
-
-/* ARGV layout shared by REQUEUE and REAP_ONE, read into the table requeue() takes. */
-#define LUA_REQUEUE_ARGS                                                                           \
-    "local a = {refund = ARGV[1] == '1', death = ARGV[2] == '1', why = ARGV[3],\n"                 \
-    "  maxd = tonumber(ARGV[4]), now = ARGV[5], dmax = ARGV[6], dage = ARGV[7], ttl = ARGV[8]}\n"
-
-#define LUA_NOTIFY                                                                                 \
-    "local function notify(k)\n"                                                                   \
-    "  redis.call('LPUSH', k, '1')\n"                                                              \
-    "  redis.call('LTRIM', k, 0, 0)\n"                                                             \
-    "  redis.call('EXPIRE', k, " DONE_TTL_STR ")\n"                                                \
-    "end\n" LUA_HOOK
-#define DONE_TTL_STR "60"
-
-#define LUA_KEEP_TTL                                                                               \
-    "local function keep_ttl(k, ttl)\n"                                                            \
-    "  if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, ttl) end\n"                        \
-    "end\n"
-
-static const char *const scripts[S_COUNT] = {
-    /* CREATE: KEYS job image result queue done; ARGV id b64 ttl max now
-     * sync_label sync_model sync_top5 callback_url. 1 created, 0 id taken, -1 full. */
-    [S_CREATE] =
-        "if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[5]) > 0 then return 0 end\n"
-        "local max = tonumber(ARGV[4])\n"
-        "if max > 0 and redis.call('LLEN', KEYS[4]) >= max then return -1 end\n"
-        "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"
-        "redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'created', ARGV[5],\n"
-        "  'sync_label', ARGV[6], 'sync_model', ARGV[7], 'sync_top5', ARGV[8])\n"
-        "if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'callback_url', ARGV[9]) end\n"
-        "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
-        "redis.call('LPUSH', KEYS[4], ARGV[1])\n"
-        "return 1\n",
-    /* GET: KEYS job result image -> {hgetall, result or false, image exists} */
-    [S_GET] = "return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]),\n"
-              "        redis.call('EXISTS', KEYS[3])}\n",
-    /* START: KEYS job result processing dead metrics done; ARGV id worker now
-     * max ttl dead_max dead_age -> {0 run | 1 has a result | 2 given up, attempt} */
-    [S_START] = LUA_NOTIFY LUA_KEEP_TTL LUA_DEAD
-    "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
-    "  redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
-    "  return {1, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}\n"
-    "end\n"
-    "local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
-    "keep_ttl(KEYS[1], ARGV[5])\n"
-    "if a > tonumber(ARGV[4]) then\n"
-    "  local why = redis.call('HGET', KEYS[1], 'error')\n"
-    "  if not why or why == '' then why = 'a worker died or lost it while running it' end\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', ARGV[3], 'attempts', a - 1,\n"
-    "    'error', 'gave up after ' .. (a - 1) .. ' attempts: ' .. why)\n"
-    "  redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
-    "  dead_letter(KEYS[4], ARGV[1], ARGV[6], ARGV[7], ARGV[3])\n"
-    "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
-    "  notify(KEYS[6])\n"
-    "  hook(KEYS[1], ARGV[1])\n"
-    "  return {2, a - 1}\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'running', 'started', ARGV[3], 'worker', ARGV[2])\n"
-    "return {0, a}\n",
-    /* DONE: KEYS job result processing metrics done image; ARGV id label top5
-     * model ms now ttl bucket image_keep -> 1 stored, 0 a result existed already.
-     * The image is not needed once there is a result: it goes (or is kept
-     * image_keep more seconds, never longer than it would have been). That
-     * comes first: at maxmemory Redis refuses a script whose first write
-     * may grow memory, but lets one finish that has begun by freeing some,
-     * so jobs in hand still complete and free their images. */
-    [S_DONE] = LUA_NOTIFY LUA_KEEP_TTL
-    "local keep = tonumber(ARGV[9])\n"
-    "redis.call('LREM', KEYS[3], 1, ARGV[1])\n"
-    "if keep > 0 then\n"
-    "  local t = redis.call('TTL', KEYS[6])\n"
-    "  if t == -1 or t > keep then redis.call('EXPIRE', KEYS[6], keep) end\n"
-    "else\n"
-    "  redis.call('DEL', KEYS[6])\n"
-    "end\n"
-    "local fresh = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[7])\n"
-    "if not fresh then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'done', 'label', ARGV[2], 'top5', ARGV[3],\n"
-    "  'model', ARGV[4], 'inference_ms', ARGV[5], 'finished', ARGV[6])\n"
-    "redis.call('HDEL', KEYS[1], 'error')\n"
-    "local fast = redis.call('HGET', KEYS[1], 'sync_label')\n"
-    "if fast and fast ~= '' then\n"
-    "  local agree = fast == ARGV[2]\n"
-    "  redis.call('HSET', KEYS[1], 'agrees_with_fast', agree and '1' or '0')\n"
-    "  redis.call('HINCRBY', KEYS[4], agree and 'agree' or 'upgrade', 1)\n"
-    "end\n"
-    "keep_ttl(KEYS[1], ARGV[7])\n"
-    "redis.call('HINCRBY', KEYS[4], 'processed', 1)\n"
-    "redis.call('HINCRBYFLOAT', KEYS[4], 'inference_ms_sum', ARGV[5])\n"
-    "redis.call('HINCRBY', KEYS[4], 'inference_count', 1)\n"
-    "redis.call('HINCRBY', KEYS[4], ARGV[8], 1)\n"
-    "notify(KEYS[5])\n"
-    "hook(KEYS[1], ARGV[1])\n"
-    "return 1\n",
-    /* FAIL: KEYS job processing queue dead metrics done; ARGV id reason max now
-     * ttl dead_max dead_age -> 1 failed for good, 0 requeued, 2 not ours any
-     * more (left alone) */
-    [S_FAIL] = LUA_NOTIFY LUA_KEEP_TTL LUA_DEAD
-    "local held = redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
-    "local a = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')\n"
-    "redis.call('HSET', KEYS[1], 'error', ARGV[2])\n"
-    "keep_ttl(KEYS[1], ARGV[5])\n"
-    "if a >= tonumber(ARGV[3]) then\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', ARGV[4])\n"
-    "  dead_letter(KEYS[4], ARGV[1], ARGV[6], ARGV[7], ARGV[4])\n"
-    "  redis.call('HINCRBY', KEYS[5], 'failed', 1)\n"
-    "  notify(KEYS[6])\n"
-    "  hook(KEYS[1], ARGV[1])\n"
-    "  return 1\n"
-    "end\n"
-    "if held == 0 then return 2 end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'queued')\n"
-    "redis.call('LPUSH', KEYS[3], ARGV[1])\n"
-    "redis.call('HINCRBY', KEYS[5], 'retried', 1)\n"
-    "return 0\n",
-    /* EXPIRED: KEYS job processing metrics done; ARGV id now ttl */
-    [S_EXPIRED] = LUA_NOTIFY LUA_KEEP_TTL
-    "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
-    "redis.call('HSET', KEYS[1], 'status', 'expired', 'finished', ARGV[2],\n"
-    "  'error', 'the image expired before a worker took the job')\n"
-    "keep_ttl(KEYS[1], ARGV[3])\n"
-    "redis.call('HINCRBY', KEYS[3], 'expired', 1)\n"
-    "notify(KEYS[4])\n"
-    "hook(KEYS[1], ARGV[1])\n"
-    "return 1\n",
-    /* HEARTBEAT: KEYS worker:{w} workers; ARGV w info ttl */
-    [S_HEARTBEAT] = "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
-                    "redis.call('SADD', KEYS[2], ARGV[1])\n"
-                    "return 1\n",
-    /* REQUEUE: KEYS processing queue dead metrics; ARGV refund death why
-     * max_deaths now dead_max dead_age ttl -> {requeued, given up} */
-    [S_REQUEUE] = LUA_NOTIFY LUA_KEEP_TTL LUA_DEAD LUA_REQUEUE LUA_REQUEUE_ARGS
-    "return requeue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], a)\n",
-    /* REAP_ONE: KEYS processing queue dead metrics worker:{w} workers; ARGV as
-     * REQUEUE, then w -> {-1, 0} alive, else {requeued, given up} */
-    [S_REAP_ONE] = LUA_NOTIFY LUA_KEEP_TTL LUA_DEAD LUA_REQUEUE LUA_REQUEUE_ARGS
-    "if redis.call('EXISTS', KEYS[5]) == 1 then return {-1, 0} end\n"
-    "local r = requeue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], a)\n"
-    "redis.call('SREM', KEYS[6], ARGV[9])\n"
-    "return r\n",
-    /* INVALID: KEYS processing dead metrics; ARGV entry kept why now dead_max
-     * dead_age ttl. A queue entry that is no job id: off the processing list,
-     * onto queue:dead (its first bytes), with a job record saying why unless
-     * one exists under that name, and counted. */
-    [S_INVALID] = LUA_DEAD
-    "redis.call('LREM', KEYS[1], 1, ARGV[1])\n"
-    "local jk = 'job:' .. ARGV[2]\n"
-    "if redis.call('EXISTS', jk) == 0 then\n"
-    "  redis.call('HSET', jk, 'status', 'failed', 'error', ARGV[3], 'finished', ARGV[4])\n"
-    "  redis.call('EXPIRE', jk, ARGV[7])\n"
-    "end\n"
-    "dead_letter(KEYS[2], ARGV[2], ARGV[5], ARGV[6], ARGV[4])\n"
-    "redis.call('HINCRBY', KEYS[3], 'invalid', 1)\n"
-    "return 1\n",
-    /* NOTIFY: KEYS done -> 1 (puts back a marker queue_wait_any took) */
-    [S_NOTIFY] = LUA_NOTIFY "notify(KEYS[1])\nreturn 1\n",
-    /* HOOK_CLAIM: KEYS due wake; ARGV now lease max -> {ids, next due score or
-     * false}. When more are due, another deliverer is woken to share them. */
-    [S_HOOK_CLAIM] =
-        "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])\n"
-        "local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[2])\n"
-        "for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], until_ms, id) end\n"
-        "local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
-        "if nxt[2] and tonumber(nxt[2]) <= tonumber(ARGV[1]) then\n"
-        "  redis.call('LPUSH', KEYS[2], '1')\n"
-        "  redis.call('LTRIM', KEYS[2], 0, 0)\n"
-        "end\n"
-        "return {ids, nxt[2] or false}\n",
-    /* HOOK_RECORD: KEYS job due metrics; ARGV id outcome attempts error due.
-     * A job that expired meanwhile is not recreated. */
-    [S_HOOK_RECORD] =
-        "local o = ARGV[2]\n"
-        "if o == 'retry' then\n"
-        "  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])\n"
-        "else\n"
-        "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
-        "end\n"
-        "if o == 'dropped' then return 0 end\n"
-        "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
-        "  local st = o == 'retry' and 'pending' or o\n"
-        "  redis.call('HSET', KEYS[1], 'webhook', st, 'webhook_attempts', ARGV[3])\n"
-        "  if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'webhook_error', ARGV[4]) end\n"
-        "  if o == 'delivered' then redis.call('HDEL', KEYS[1], 'webhook_error') end\n"
-        "end\n"
-        "redis.call('HINCRBY', KEYS[3], o == 'retry' and 'webhook_retried' or 'webhook_' .. o, 1)\n"
-        "return 1\n",
-    /* STATS: KEYS queue dead metrics workers -> {llen, dead, metrics, alive, processing} */
-    [S_STATS] = "local alive, proc = 0, 0\n"
-                "for _, w in ipairs(redis.call('SMEMBERS', KEYS[4])) do\n"
-                "  if redis.call('EXISTS', 'worker:' .. w) == 1 then\n"
-                "    alive = alive + 1\n"
-                "    proc = proc + redis.call('LLEN', 'processing:' .. w)\n"
-                "  end\n"
-                "end\n"
-                "return {redis.call('LLEN', KEYS[1]), redis.call('LLEN', KEYS[2]),\n"
-                "        redis.call('HGETALL', KEYS[3]), alive, proc}\n",
+enum {
+    LIB_NOTIFY = 1,   /* notify() and hook() */
+    LIB_KEEP_TTL = 2, /* keep_ttl() */
+    LIB_DEAD = 4,     /* dead_letter() */
+    LIB_REQUEUE = 8   /* requeue() and its ARGV table a (needs the three above) */
 };
+
+static const struct {
+    const unsigned char *lib, *end;
+    unsigned bit;
+} libs[] = {
+    {lua_lib_notify, lua_lib_notify_end, LIB_NOTIFY},
+    {lua_lib_hook, lua_lib_hook_end, LIB_NOTIFY},
+    {lua_lib_keep_ttl, lua_lib_keep_ttl_end, LIB_KEEP_TTL},
+    {lua_lib_dead_letter, lua_lib_dead_letter_end, LIB_DEAD},
+    {lua_lib_requeue, lua_lib_requeue_end, LIB_REQUEUE},
+    {lua_lib_requeue_args, lua_lib_requeue_args_end, LIB_REQUEUE},
+};
+
+#define ALL_LIBS (LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD | LIB_REQUEUE)
+static const struct {
+    const unsigned char *text, *end;
+    unsigned libs;
+} scripts[S_COUNT] = {
+    [S_CREATE] = {lua_create, lua_create_end, 0},
+    [S_GET] = {lua_get, lua_get_end, 0},
+    [S_START] = {lua_start, lua_start_end, LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD},
+    [S_DONE] = {lua_done, lua_done_end, LIB_NOTIFY | LIB_KEEP_TTL},
+    [S_FAIL] = {lua_fail, lua_fail_end, LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD},
+    [S_EXPIRED] = {lua_expired, lua_expired_end, LIB_NOTIFY | LIB_KEEP_TTL},
+    [S_HEARTBEAT] = {lua_heartbeat, lua_heartbeat_end, 0},
+    [S_REQUEUE] = {lua_requeue, lua_requeue_end, ALL_LIBS},
+    [S_REAP_ONE] = {lua_reap_one, lua_reap_one_end, ALL_LIBS},
+    [S_STATS] = {lua_stats, lua_stats_end, 0},
+    [S_NOTIFY] = {lua_notify, lua_notify_end, LIB_NOTIFY},
+    [S_HOOK_CLAIM] = {lua_hook_claim, lua_hook_claim_end, 0},
+    [S_HOOK_RECORD] = {lua_hook_record, lua_hook_record_end, 0},
+    [S_INVALID] = {lua_invalid, lua_invalid_end, LIB_DEAD},
+};
+
+/* The text of scripts[which]: its libraries, then itself (caller frees). */
+static char *script_text(int which, size_t *len)
+{
+    size_t n = (size_t)(scripts[which].end - scripts[which].text), o = 0;
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++)
+        if (scripts[which].libs & libs[i].bit) n += (size_t)(libs[i].end - libs[i].lib);
+    char *t = malloc(n + 1);
+    if (!t) return NULL;
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++)
+        if (scripts[which].libs & libs[i].bit) {
+            memcpy(t + o, libs[i].lib, (size_t)(libs[i].end - libs[i].lib));
+            o += (size_t)(libs[i].end - libs[i].lib);
+        }
+    memcpy(t + o, scripts[which].text, (size_t)(scripts[which].end - scripts[which].text));
+    t[n] = '\0';
+    *len = n;
+    return t;
+}
 
 /* ------------------------------------------------------------------------ */
 
@@ -550,10 +357,14 @@ static int command(queue *q, int argc, const char **argv, const size_t *lens, re
 
 static int load_script(queue *q, int which)
 {
-    const char *argv[3] = {"SCRIPT", "LOAD", scripts[which]};
-    size_t lens[3] = {6, 4, strlen(scripts[which])};
+    size_t len = 0;
+    char *text = script_text(which, &len);
+    if (!text) return fail(q, QUEUE_ERR_NOMEM, "out of memory loading a script");
+    const char *argv[3] = {"SCRIPT", "LOAD", text};
+    size_t lens[3] = {6, 4, len};
     redisReply *r = NULL;
     int rc = command(q, 3, argv, lens, &r);
+    free(text);
     if (rc) return rc;
     if (r->type != REDIS_REPLY_STRING || r->len != 40) {
         freeReplyObject(r);
