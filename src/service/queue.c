@@ -55,7 +55,9 @@ struct queue {
     char endpoint[300];
     int timeout_ms;
     char *qname;
+    char kdead[KEY_MAX], kmetrics[KEY_MAX]; /* derived from qname (queue.h) */
     int job_ttl;
+    char ttl[16]; /* job_ttl as text, for scripts */
     int max_deaths;
     char dead_max[24], dead_age[16], image_keep[16];
     unsigned long connects;
@@ -419,6 +421,39 @@ static int reply_int(queue *q, redisReply *r, long long *out)
 
 /* ------------------------------------------------------------------------ */
 
+static void key(char *buf, const char *prefix, const char *id)
+{
+    snprintf(buf, KEY_MAX, "%s%s", prefix, id);
+}
+
+/* The keys of one job, and of the worker's processing list (worker may be
+ * NULL when no worker is involved). */
+struct job_keys {
+    char job[KEY_MAX], image[KEY_MAX], result[KEY_MAX], done[KEY_MAX], processing[KEY_MAX];
+};
+
+static void job_keys(struct job_keys *k, const char *id, const char *worker)
+{
+    key(k->job, "job:", id);
+    key(k->image, "image:", id);
+    key(k->result, "result:", id);
+    key(k->done, "done:", id);
+    key(k->processing, "processing:", worker ? worker : "");
+}
+
+/* The dead-letter and metrics keys of queue name (queue.h): the default
+ * queue:jobs keeps the seed's queue:dead and metrics:workers. */
+static void queue_keys(queue *q)
+{
+    size_t n = strlen(q->qname);
+    if (n > 5 && !strcmp(q->qname + n - 5, ":jobs")) n -= 5;
+    snprintf(q->kdead, sizeof q->kdead, "%.*s:dead", (int)n, q->qname);
+    if (n == 5 && !strncmp(q->qname, "queue", 5))
+        snprintf(q->kmetrics, sizeof q->kmetrics, "metrics:workers");
+    else
+        snprintf(q->kmetrics, sizeof q->kmetrics, "%.*s:metrics", (int)n, q->qname);
+}
+
 void queue_options_from_config(const struct config *cfg, queue_options *o)
 {
     *o = (queue_options){.host = cfg->redis_host,
@@ -470,6 +505,8 @@ int queue_open(const queue_options *opt, queue **out)
     q->port = opt->port;
     q->timeout_ms = opt->timeout_ms;
     q->job_ttl = opt->job_ttl;
+    snprintf(q->ttl, sizeof q->ttl, "%d", q->job_ttl);
+    queue_keys(q);
     q->min_replicas = opt->min_replicas;
     q->wait_timeout_ms = opt->wait_timeout_ms;
     if (ha)
@@ -552,11 +589,6 @@ static int worker_id_valid(const char *w)
     return 1;
 }
 
-static void key(char *buf, const char *prefix, const char *id)
-{
-    snprintf(buf, KEY_MAX, "%s%s", prefix, id);
-}
-
 /* n characters of [a-z0-9], uniformly: bytes >= 252 are rejected so that
  * 252 = 7 * 36 maps evenly. */
 static int random_id(char *out, int n)
@@ -609,25 +641,21 @@ int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id
     if (!job || !job->image_b64 || job->id_len < QUEUE_ID_MIN || job->id_len > QUEUE_ID_MAX ||
         id_cap < (size_t)job->id_len + 1)
         return fail(q, QUEUE_ERR_INVALID, "bad job arguments");
-    char id[QUEUE_ID_MAX + 1], kjob[KEY_MAX], kimg[KEY_MAX], kres[KEY_MAX], kdone[KEY_MAX];
-    char ttl[16], max[24], now[24];
-    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
+    char id[QUEUE_ID_MAX + 1], max[24], now[24];
+    struct job_keys k;
     snprintf(max, sizeof max, "%ld", job->max_backlog > 0 ? job->max_backlog : 0L);
     for (int tries = 0; tries < CREATE_TRIES; tries++) {
         if (random_id(id, job->id_len)) return fail(q, QUEUE_ERR_IO, "getrandom failed");
-        key(kjob, "job:", id);
-        key(kimg, "image:", id);
-        key(kres, "result:", id);
-        key(kdone, "done:", id);
+        job_keys(&k, id, NULL);
         snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
-        const char *args[14] = {kjob,
-                                kimg,
-                                kres,
+        const char *args[14] = {k.job,
+                                k.image,
+                                k.result,
                                 q->qname,
-                                kdone,
+                                k.done,
                                 id,
                                 job->image_b64,
-                                ttl,
+                                q->ttl,
                                 max,
                                 now,
                                 job->sync_label ? job->sync_label : "",
@@ -829,11 +857,9 @@ out:
 int queue_get_job(queue *q, const char *id, queue_job *out)
 {
     if (!queue_id_valid(id)) return fail(q, QUEUE_ERR_INVALID, "bad job id");
-    char kjob[KEY_MAX], kres[KEY_MAX], kimg[KEY_MAX];
-    key(kjob, "job:", id);
-    key(kres, "result:", id);
-    key(kimg, "image:", id);
-    const char *args[3] = {kjob, kres, kimg};
+    struct job_keys k;
+    job_keys(&k, id, NULL);
+    const char *args[3] = {k.job, k.result, k.image};
     redisReply *r = NULL;
     int rc = script(q, S_GET, 3, 3, args, NULL, &r);
     if (rc) return rc;
@@ -938,7 +964,7 @@ static void bucket_field(char *buf, size_t cap, int i)
 
 int queue_get_stats(queue *q, queue_stats *out)
 {
-    const char *args[4] = {q->qname, "queue:dead", "metrics:workers", "workers"};
+    const char *args[4] = {q->qname, q->kdead, q->kmetrics, "workers"};
     redisReply *r = NULL;
     int rc = script(q, S_STATS, 4, 4, args, NULL, &r);
     if (rc) return rc;
@@ -989,11 +1015,10 @@ int queue_get_stats(queue *q, queue_stats *out)
 static int refuse(queue *q, const char *kproc, const char *entry, size_t len, const char *why)
 {
     size_t kept = len < QUEUE_BAD_ENTRY_KEEP ? len : QUEUE_BAD_ENTRY_KEEP;
-    char now[24], ttl[16];
+    char now[24];
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
-    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[10] = {kproc, "queue:dead", "metrics:workers", entry,       entry,
-                            why,   now,          q->dead_max,       q->dead_age, ttl};
+    const char *args[10] = {kproc, q->kdead, q->kmetrics, entry,       entry,
+                            why,   now,      q->dead_max, q->dead_age, q->ttl};
     size_t lens[10];
     for (int i = 0; i < 10; i++)
         lens[i] = strlen(args[i]);
@@ -1010,9 +1035,9 @@ int queue_job_refuse(queue *q, const char *worker, const char *id, const char *w
 {
     if (!worker_id_valid(worker) || !id || !why)
         return fail(q, QUEUE_ERR_INVALID, "bad refuse arguments");
-    char kproc[KEY_MAX];
-    key(kproc, "processing:", worker);
-    return refuse(q, kproc, id, strlen(id), why);
+    struct job_keys k;
+    job_keys(&k, id, worker);
+    return refuse(q, k.processing, id, strlen(id), why);
 }
 
 /* A queue entry that is no job id (another producer's: too long, odd
@@ -1020,7 +1045,7 @@ int queue_job_refuse(queue *q, const char *worker, const char *id, const char *w
  * success q->err describes the entry for the caller's log. */
 static int reject_entry(queue *q, const char *kproc, const char *entry, size_t len)
 {
-    char why[256], shown[3 * 40 + 1];
+    char why[512], shown[3 * 40 + 1];
     size_t o = 0;
     for (size_t i = 0; i < len && i < 40; i++) {
         unsigned char ch = (unsigned char)entry[i];
@@ -1030,10 +1055,11 @@ static int reject_entry(queue *q, const char *kproc, const char *entry, size_t l
             o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", ch);
     }
     shown[o] = '\0';
+    int cut = len > QUEUE_BAD_ENTRY_KEEP;
     snprintf(why, sizeof why,
-             "queue entry is not a job id (%zu bytes; ids are %d to %d characters of [a-z0-9])%s",
-             len, QUEUE_ID_MIN, QUEUE_ID_MAX,
-             len > QUEUE_BAD_ENTRY_KEEP ? "; queue:dead keeps its first bytes" : "");
+             "queue entry is not a job id (%zu bytes; ids are %d to %d characters of [a-z0-9])%s%s%s",
+             len, QUEUE_ID_MIN, QUEUE_ID_MAX, cut ? "; " : "", cut ? q->kdead : "",
+             cut ? " keeps its first bytes" : "");
     int rc = refuse(q, kproc, entry, len, why);
     if (rc) return rc;
     fail(q, QUEUE_ERR_INVALID,
@@ -1078,9 +1104,9 @@ int queue_take(queue *q, const char *worker, double timeout_s, char *id_out, siz
 
 int queue_load_image(queue *q, const char *id, char **b64_out, size_t *len_out)
 {
-    char kimg[KEY_MAX];
-    key(kimg, "image:", id);
-    const char *argv[2] = {"GET", kimg};
+    struct job_keys k;
+    job_keys(&k, id, NULL);
+    const char *argv[2] = {"GET", k.image};
     redisReply *r = NULL;
     int rc = command(q, 2, argv, NULL, &r);
     if (rc) return rc;
@@ -1110,16 +1136,13 @@ int queue_job_start(queue *q, const char *id, const char *worker, int max_attemp
 {
     if (!worker_id_valid(worker) || max_attempts < 1)
         return fail(q, QUEUE_ERR_INVALID, "bad start arguments");
-    char kjob[KEY_MAX], kres[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], now[24], max[16], ttl[16];
-    key(kjob, "job:", id);
-    key(kres, "result:", id);
-    key(kproc, "processing:", worker);
-    key(kdone, "done:", id);
+    struct job_keys k;
+    char now[24], max[16];
+    job_keys(&k, id, worker);
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(max, sizeof max, "%d", max_attempts);
-    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[13] = {kjob,   kres, kproc, "queue:dead", "metrics:workers", kdone,      id,
-                            worker, now,  max,   ttl,          q->dead_max,       q->dead_age};
+    const char *args[13] = {k.job,  k.result, k.processing, q->kdead, q->kmetrics, k.done,     id,
+                            worker, now,      max,          q->ttl,   q->dead_max, q->dead_age};
     redisReply *r = NULL;
     int rc = script(q, S_START, 6, 13, args, NULL, &r);
     if (rc) return rc;
@@ -1138,33 +1161,28 @@ int queue_job_done(queue *q, const char *id, const char *worker, const queue_res
 {
     if (!worker_id_valid(worker) || !res || !res->label)
         return fail(q, QUEUE_ERR_INVALID, "bad done arguments");
-    char kjob[KEY_MAX], kres[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], kimg[KEY_MAX], ms[32],
-        now[24], ttl[16], bucket[32];
-    key(kjob, "job:", id);
-    key(kres, "result:", id);
-    key(kproc, "processing:", worker);
-    key(kdone, "done:", id);
-    key(kimg, "image:", id);
+    struct job_keys k;
+    char ms[32], now[24], bucket[32];
+    job_keys(&k, id, worker);
     snprintf(ms, sizeof ms, "%.3f", res->inference_ms);
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
-    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
     int b = 0;
     while (b < QUEUE_HIST_BUCKETS - 1 && res->inference_ms > queue_hist_bounds[b])
         b++;
     bucket_field(bucket, sizeof bucket, b);
-    const char *args[15] = {kjob,
-                            kres,
-                            kproc,
-                            "metrics:workers",
-                            kdone,
-                            kimg,
+    const char *args[15] = {k.job,
+                            k.result,
+                            k.processing,
+                            q->kmetrics,
+                            k.done,
+                            k.image,
                             id,
                             res->label,
                             res->top5 ? res->top5 : "",
                             res->model ? res->model : "",
                             ms,
                             now,
-                            ttl,
+                            q->ttl,
                             bucket,
                             q->image_keep};
     redisReply *r = NULL;
@@ -1186,16 +1204,14 @@ int queue_job_fail(queue *q, const char *id, const char *worker, const char *rea
 {
     if (!worker_id_valid(worker) || !reason || max_attempts < 1)
         return fail(q, QUEUE_ERR_INVALID, "bad fail arguments");
-    char kjob[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], max[16], now[24], ttl[16];
-    key(kjob, "job:", id);
-    key(kproc, "processing:", worker);
-    key(kdone, "done:", id);
+    struct job_keys k;
+    char max[16], now[24];
+    job_keys(&k, id, worker);
     snprintf(max, sizeof max, "%d", max_attempts);
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
-    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[13] = {kjob,  kproc,       q->qname,   "queue:dead", "metrics:workers",
-                            kdone, id,          reason,     max,          now,
-                            ttl,   q->dead_max, q->dead_age};
+    const char *args[13] = {k.job,  k.processing, q->qname,   q->kdead, q->kmetrics,
+                            k.done, id,           reason,     max,      now,
+                            q->ttl, q->dead_max,  q->dead_age};
     redisReply *r = NULL;
     long long v = 0;
     int rc = script(q, S_FAIL, 6, 13, args, NULL, &r);
@@ -1210,13 +1226,11 @@ int queue_job_fail(queue *q, const char *id, const char *worker, const char *rea
 int queue_job_expired(queue *q, const char *id, const char *worker)
 {
     if (!worker_id_valid(worker)) return fail(q, QUEUE_ERR_INVALID, "bad worker id");
-    char kjob[KEY_MAX], kproc[KEY_MAX], kdone[KEY_MAX], now[24], ttl[16];
-    key(kjob, "job:", id);
-    key(kproc, "processing:", worker);
-    key(kdone, "done:", id);
+    struct job_keys k;
+    char now[24];
+    job_keys(&k, id, worker);
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
-    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[7] = {kjob, kproc, "metrics:workers", kdone, id, now, ttl};
+    const char *args[7] = {k.job, k.processing, q->kmetrics, k.done, id, now, q->ttl};
     redisReply *r = NULL;
     int rc = script(q, S_EXPIRED, 4, 7, args, NULL, &r);
     if (rc) return rc;
@@ -1273,13 +1287,12 @@ static int requeue(queue *q, const char *worker, int refund, int death, const ch
                    long long *moved, long long *given_up)
 {
     if (!worker_id_valid(worker)) return fail(q, QUEUE_ERR_INVALID, "bad worker id");
-    char kproc[KEY_MAX], kw[KEY_MAX], now[24], maxd[16], ttl[16];
+    char kproc[KEY_MAX], kw[KEY_MAX], now[24], maxd[16];
     key(kproc, "processing:", worker);
     key(kw, "worker:", worker);
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(maxd, sizeof maxd, "%d", q->max_deaths);
-    snprintf(ttl, sizeof ttl, "%d", q->job_ttl);
-    const char *args[15] = {kproc, q->qname, "queue:dead", "metrics:workers"};
+    const char *args[15] = {kproc, q->qname, q->kdead, q->kmetrics};
     int nkeys = 4;
     if (reap) {
         args[nkeys++] = kw;
@@ -1292,7 +1305,7 @@ static int requeue(queue *q, const char *worker, int refund, int death, const ch
                            now,
                            q->dead_max,
                            q->dead_age,
-                           ttl,
+                           q->ttl,
                            worker};
     int nargv = reap ? 9 : 8;
     memcpy(&args[nkeys], argv, (size_t)nargv * sizeof argv[0]);
@@ -1411,12 +1424,13 @@ int queue_webhook_record(queue *q, const char *id, int outcome, int attempts, co
     };
     if (!queue_id_valid(id) || outcome < QUEUE_HOOK_DELIVERED || outcome > QUEUE_HOOK_DROPPED)
         return fail(q, QUEUE_ERR_INVALID, "bad webhook record arguments");
-    char kjob[KEY_MAX], att[16], due[24];
-    key(kjob, "job:", id);
+    struct job_keys k;
+    char att[16], due[24];
+    job_keys(&k, id, NULL);
     snprintf(att, sizeof att, "%d", attempts);
     snprintf(due, sizeof due, "%lld", (long long)due_ms);
     const char *args[8] = {
-        kjob, "webhooks:due", "metrics:workers", id, names[outcome], att, error ? error : "", due};
+        k.job, "webhooks:due", q->kmetrics, id, names[outcome], att, error ? error : "", due};
     redisReply *r = NULL;
     int rc = script(q, S_HOOK_RECORD, 3, 8, args, NULL, &r);
     if (rc) return rc;

@@ -3,7 +3,8 @@
  *
  * Keys (the seed's three stay as they were, so seed clients and dashboards work):
  *
- *   queue:jobs          list    job ids; the proxy LPUSHes, workers BLMOVE from the RIGHT
+ *   queue:jobs          list    job ids (the name is QUEUE_NAME); the proxy LPUSHes,
+ *                               workers BLMOVE from the RIGHT
  *   image:{id}          string  base64 of the image file, EX job_ttl; deleted when the job
  *                               is done (or its TTL cut to image_keep_s, IMAGE_KEEP_DONE)
  *   result:{id}         string  the async label, EX job_ttl
@@ -35,6 +36,13 @@
  *                               a claimed id is re-scored to the end of its lease, so a
  *                               deliverer that dies mid-attempt only delays it
  *   webhooks:wake       list    one element when a webhook became due (what deliverers block on)
+ *
+ * The dead-letter and metrics keys follow the queue's name: BASE is
+ * QUEUE_NAME less a trailing ":jobs" (QUEUE_NAME itself when it has none);
+ * the dead-letter list is BASE:dead and the metrics hash BASE:metrics,
+ * except for BASE "queue", the default, whose metrics hash keeps the seed's
+ * name metrics:workers. So queue:jobs gives queue:dead and metrics:workers
+ * (as above), and tenant1:jobs gives tenant1:dead and tenant1:metrics.
  *
  * Multi-key changes run as Lua scripts, so each is atomic: a job is created
  * (id reserved against every key of that id, image, status and LPUSH) in one

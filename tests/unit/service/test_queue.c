@@ -1108,4 +1108,52 @@ TEST(every_final_state_of_a_job_with_a_callback_schedules_its_webhook)
     redisFree(c);
 }
 
+/* The dead-letter and metrics keys follow QUEUE_NAME (queue.h); the
+ * default's are the seed's queue:dead and metrics:workers (checked above). */
+TEST(dead_letter_and_metrics_keys_follow_the_queue_name)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue_options o = {.host = "127.0.0.1",
+                       .port = redis_port,
+                       .timeout_ms = 1000,
+                       .queue_name = "tenant1:jobs",
+                       .job_ttl = 3600};
+    queue *q = NULL;
+    ASSERT_EQ(queue_open(&o, &q), 0);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    int skip, attempts, final = 0;
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "tenant1:jobs"), 1);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, id, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(queue_job_fail(q, id, "w1", "not an image", 1, &final), 0);
+    ASSERT_EQ(final, 1);
+    char *dead = raw_str(c, "LINDEX %s 0", "tenant1:dead");
+    ASSERT_STR_EQ(dead, id);
+    free(dead);
+    char *failed = raw_str(c, "HGET %s failed", "tenant1:metrics");
+    ASSERT_STR_EQ(failed, "1");
+    free(failed);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", "queue:dead"), 0);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", "metrics:workers"), 0);
+    queue_stats st;
+    ASSERT_EQ(queue_get_stats(q, &st), 0);
+    ASSERT_EQ(st.dead_length, 1);
+    ASSERT_EQ(st.failed, 1);
+    queue_close(q);
+    o.queue_name = "plain";
+    ASSERT_EQ(queue_open(&o, &q), 0);
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, id, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(queue_job_fail(q, id, "w1", "not an image", 1, &final), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "plain:dead"), 1);
+    failed = raw_str(c, "HGET %s failed", "plain:metrics");
+    ASSERT_STR_EQ(failed, "1");
+    free(failed);
+    queue_close(q);
+    redisFree(c);
+}
+
 TEST_MAIN()
