@@ -1102,59 +1102,64 @@ int queue_take(queue *q, const char *worker, double timeout_s, char *id_out, siz
     return 0;
 }
 
-int queue_load_image(queue *q, const char *id, char **b64_out, size_t *len_out)
+void queue_start_clear(queue_start *s)
 {
-    struct job_keys k;
-    job_keys(&k, id, NULL);
-    const char *argv[2] = {"GET", k.image};
-    redisReply *r = NULL;
-    int rc = command(q, 2, argv, NULL, &r);
-    if (rc) return rc;
-    if (r->type == REDIS_REPLY_NIL) {
-        freeReplyObject(r);
-        return fail(q, QUEUE_ERR_NOTFOUND, "image:%s does not exist", id);
+    if (!s) return;
+    free(s->image);
+    memset(s, 0, sizeof *s);
+}
+
+/* The image part of a START reply for a job to run: {0, attempt, image or
+ * nil[, error]}. */
+static int start_image(queue *q, const char *id, const redisReply *r, queue_start *out)
+{
+    const redisReply *img = r->elements > 2 ? r->element[2] : NULL;
+    if (r->elements > 3 && r->element[3]->type == REDIS_REPLY_STRING) {
+        out->image_state = QUEUE_IMAGE_BAD;
+        return fail(q, QUEUE_OK, "redis: image:%s: %s", id, r->element[3]->str);
     }
-    if (r->type != REDIS_REPLY_STRING) {
-        freeReplyObject(r);
-        return fail(q, QUEUE_ERR_REPLY, "redis: image:%s is not a string", id);
+    if (!img || img->type == REDIS_REPLY_NIL) {
+        out->image_state = QUEUE_IMAGE_GONE;
+        return fail(q, QUEUE_OK, "image:%s does not exist", id);
     }
-    char *b = malloc(r->len + 1);
-    if (!b) {
-        freeReplyObject(r);
-        return fail(q, QUEUE_ERR_NOMEM, "no memory for an image of %zu bytes", r->len);
-    }
-    memcpy(b, r->str, r->len);
-    b[r->len] = '\0';
-    *len_out = r->len;
-    *b64_out = b;
-    freeReplyObject(r);
+    if (img->type != REDIS_REPLY_STRING) return fail(q, QUEUE_ERR_REPLY, "redis: bad image reply");
+    out->image = malloc(img->len + 1);
+    if (!out->image)
+        return fail(q, QUEUE_ERR_NOMEM, "no memory for an image of %zu bytes", img->len);
+    memcpy(out->image, img->str, img->len);
+    out->image[img->len] = '\0';
+    out->image_len = img->len;
+    out->image_state = QUEUE_IMAGE_OK;
     return 0;
 }
 
-int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts, int *skip,
-                    int *attempts)
+int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
+                    queue_start *out)
 {
-    if (!worker_id_valid(worker) || max_attempts < 1)
+    if (!worker_id_valid(worker) || max_attempts < 1 || !out)
         return fail(q, QUEUE_ERR_INVALID, "bad start arguments");
+    *out = (queue_start){0};
     struct job_keys k;
     char now[24], max[16];
     job_keys(&k, id, worker);
     snprintf(now, sizeof now, "%lld", (long long)now_ms(CLOCK_REALTIME));
     snprintf(max, sizeof max, "%d", max_attempts);
-    const char *args[13] = {k.job,  k.result, k.processing, q->kdead, q->kmetrics, k.done,     id,
-                            worker, now,      max,          q->ttl,   q->dead_max, q->dead_age};
+    const char *args[14] = {k.job,  k.result, k.processing, q->kdead, q->kmetrics,
+                            k.done, k.image,  id,           worker,   now,
+                            max,    q->ttl,   q->dead_max,  q->dead_age};
     redisReply *r = NULL;
-    int rc = script(q, S_START, 6, 13, args, NULL, &r);
+    int rc = script(q, S_START, 7, 14, args, NULL, &r);
     if (rc) return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
         freeReplyObject(r);
         return fail(q, QUEUE_ERR_REPLY, "redis: unexpected start reply");
     }
-    *skip = r->element[0]->integer != 0;
-    *attempts = (int)r->element[1]->integer;
+    out->skip = r->element[0]->integer != 0;
+    out->attempts = (int)r->element[1]->integer;
+    if (!out->skip) rc = start_image(q, id, r, out);
     freeReplyObject(r);
-    return 0;
+    return rc;
 }
 
 int queue_job_done(queue *q, const char *id, const char *worker, const queue_result *res)

@@ -227,16 +227,27 @@ int queue_get_stats(queue *q, queue_stats *out);
  * then returns QUEUE_ERR_INVALID and queue_errstr() describes the entry. */
 int queue_take(queue *q, const char *worker, double timeout_s, char *id_out, size_t id_cap);
 
-/* The job's image (base64 text, NUL-terminated, caller frees). QUEUE_ERR_NOTFOUND
- * when image:{id} has expired. */
-int queue_load_image(queue *q, const char *id, char **b64_out, size_t *len_out);
+enum {
+    QUEUE_IMAGE_OK,   /* image holds the job's image */
+    QUEUE_IMAGE_GONE, /* image:{id} has expired: queue_job_expired */
+    QUEUE_IMAGE_BAD   /* image:{id} cannot be read (not a string); queue_errstr says why */
+};
 
-/* Marks the job running and counts the attempt. *skip is set to 1 when the
- * job needs no work: it already has a result (it is then taken off the
- * processing list) or it was given up after max_attempts (failed, dead-lettered).
- * *attempts receives the attempt number. */
-int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts, int *skip,
-                    int *attempts);
+typedef struct queue_start {
+    int skip;         /* 1: no work (it has a result, or was given up) */
+    int attempts;     /* this attempt's number */
+    int image_state;  /* QUEUE_IMAGE_*, when the job is to run */
+    char *image;      /* base64 text of image:{id}, NUL-terminated, or NULL */
+    size_t image_len;
+} queue_start;
+
+/* Marks the job running, counts the attempt and returns its image, in one
+ * round trip. out->skip is set to 1 when the job needs no work: it already
+ * has a result (it is then taken off the processing list) or it was given
+ * up after max_attempts (failed, dead-lettered). Free with queue_start_clear. */
+int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
+                    queue_start *out);
+void queue_start_clear(queue_start *s);
 
 typedef struct queue_result {
     const char *label;

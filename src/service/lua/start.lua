@@ -1,5 +1,8 @@
--- START: KEYS job result processing dead metrics done; ARGV id worker now
--- max ttl dead_max dead_age -> {0 run | 1 has a result | 2 given up, attempt}
+-- START: KEYS job result processing dead metrics done image; ARGV id worker
+-- now max ttl dead_max dead_age -> {0 run | 1 has a result | 2 given up,
+-- attempt}, and for a run the image: {0, attempt, image or false (gone)}, or
+-- {0, attempt, false, error} when image:{id} cannot be read (another type).
+-- Marking the job running and reading its image is one round trip.
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('LREM', KEYS[3], 1, ARGV[1])
   return {1, tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')}
@@ -19,4 +22,6 @@ if a > tonumber(ARGV[4]) then
   return {2, a - 1}
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started', ARGV[3], 'worker', ARGV[2])
-return {0, a}
+local img = redis.pcall('GET', KEYS[7])
+if type(img) == 'table' and img.err then return {0, a, false, img.err} end
+return {0, a, img}
