@@ -56,6 +56,11 @@
  * 5 s) reconnects by itself. queue_errstr() says what went wrong last.
  * queue_endpoint() says which Redis it talks to (the master the sentinels
  * named last, with sentinels).
+ *
+ * The code is in queue_conn.c (connection, commands, options, key names),
+ * queue_script.c (the Lua scripts of lua/), queue_job.c (proxy side),
+ * queue_worker.c (worker side) and queue_stats.c (counts, webhook
+ * schedule); queue_internal.h is what they share.
  */
 #ifndef TANDEM_QUEUE_H
 #define TANDEM_QUEUE_H

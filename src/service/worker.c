@@ -17,7 +17,7 @@
  * supervisor sees a dead worker process directly; the heartbeat's expiry is
  * only for a whole host that vanished.
  *
- * Redis going away is not fatal: calls fail fast (queue.c backs off), the
+ * Redis going away is not fatal: calls fail fast (queue_conn.c backs off), the
  * loop waits and retries, and work resumes by itself when Redis is back. A
  * command whose answer was lost may still have run (a BLMOVE that moved a
  * job into our processing list, a start that marked it running), so after
@@ -148,7 +148,7 @@ static void *beat_main(void *arg)
         int rc = queue_heartbeat(w->beat_q, w->id, info, w->cfg->heartbeat_ttl);
         if (rc && !down) LOG(WARN, "heartbeat failed, retrying: %s", queue_errstr(w->beat_q));
         down = rc != 0;
-        /* After a failure, again soon: queue.c's back-off paces the tries. */
+        /* After a failure, again soon: queue_conn.c's back-off paces the tries. */
         double every = down ? 0.2 : w->cfg->heartbeat_ttl / 3.0;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
