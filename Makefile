@@ -62,22 +62,13 @@ $(BUILD)/obj/onnx.pb-c.o: $(GEN_C)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 $(OPTFLAGS) -I$(BUILD)/gen $(PKG_CFLAGS) -c $< -o $@
 
+# Files built in with EMBED(sym, "path") (src/common/embed.h) are pulled in
+# by the assembler, which -MMD does not see: each EMBED line adds the file to
+# the object's .d (and an empty rule for it, as -MP does for headers).
 $(BUILD)/obj/%.o: src/%.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
-
-# The built-in ImageNet labels as one C string literal, included by labels.c
-# (quotes, backslashes and '?' escaped: no trigraphs, no broken literals).
-$(BUILD)/gen/imagenet_labels.inc: data/imagenet_labels.txt
-	@mkdir -p $(dir $@)
-	sed -e 's/\r$$//' -e 's/[\\"?]/\\&/g' -e 's/.*/"&\\n"/' $< > $@.tmp && mv $@.tmp $@
-
-$(BUILD)/obj/image/labels.o: $(BUILD)/gen/imagenet_labels.inc
-
-# proxy.c embeds the sample image of GET /predict/test with .incbin.
-$(BUILD)/obj/service/proxy.o: data/sample.jpg
-# web.c embeds the page and the sample images the same way.
-$(BUILD)/obj/service/web.o: web/index.html $(wildcard data/samples/*.jpg)
+	@sed -n 's|^EMBED([^,]*, *"\([^"]*\)");.*|$@: \1\n\1:|p' $< >> $(@:.o=.d)
 
 $(BUILD)/libtandem.a: $(LIB_OBJS)
 	@rm -f $@

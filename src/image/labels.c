@@ -7,15 +7,15 @@
  * empty "line" after a final newline is not a label. Labels must be UTF-8
  * without NUL bytes, because they end up in JSON answers.
  *
- * The built-in list is data/imagenet_labels.txt, turned into a C string
- * literal at build time (the Makefile's imagenet_labels.inc rule), so the
- * binary needs no data files at run time.
+ * The built-in list is data/imagenet_labels.txt, built into the binary with
+ * EMBED (embed.h), so the binary needs no data files at run time.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "embed.h"
 #include "image_internal.h"
 #include "tandem/image.h"
 
@@ -29,9 +29,7 @@ struct tdm_labels {
     char *buf;
 };
 
-static const char builtin_imagenet[] =
-#include "imagenet_labels.inc"
-    ;
+EMBED(builtin_imagenet, "data/imagenet_labels.txt");
 
 void tdm_labels_free(tdm_labels *labels)
 {
@@ -182,7 +180,7 @@ out:
 int tdm_labels_builtin(tdm_labels **out)
 {
     if (!out) return TDM_ERR_INVALID;
-    return labels_parse(builtin_imagenet, sizeof builtin_imagenet - 1, out, NULL, 0);
+    return labels_parse((const char *)builtin_imagenet, EMBED_LEN(builtin_imagenet), out, NULL, 0);
 }
 
 int labels_numbered(int n, tdm_labels **out)

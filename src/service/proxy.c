@@ -39,6 +39,7 @@
 #include "api.h"
 #include "cli.h"
 #include "config.h"
+#include "embed.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -51,17 +52,7 @@
 /* The sample picture of GET /predict/test (data/sample.jpg, a landscape drawn
  * for this project), built into the binary so the endpoint works wherever the
  * binary is. */
-__asm__(".pushsection .rodata\n"
-        ".balign 16\n"
-        ".globl tandem_sample_jpg\n"
-        ".hidden tandem_sample_jpg\n"
-        "tandem_sample_jpg:\n"
-        ".incbin \"data/sample.jpg\"\n"
-        ".globl tandem_sample_jpg_end\n"
-        ".hidden tandem_sample_jpg_end\n"
-        "tandem_sample_jpg_end:\n"
-        ".popsection\n");
-extern const unsigned char tandem_sample_jpg[], tandem_sample_jpg_end[];
+EMBED(tandem_sample_jpg, "data/sample.jpg");
 
 #define TOPK 5
 #define MAX_PENDING 1024 /* tasks waiting for a thread; past it 503 */

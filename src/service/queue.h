@@ -3,7 +3,8 @@
  *
  * Keys (the seed's three stay as they were, so seed clients and dashboards work):
  *
- *   queue:jobs          list    job ids; the proxy LPUSHes, workers BLMOVE from the RIGHT
+ *   queue:jobs          list    job ids (the name is QUEUE_NAME); the proxy LPUSHes,
+ *                               workers BLMOVE from the RIGHT
  *   image:{id}          string  base64 of the image file, EX job_ttl; deleted when the job
  *                               is done (or its TTL cut to image_keep_s, IMAGE_KEEP_DONE)
  *   result:{id}         string  the async label, EX job_ttl
@@ -36,6 +37,13 @@
  *                               deliverer that dies mid-attempt only delays it
  *   webhooks:wake       list    one element when a webhook became due (what deliverers block on)
  *
+ * The dead-letter and metrics keys follow the queue's name: BASE is
+ * QUEUE_NAME less a trailing ":jobs" (QUEUE_NAME itself when it has none);
+ * the dead-letter list is BASE:dead and the metrics hash BASE:metrics,
+ * except for BASE "queue", the default, whose metrics hash keeps the seed's
+ * name metrics:workers. So queue:jobs gives queue:dead and metrics:workers
+ * (as above), and tenant1:jobs gives tenant1:dead and tenant1:metrics.
+ *
  * Multi-key changes run as Lua scripts, so each is atomic: a job is created
  * (id reserved against every key of that id, image, status and LPUSH) in one
  * step before the proxy answers, and a job's completion (result, status,
@@ -48,6 +56,11 @@
  * 5 s) reconnects by itself. queue_errstr() says what went wrong last.
  * queue_endpoint() says which Redis it talks to (the master the sentinels
  * named last, with sentinels).
+ *
+ * The code is in queue_conn.c (connection, commands, options, key names),
+ * queue_script.c (the Lua scripts of lua/), queue_job.c (proxy side),
+ * queue_worker.c (worker side) and queue_stats.c (counts, webhook
+ * schedule); queue_internal.h is what they share.
  */
 #ifndef TANDEM_QUEUE_H
 #define TANDEM_QUEUE_H
@@ -219,16 +232,27 @@ int queue_get_stats(queue *q, queue_stats *out);
  * then returns QUEUE_ERR_INVALID and queue_errstr() describes the entry. */
 int queue_take(queue *q, const char *worker, double timeout_s, char *id_out, size_t id_cap);
 
-/* The job's image (base64 text, NUL-terminated, caller frees). QUEUE_ERR_NOTFOUND
- * when image:{id} has expired. */
-int queue_load_image(queue *q, const char *id, char **b64_out, size_t *len_out);
+enum {
+    QUEUE_IMAGE_OK,   /* image holds the job's image */
+    QUEUE_IMAGE_GONE, /* image:{id} has expired: queue_job_expired */
+    QUEUE_IMAGE_BAD   /* image:{id} cannot be read (not a string); queue_errstr says why */
+};
 
-/* Marks the job running and counts the attempt. *skip is set to 1 when the
- * job needs no work: it already has a result (it is then taken off the
- * processing list) or it was given up after max_attempts (failed, dead-lettered).
- * *attempts receives the attempt number. */
-int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts, int *skip,
-                    int *attempts);
+typedef struct queue_start {
+    int skip;         /* 1: no work (it has a result, or was given up) */
+    int attempts;     /* this attempt's number */
+    int image_state;  /* QUEUE_IMAGE_*, when the job is to run */
+    char *image;      /* base64 text of image:{id}, NUL-terminated, or NULL */
+    size_t image_len;
+} queue_start;
+
+/* Marks the job running, counts the attempt and returns its image, in one
+ * round trip. out->skip is set to 1 when the job needs no work: it already
+ * has a result (it is then taken off the processing list) or it was given
+ * up after max_attempts (failed, dead-lettered). Free with queue_start_clear. */
+int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
+                    queue_start *out);
+void queue_start_clear(queue_start *s);
 
 typedef struct queue_result {
     const char *label;

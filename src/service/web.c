@@ -1,22 +1,12 @@
 /*
- * web: the embedded files (web.h). Each is pulled in by the assembler with
- * .incbin, as proxy.c does with data/sample.jpg; the Makefile makes web.o
- * depend on them so an edit rebuilds it.
+ * web: the embedded files (web.h), built in with EMBED (embed.h), so an edit
+ * of one rebuilds web.o.
  */
 #include "web.h"
 
 #include <string.h>
 
-#define EMBED(sym, file)                                                                           \
-    __asm__(".pushsection .rodata\n"                                                               \
-            ".balign 16\n"                                                                         \
-            ".globl " #sym "\n"                                                                    \
-            ".hidden " #sym "\n" #sym ":\n"                                                        \
-            ".incbin \"" file "\"\n"                                                               \
-            ".globl " #sym "_end\n"                                                                \
-            ".hidden " #sym "_end\n" #sym "_end:\n"                                                \
-            ".popsection\n");                                                                      \
-    extern const unsigned char sym[], sym##_end[]
+#include "embed.h"
 
 EMBED(tandem_web_index, "web/index.html");
 EMBED(tandem_web_coffee, "data/samples/coffee.jpg");

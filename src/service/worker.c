@@ -17,7 +17,7 @@
  * supervisor sees a dead worker process directly; the heartbeat's expiry is
  * only for a whole host that vanished.
  *
- * Redis going away is not fatal: calls fail fast (queue.c backs off), the
+ * Redis going away is not fatal: calls fail fast (queue_conn.c backs off), the
  * loop waits and retries, and work resumes by itself when Redis is back. A
  * command whose answer was lost may still have run (a BLMOVE that moved a
  * job into our processing list, a start that marked it running), so after
@@ -26,6 +26,11 @@
  * holds between jobs (the attempt stays counted, so a job that keeps
  * failing that way still ends after MAX_ATTEMPTS): no job waits on anything
  * but a dead worker's heartbeat.
+ *
+ * A job is three round trips to Redis: the take (BLMOVE), the start (status
+ * running, attempt counted, and the image returned in the same script) and
+ * the completion (queue_job_done, or a failure). In between, compute() turns
+ * the image's bytes into a result and touches no Redis.
  *
  * TANDEM_TEST_HOOK (config.c) lets the fault suites make a job kill its
  * worker or stall it; it does nothing unless set.
@@ -143,7 +148,7 @@ static void *beat_main(void *arg)
         int rc = queue_heartbeat(w->beat_q, w->id, info, w->cfg->heartbeat_ttl);
         if (rc && !down) LOG(WARN, "heartbeat failed, retrying: %s", queue_errstr(w->beat_q));
         down = rc != 0;
-        /* After a failure, again soon: queue.c's back-off paces the tries. */
+        /* After a failure, again soon: queue_conn.c's back-off paces the tries. */
         double every = down ? 0.2 : w->cfg->heartbeat_ttl / 3.0;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -256,9 +261,11 @@ static int decode_b64(const char *b64, size_t len, unsigned char **bin, size_t *
     return api_b64_decode(b64, len, bin, bin_len, err, sizeof err) == API_OK ? 0 : -1;
 }
 
-/* Classifies one image. On failure, reason says why (for the job record). */
-static int classify(struct worker *w, const char *b64, size_t len, queue_result *res, char **top5,
-                    char *reason, size_t reason_len)
+/* The compute step: the image's base64 text in, a result out (res points
+ * into *top5 and the classifier, valid until the next call). No Redis here.
+ * On failure, reason says why (for the job record). */
+static int compute(struct worker *w, const char *b64, size_t len, queue_result *res, char **top5,
+                   char *reason, size_t reason_len)
 {
     unsigned char *bin = NULL;
     size_t bin_len = 0;
@@ -311,13 +318,14 @@ static int record_done(struct worker *w, const char *id, const queue_result *res
 
 static void process(struct worker *w, const char *id)
 {
-    int skip = 0, attempts = 0, final = 0, rc;
-    char *b64 = NULL, *top5 = NULL;
-    size_t len = 0;
+    int final = 0, rc;
+    char *top5 = NULL;
     char reason[384];
+    queue_start st = {0};
     queue_result res = {0};
     LOG(INFO, "Processing job: %s", id);
-    rc = queue_job_start(w->q, id, w->id, w->cfg->max_attempts, &skip, &attempts);
+    /* Redis before: the job marked running, its image in hand. */
+    rc = queue_job_start(w->q, id, w->id, w->cfg->max_attempts, &st);
     if (rc == QUEUE_ERR_REPLY) {
         /* Redis refuses the job's keys (another producer's job:{id} of
          * another type): it would come back for ever, so it goes. */
@@ -328,7 +336,7 @@ static void process(struct worker *w, const char *id)
         goto out;
     }
     if (rc) goto redis_error;
-    if (skip) {
+    if (st.skip) {
         LOG(INFO, "job %s needs no work (it has a result or was given up)", id);
         goto out;
     }
@@ -336,25 +344,24 @@ static void process(struct worker *w, const char *id)
         LOG(WARN, "test hook: job %s kills its worker", id);
         raise(SIGKILL);
     }
-    rc = queue_load_image(w->q, id, &b64, &len);
-    if (rc == QUEUE_ERR_NOTFOUND) {
+    if (st.image_state == QUEUE_IMAGE_GONE) {
         LOG(WARN, "job %s: its image has expired", id);
         rc = queue_job_expired(w->q, id, w->id);
         if (rc) goto redis_error;
         goto out;
     }
-    if (rc == QUEUE_ERR_REPLY) {
+    if (st.image_state == QUEUE_IMAGE_BAD) {
         snprintf(reason, sizeof reason, "image:{id} cannot be read: %s", queue_errstr(w->q));
         goto job_failed;
     }
-    if (rc) goto redis_error;
     if (hook_hits(w, id, HOOK_SLEEP)) {
         LOG(WARN, "test hook: job %s stalls its worker for %d ms", id, w->hook_ms);
         struct timespec left = {w->hook_ms / 1000, (long)(w->hook_ms % 1000) * 1000000L};
         while (nanosleep(&left, &left) && errno == EINTR)
             ;
     }
-    if (classify(w, b64, len, &res, &top5, reason, sizeof reason)) goto job_failed;
+    /* The compute step, then Redis after: the result, or the failure. */
+    if (compute(w, st.image, st.image_len, &res, &top5, reason, sizeof reason)) goto job_failed;
     rc = record_done(w, id, &res);
     if (rc) goto redis_error;
     LOG(INFO, "Async prediction: %s (job %s, %.1f ms)", res.label, id, res.inference_ms);
@@ -362,8 +369,8 @@ static void process(struct worker *w, const char *id)
 job_failed:
     rc = queue_job_fail(w->q, id, w->id, reason, w->cfg->max_attempts, &final);
     if (rc) goto redis_error;
-    LOG(WARN, "job %s failed (attempt %d of %d): %s%s", id, attempts, w->cfg->max_attempts, reason,
-        final ? "; moved to queue:dead" : "; requeued");
+    LOG(WARN, "job %s failed (attempt %d of %d): %s%s", id, st.attempts, w->cfg->max_attempts,
+        reason, final ? "; moved to queue:dead" : "; requeued");
     goto out;
 redis_error:
     /* The id stays in our processing list: recover_own puts it back once
@@ -373,7 +380,7 @@ redis_error:
     LOG(WARN, "job %s: %s (%s)", id, queue_strerror(rc), queue_errstr(w->q));
 out:
     free(top5);
-    free(b64);
+    queue_start_clear(&st);
 }
 
 int worker_run(const struct config *cfg, const char *id, int ready_fd, volatile sig_atomic_t *stop)

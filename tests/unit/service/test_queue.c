@@ -127,6 +127,20 @@ static int create(queue *q, char *id)
     return queue_create_job(q, &j, id, QUEUE_ID_MAX + 1);
 }
 
+/* queue_job_start for tests that need only skip and attempts. */
+static int start_job(queue *q, const char *id, const char *worker, int max, int *skip,
+                     int *attempts)
+{
+    queue_start st;
+    int rc = queue_job_start(q, id, worker, max, &st);
+    if (!rc) {
+        *skip = st.skip;
+        *attempts = st.attempts;
+    }
+    queue_start_clear(&st);
+    return rc;
+}
+
 TEST(id_validation)
 {
     ASSERT(queue_id_valid("a1b2c3"));
@@ -255,16 +269,15 @@ TEST(take_run_done_is_idempotent)
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
     ASSERT_STR_EQ(got, id);
     ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 1);
-    char *b64 = NULL;
-    size_t len = 0;
-    ASSERT_EQ(queue_load_image(q, id, &b64, &len), 0);
-    ASSERT_EQ(len, 8);
-    ASSERT_STR_EQ(b64, "aGVsbG8=");
-    free(b64);
     int skip = -1, attempts = 0;
-    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &skip, &attempts), 0);
-    ASSERT_EQ(skip, 0);
-    ASSERT_EQ(attempts, 1);
+    queue_start st;
+    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &st), 0);
+    ASSERT_EQ(st.skip, 0);
+    ASSERT_EQ(st.attempts, 1);
+    ASSERT_EQ(st.image_state, QUEUE_IMAGE_OK); /* the image comes with the start */
+    ASSERT_EQ(st.image_len, 8);
+    ASSERT_STR_EQ(st.image, "aGVsbG8=");
+    queue_start_clear(&st);
     queue_job j;
     ASSERT_EQ(queue_get_job(q, id, &j), 0);
     ASSERT_STR_EQ(j.status, "running");
@@ -294,7 +307,7 @@ TEST(take_run_done_is_idempotent)
     redisReply *r = redisCommand(c, "RPUSH queue:jobs %s", id);
     freeReplyObject(r);
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, id, "w1", 3, &skip, &attempts), 0);
     ASSERT_EQ(skip, 1);
     ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
     queue_stats s;
@@ -323,7 +336,7 @@ TEST(failures_retry_then_dead_letter)
     int skip, attempts, final = -1;
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
     ASSERT_STR_EQ(got, id); /* oldest first, as the seed's RPOP */
-    ASSERT_EQ(queue_job_start(q, id, "w1", 2, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, id, "w1", 2, &skip, &attempts), 0);
     ASSERT_EQ(queue_job_fail(q, id, "w1", "not an image", 2, &final), 0);
     ASSERT_EQ(final, 0);
     /* Requeued behind the other job: a poison job does not block the queue. */
@@ -331,7 +344,7 @@ TEST(failures_retry_then_dead_letter)
     ASSERT_STR_EQ(got, other);
     ASSERT_EQ(queue_take(q, "w2", 1, got, sizeof got), 0);
     ASSERT_STR_EQ(got, id);
-    ASSERT_EQ(queue_job_start(q, id, "w2", 2, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, id, "w2", 2, &skip, &attempts), 0);
     ASSERT_EQ(attempts, 2);
     ASSERT_EQ(queue_job_fail(q, id, "w2", "not an image", 2, &final), 0);
     ASSERT_EQ(final, 1);
@@ -366,13 +379,13 @@ TEST(a_job_whose_worker_keeps_dying_is_given_up)
     long long moved = 0;
     for (int i = 1; i <= 2; i++) {
         ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-        ASSERT_EQ(queue_job_start(q, id, "w1", 2, &skip, &attempts), 0);
+        ASSERT_EQ(start_job(q, id, "w1", 2, &skip, &attempts), 0);
         ASSERT_EQ(skip, 0);
         ASSERT_EQ(queue_requeue_worker(q, "w1", 0, &moved), 0); /* as after a crash */
         ASSERT_EQ(moved, 1);
     }
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-    ASSERT_EQ(queue_job_start(q, id, "w1", 2, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, id, "w1", 2, &skip, &attempts), 0);
     ASSERT_EQ(skip, 1);
     queue_job j;
     ASSERT_EQ(queue_get_job(q, id, &j), 0);
@@ -397,7 +410,7 @@ TEST(a_worker_killed_from_outside_costs_no_attempt)
     long long moved = 0;
     for (int i = 0; i < 5; i++) {
         ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-        ASSERT_EQ(queue_job_start(q, id, "w1", 2, &skip, &attempts), 0);
+        ASSERT_EQ(start_job(q, id, "w1", 2, &skip, &attempts), 0);
         ASSERT_EQ(skip, 0);
         ASSERT_EQ(attempts, 1);
         ASSERT_EQ(queue_requeue_worker(q, "w1", 1, &moved), 0); /* as after SIGKILL */
@@ -424,9 +437,12 @@ TEST(expired_image)
     snprintf(k, sizeof k, "image:%s", id);
     ASSERT_EQ(raw_int(c, "DEL %s", k), 1);
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-    char *b64 = NULL;
-    size_t len = 0;
-    ASSERT_EQ(queue_load_image(q, id, &b64, &len), QUEUE_ERR_NOTFOUND);
+    queue_start st;
+    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &st), 0);
+    ASSERT_EQ(st.skip, 0);
+    ASSERT_EQ(st.image_state, QUEUE_IMAGE_GONE);
+    ASSERT(st.image == NULL);
+    queue_start_clear(&st);
     ASSERT_EQ(queue_job_expired(q, id, "w1"), 0);
     const char *ids[1] = {id};
     int which = -1;
@@ -552,7 +568,7 @@ TEST(reap_requeues_only_workers_without_heartbeat)
     ASSERT_EQ(queue_heartbeat(q, "host2-2-y", NULL, 30), 0);
     int skip, attempts;
     ASSERT_EQ(queue_take(q, "host1-1-x", 1, got, sizeof got), 0);
-    ASSERT_EQ(queue_job_start(q, got, "host1-1-x", 3, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, got, "host1-1-x", 3, &skip, &attempts), 0);
     ASSERT_EQ(queue_take(q, "host2-2-y", 1, got, sizeof got), 0);
     ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 0);
     long long moved = -1;
@@ -633,7 +649,7 @@ TEST(a_job_whose_workers_keep_dying_is_dead_lettered_with_the_reason)
     long long moved = 0, given_up = 0;
     for (int i = 1; i <= 3; i++) {
         ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-        ASSERT_EQ(queue_job_start(q, id, "w1", 3, &skip, &attempts), 0);
+        ASSERT_EQ(start_job(q, id, "w1", 3, &skip, &attempts), 0);
         ASSERT_EQ(skip, 0);
         ASSERT_EQ(attempts, 1); /* SIGKILL: the attempt is given back... */
         ASSERT_EQ(queue_requeue_dead(q, "w1", 1, "worker killed by signal 9 (SIGKILL)", &moved,
@@ -686,7 +702,7 @@ TEST(reaped_jobs_count_a_death)
     for (int i = 0; i < 2; i++) {
         ASSERT_EQ(queue_heartbeat(q, "h-1-a", NULL, 30), 0);
         ASSERT_EQ(queue_take(q, "h-1-a", 1, got, sizeof got), 0);
-        ASSERT_EQ(queue_job_start(q, id, "h-1-a", 3, &skip, &attempts), 0);
+        ASSERT_EQ(start_job(q, id, "h-1-a", 3, &skip, &attempts), 0);
         ASSERT_EQ(raw_int(c, "DEL %s", "worker:h-1-a"), 1);
         ASSERT_EQ(queue_reap_dead_workers(q, &moved), 0);
     }
@@ -748,7 +764,7 @@ TEST(a_job_whose_keys_redis_refuses_is_dead_lettered)
     r = redisCommand(c, "LPUSH queue:jobs abcd1");
     freeReplyObject(r);
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-    ASSERT_EQ(queue_job_start(q, got, "w1", 3, &skip, &attempts), QUEUE_ERR_REPLY);
+    ASSERT_EQ(start_job(q, got, "w1", 3, &skip, &attempts), QUEUE_ERR_REPLY);
     ASSERT_EQ(queue_job_refuse(q, "w1", got, "redis refused"), 0);
     ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
     char *dead = raw_str(c, "LINDEX %s 0", "queue:dead");
@@ -764,7 +780,7 @@ TEST(a_job_whose_keys_redis_refuses_is_dead_lettered)
     long long moved = 0, given_up = 0;
     ASSERT_EQ(create(q, id), 0);
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-    ASSERT_EQ(queue_job_start(q, id, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, id, "w1", 1, &skip, &attempts), 0);
     ASSERT_EQ(queue_job_fail(q, id, "w1", "bad image", 1, &final), 0);
     ASSERT_EQ(final, 1);
     ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 1); /* abcd1 had no finished time: gone */
@@ -794,7 +810,7 @@ TEST(dead_letter_list_is_bounded_in_length_and_age)
     char id[QUEUE_ID_MAX + 1];
     ASSERT_EQ(create(q, id), 0);
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-    ASSERT_EQ(queue_job_start(q, id, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, id, "w1", 1, &skip, &attempts), 0);
     ASSERT_EQ(queue_job_fail(q, id, "w1", "bad image", 1, &final), 0);
     ASSERT_EQ(final, 1);
     ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 1); /* the stale three went */
@@ -803,7 +819,7 @@ TEST(dead_letter_list_is_bounded_in_length_and_age)
     for (int i = 0; i < 5; i++) {
         ASSERT_EQ(create(q, id), 0);
         ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-        ASSERT_EQ(queue_job_start(q, id, "w1", 1, &skip, &attempts), 0);
+        ASSERT_EQ(start_job(q, id, "w1", 1, &skip, &attempts), 0);
         ASSERT_EQ(queue_job_fail(q, id, "w1", "bad image", 1, &final), 0);
     }
     ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 3);
@@ -825,7 +841,7 @@ TEST(image_goes_once_the_job_is_done)
     ASSERT(q);
     ASSERT_EQ(create(q, id), 0);
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, id, "w1", 3, &skip, &attempts), 0);
     snprintf(k, sizeof k, "image:%s", id);
     ASSERT_EQ(raw_int(c, "EXISTS %s", k), 1);
     ASSERT_EQ(queue_job_done(q, id, "w1", &res), 0);
@@ -835,7 +851,7 @@ TEST(image_goes_once_the_job_is_done)
     ASSERT(q);
     ASSERT_EQ(create(q, id), 0);
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, id, "w1", 3, &skip, &attempts), 0);
     ASSERT_EQ(queue_job_done(q, id, "w1", &res), 0);
     snprintf(k, sizeof k, "image:%s", id);
     long long ttl = raw_int(c, "TTL %s", k);
@@ -865,7 +881,7 @@ TEST(redis_out_of_memory_is_its_own_error)
     char got[QUEUE_ID_MAX + 1], k[64];
     int skip, attempts;
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-    ASSERT_EQ(queue_job_start(q, got, "w1", 3, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, got, "w1", 3, &skip, &attempts), 0);
     r = redisCommand(c, "CONFIG SET maxmemory 1");
     freeReplyObject(r);
     queue_result res = {.label = "tabby", .top5 = "[]", .model = "m", .inference_ms = 3};
@@ -939,7 +955,7 @@ static int finish(queue *q, const char *id, const char *label)
     int skip = 0, attempts = 0;
     queue_result res = {.label = label, .top5 = "[]", .model = "slow.onnx", .inference_ms = 3};
     if (queue_take(q, "w1", 1, got, sizeof got) || strcmp(got, id)) return -1;
-    if (queue_job_start(q, id, "w1", 3, &skip, &attempts) || skip) return -1;
+    if (start_job(q, id, "w1", 3, &skip, &attempts) || skip) return -1;
     return queue_job_done(q, id, "w1", &res);
 }
 
@@ -1038,7 +1054,7 @@ TEST(every_final_state_of_a_job_with_a_callback_schedules_its_webhook)
     int skip, attempts, final = 0;
     ASSERT_EQ(create_hooked(q, failed, "http://127.0.0.1:9/f"), 0);
     ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
-    ASSERT_EQ(queue_job_start(q, failed, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(start_job(q, failed, "w1", 1, &skip, &attempts), 0);
     ASSERT_EQ(queue_job_fail(q, failed, "w1", "bad image", 1, &final), 0);
     ASSERT_EQ(final, 1);
     ASSERT_EQ(due_score(c, failed), 0);
@@ -1104,6 +1120,85 @@ TEST(every_final_state_of_a_job_with_a_callback_schedules_its_webhook)
     ASSERT_EQ(s.webhook_retried, 1);
     ASSERT_EQ(s.webhook_delivered, 1);
     ASSERT_EQ(s.webhook_failed, 1);
+    queue_close(q);
+    redisFree(c);
+}
+
+/* The dead-letter and metrics keys follow QUEUE_NAME (queue.h); the
+ * default's are the seed's queue:dead and metrics:workers (checked above). */
+TEST(dead_letter_and_metrics_keys_follow_the_queue_name)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue_options o = {.host = "127.0.0.1",
+                       .port = redis_port,
+                       .timeout_ms = 1000,
+                       .queue_name = "tenant1:jobs",
+                       .job_ttl = 3600};
+    queue *q = NULL;
+    ASSERT_EQ(queue_open(&o, &q), 0);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    int skip, attempts, final = 0;
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "tenant1:jobs"), 1);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(start_job(q, id, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(queue_job_fail(q, id, "w1", "not an image", 1, &final), 0);
+    ASSERT_EQ(final, 1);
+    char *dead = raw_str(c, "LINDEX %s 0", "tenant1:dead");
+    ASSERT_STR_EQ(dead, id);
+    free(dead);
+    char *failed = raw_str(c, "HGET %s failed", "tenant1:metrics");
+    ASSERT_STR_EQ(failed, "1");
+    free(failed);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", "queue:dead"), 0);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", "metrics:workers"), 0);
+    queue_stats st;
+    ASSERT_EQ(queue_get_stats(q, &st), 0);
+    ASSERT_EQ(st.dead_length, 1);
+    ASSERT_EQ(st.failed, 1);
+    queue_close(q);
+    o.queue_name = "plain";
+    ASSERT_EQ(queue_open(&o, &q), 0);
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(start_job(q, id, "w1", 1, &skip, &attempts), 0);
+    ASSERT_EQ(queue_job_fail(q, id, "w1", "not an image", 1, &final), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "plain:dead"), 1);
+    failed = raw_str(c, "HGET %s failed", "plain:metrics");
+    ASSERT_STR_EQ(failed, "1");
+    free(failed);
+    queue_close(q);
+    redisFree(c);
+}
+
+/* An image:{id} of another type (another producer's): the job still starts,
+ * and the caller learns why it cannot have the image (the worker fails the
+ * job with that reason). */
+TEST(start_says_why_an_image_cannot_be_read)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1], k[64];
+    ASSERT_EQ(create(q, id), 0);
+    snprintf(k, sizeof k, "image:%s", id);
+    ASSERT_EQ(raw_int(c, "DEL %s", k), 1);
+    ASSERT_EQ(raw_int(c, "HSET %s f v", k), 1);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    queue_start st;
+    ASSERT_EQ(queue_job_start(q, id, "w1", 3, &st), 0);
+    ASSERT_EQ(st.skip, 0);
+    ASSERT_EQ(st.attempts, 1);
+    ASSERT_EQ(st.image_state, QUEUE_IMAGE_BAD);
+    ASSERT(st.image == NULL);
+    ASSERT(strstr(queue_errstr(q), "WRONGTYPE") != NULL);
+    queue_start_clear(&st);
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "running");
+    queue_job_clear(&j);
     queue_close(q);
     redisFree(c);
 }
