@@ -88,22 +88,12 @@ void api_image_clear(api_image *img);
 int api_parse_predict(const char *content_type, const void *body, size_t len, api_image *out,
                       char *err, size_t errlen);
 
-/* Strict standard base64 (padding optional; spaces, tabs and newlines
- * ignored; URL-safe alphabet accepted). *out is malloc'd, free() it. */
-int api_b64_decode(const char *text, size_t len, unsigned char **out, size_t *out_len, char *err,
-                   size_t errlen);
-/* Standard base64 with padding, NUL-terminated; NULL if out of memory. */
-char *api_b64_encode(const void *data, size_t len, size_t *out_len);
-
 /* ---- answers (each returns a malloc'd NUL-terminated JSON text, or NULL
  * when out of memory) ---- */
 
 char *api_error_json(const char *message);
 char *api_health_json(void);
 char *api_metadata_json(void);
-
-/* The top classes as JSON text [{"label": .., "score": ..}, ..]. */
-char *api_top_json(const tdm_label_score *top, int n);
 
 typedef struct api_prediction {
     const char *job_id; /* NULL: "job_id": null (not queued) */

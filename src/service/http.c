@@ -57,6 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define WATCH_TICK_NS 100000000L /* how often the watchdog looks at the deadlines */
@@ -108,13 +109,6 @@ struct http_request {
     int status;
 };
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 const char *http_method(const http_request *r)
 {
     return r->method;
@@ -148,7 +142,7 @@ int http_refused(const http_request *r, const char **message)
 
 double http_age_ms(const http_request *r)
 {
-    return now_ms() - r->t0;
+    return mono_ms() - r->t0;
 }
 
 static void release_body(http_request *r)
@@ -336,7 +330,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         r->started = 1;
         r->method = method;
         r->path = url;
-        r->t0 = now_ms();
+        r->t0 = mono_ms();
         if (r->hc) {
             pthread_mutex_lock(&s->conns_mu);
             r->hc->in_body = 1;
@@ -408,7 +402,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         pthread_mutex_lock(&s->conns_mu);
         r->hc->busy = 0;
         r->hc->in_body = 0;
-        r->hc->start_ms = now_ms();
+        r->hc->start_ms = mono_ms();
         pthread_mutex_unlock(&s->conns_mu);
     }
     release_body(r);
@@ -431,7 +425,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = ci ? ci->connect_fd : -1;
-        c->start_ms = now_ms();
+        c->start_ms = mono_ms();
         pthread_mutex_lock(&s->conns_mu);
         c->next = s->conns;
         if (s->conns) s->conns->prev = c;
@@ -456,7 +450,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 static void *watchdog_main(void *arg)
 {
     http_server *s = arg;
-    double limit_ms = s->opt.request_timeout_s * 1000.0, last_log = now_ms();
+    double limit_ms = s->opt.request_timeout_s * 1000.0, last_log = mono_ms();
     char body[160];
     int len = snprintf(body, sizeof body,
                        "{\"error\":\"the request did not arrive in full within %u s\"}",
@@ -464,7 +458,7 @@ static void *watchdog_main(void *arg)
     unsigned long since_log = 0;
     while (!atomic_load(&s->stop)) {
         nanosleep(&(struct timespec){0, WATCH_TICK_NS}, NULL);
-        double now = now_ms();
+        double now = mono_ms();
         unsigned long n = 0;
         pthread_mutex_lock(&s->conns_mu);
         for (struct http_conn *c = s->conns; c; c = c->next) {

@@ -38,6 +38,8 @@
 
 #include "api.h"
 #include "cli.h"
+#include "clock.h"
+#include "codec.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -87,7 +89,7 @@ struct task {
     char content_type[128];
     char job_id[QUEUE_ID_MAX + 1];
     double wait_s;
-    struct timespec deadline;
+    double deadline_s; /* mono_s() at which the wait ends */
     int held;             /* with the waiter thread */
     int has_callback;     /* ?callback_url= was given (the JSON field comes with the body) */
     char callback_url[WEBHOOK_URL_MAX + 1];
@@ -134,13 +136,6 @@ struct proxy {
     atomic_int stopping;
     webhook *hooks; /* callback_url checks and delivery threads (webhook.h) */
 };
-
-static double ms_since(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
-}
 
 /* ---- task queues --------------------------------------------------------- */
 
@@ -257,8 +252,7 @@ static void do_predict(struct worker *w, struct task *t)
         reply_error(r, t->ep, 400, msg);
         goto out;
     }
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = mono_ms();
     int rc = tdm_classifier_set_image(w->clf, img.data, img.len, err, sizeof err);
     if (rc) {
         int code = rc == TDM_ERR_LIMIT ? 413 : rc == TDM_ERR_IMAGE ? 400 : 500;
@@ -273,13 +267,13 @@ static void do_predict(struct worker *w, struct task *t)
         reply_error(r, t->ep, 500, "inference failed (see the proxy's log)");
         goto out;
     }
-    double infer_ms = ms_since(&t0);
+    double infer_ms = mono_ms_since(t0);
     metrics_sync_inference(infer_ms);
     const char *label = ntop > 0 && top[0].label ? top[0].label : "";
 
     size_t b64_len = 0;
-    b64 = api_b64_encode(img.data, img.len, &b64_len);
-    top_json = api_top_json(top, ntop);
+    b64 = codec_b64_encode(img.data, img.len, &b64_len);
+    top_json = codec_top_json(top, ntop);
     /* The raw body is no longer needed past this point, but it lives in the
      * request until the answer: nothing to free early. */
     api_prediction pred = {.label = label,
@@ -301,11 +295,10 @@ static void do_predict(struct worker *w, struct task *t)
                         .id_len = p->cfg.job_id_length,
                         .max_backlog = p->cfg.max_queue};
     char id[QUEUE_ID_MAX + 1];
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double t1 = mono_ms();
     rc = queue_create_job(w->q, &nj, id, sizeof id);
     LOG(DEBUG, "predict: %.2f ms since headers, %.2f ms inference, %.2f ms registering the job",
-        http_age_ms(r), infer_ms, ms_since(&t1));
+        http_age_ms(r), infer_ms, mono_ms_since(t1));
     if (rc == 0) {
         LOG(INFO, "POST /predict - job_id: %s", id);
         LOG(INFO, "Sync prediction: %s", label);
@@ -471,13 +464,6 @@ static void *io_main(void *arg)
     return NULL;
 }
 
-static double seconds_left(const struct timespec *deadline)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(deadline->tv_sec - now.tv_sec) + (double)(deadline->tv_nsec - now.tv_nsec) / 1e9;
-}
-
 /* Answers and drops the held requests for which done(t, arg) holds. */
 static struct task *answer_held(struct worker *w, struct task *held,
                                 int (*done)(const struct task *, const void *), const void *arg)
@@ -500,7 +486,7 @@ static struct task *answer_held(struct worker *w, struct task *held,
 
 static int is_due(const struct task *t, const void *stopping)
 {
-    return *(const int *)stopping || seconds_left(&t->deadline) <= 0;
+    return *(const int *)stopping || t->deadline_s <= mono_s();
 }
 
 static int is_job(const struct task *t, const void *id)
@@ -545,7 +531,7 @@ static void *waiter_main(void *arg)
         int n = 0;
         double block = push_due < WAIT_BLOCK_S ? push_due : WAIT_BLOCK_S;
         for (struct task *t = held; t && n < p->cfg.max_waiters; t = t->next) {
-            double left = seconds_left(&t->deadline);
+            double left = t->deadline_s - mono_s();
             if (left < block) block = left;
             ids[n++] = t->job_id;
         }
@@ -650,10 +636,7 @@ static void on_request(void *ud, http_request *r)
             reply_error(r, ep, 400, err);
             return;
         }
-        clock_gettime(CLOCK_MONOTONIC, &t->deadline);
-        long long ns = (long long)(t->wait_s * 1e9) + t->deadline.tv_nsec;
-        t->deadline.tv_sec += (time_t)(ns / 1000000000);
-        t->deadline.tv_nsec = (long)(ns % 1000000000);
+        t->deadline_s = mono_s() + t->wait_s;
     }
     const char *ct = http_header(r, "Content-Type");
     if (ct) snprintf(t->content_type, sizeof t->content_type, "%s", ct);
@@ -753,9 +736,8 @@ static void shutdown_proxy(struct proxy *p)
     if (p->http) {
         http_quiesce(p->http);
         atomic_store(&p->stopping, 1);
-        struct timespec t0;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        while (http_in_flight(p->http) > 0 && ms_since(&t0) < p->cfg.drain_timeout_s * 1000.0)
+        double t0 = mono_ms();
+        while (http_in_flight(p->http) > 0 && mono_ms_since(t0) < p->cfg.drain_timeout_s * 1000.0)
             nanosleep(&(struct timespec){0, 10000000L}, NULL);
         if (http_in_flight(p->http) > 0)
             LOG(WARN, "%u requests still in flight after DRAIN_TIMEOUT=%d s; closing them",

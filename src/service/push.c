@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -44,13 +45,6 @@ struct push {
 
 static const char *const stream_headers[] = {"Cache-Control", "no-store", "X-Accel-Buffering", "no",
                                              NULL};
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 int push_create(const push_options *opt, push **out)
 {
@@ -91,7 +85,7 @@ static int emit(struct item *it, int seq, const char *event, const queue_job *jo
     free(json);
     if (rc == 0) {
         it->last_event = seq;
-        it->last_write = now_s();
+        it->last_write = mono_s();
     }
     return rc;
 }
@@ -233,7 +227,7 @@ void push_events(push *ps, queue *q, http_request *r, const char *id, int last_e
     it->last_event = last_event_id;
     metrics_request(API_EP_EVENTS, 200, http_age_ms(r));
     it->stream = http_respond_stream(r, 200, "text/event-stream", stream_headers);
-    double now = now_s();
+    double now = mono_s();
     it->due = now + ps->opt.stream_max_s;
     it->last_write = now;
     /* Something to send at once, so that the headers leave now even when
@@ -272,7 +266,7 @@ int push_hold(push *ps, queue *q, http_request *r, const char *id, char *fast_js
     it->req = r;
     it->fast_json = fast_json;
     it->wait_s = wait_s;
-    it->due = now_s() + wait_s;
+    it->due = mono_s() + wait_s;
     /* Counted once, with the time the fast answer took: the sync latency
      * histogram keeps its meaning. */
     metrics_request(API_EP_PREDICT, 200, http_age_ms(r));
@@ -301,7 +295,7 @@ double push_tick(push *ps, queue *q, int stopping)
         ps->held = it;
     }
     pthread_mutex_unlock(&ps->mu);
-    double now = now_s(), next = ps->opt.heartbeat_s;
+    double now = mono_s(), next = ps->opt.heartbeat_s;
     struct item **link = &ps->held;
     while (*link) {
         struct item *it = *link;

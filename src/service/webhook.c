@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "clock.h"
 #include "log.h"
 
 #define SECRET_PREFIX "whsec_"
@@ -657,11 +658,9 @@ static void deliver(struct deliverer *d, const char *id)
     job.webhook_attempts = attempt;
     body = api_job_json(id, &job);
     if (!body) goto out;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = mono_ms();
     long code = post(d, t, id, body, err, sizeof err);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    double ms = mono_ms_since(t0);
     if (atomic_load(&w->stop) && code < 0) goto out; /* abandoned: retried after the claim */
     if (code >= 200 && code <= 299) {
         LOG(INFO, "webhook for job %s delivered to %s (%s): HTTP %ld in %.1f ms, attempt %d", id,
