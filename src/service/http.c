@@ -513,7 +513,7 @@ int http_start(const http_options *opt, http_server **out, char *err, size_t err
     s->opt = *opt;
     if (!s->opt.max_buffered) s->opt.max_buffered = 8 * s->opt.max_body;
     if (!s->opt.max_connections) s->opt.max_connections = 1024;
-    if (!s->opt.io_threads) s->opt.io_threads = 1;
+    if (!s->opt.mhd_threads) s->opt.mhd_threads = 1;
     if (!s->opt.request_timeout_s) s->opt.request_timeout_s = 30;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
@@ -526,7 +526,7 @@ int http_start(const http_options *opt, http_server **out, char *err, size_t err
         MHD_OPTION_CONNECTION_LIMIT, s->opt.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         s->opt.max_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_PER_CONN,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-        s->opt.io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.io_threads,
+        s->opt.mhd_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.mhd_threads,
         MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "http: cannot listen on port %d (in use, or no permission)",

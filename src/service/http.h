@@ -31,10 +31,10 @@ typedef struct http_options {
     int port;
     size_t max_body;     /* larger bodies are refused with 413 */
     size_t max_buffered; /* all bodies held at once; past it new ones get 503 (0: 8x max_body) */
-    unsigned max_connections; /* 0: 1024 */
-    unsigned max_per_ip;      /* connections from one address; 0: no limit */
+    unsigned max_connections;   /* 0: 1024 */
+    unsigned max_per_ip;        /* connections from one address; 0: no limit */
     unsigned request_timeout_s; /* a whole request, headers and body, must arrive in it; 0: 30 */
-    unsigned io_threads;      /* 0: 1 */
+    unsigned mhd_threads;       /* libmicrohttpd's own socket threads (its pool); 0: 1 */
     http_handler handler;
     void *ud;
 } http_options;
