@@ -13,17 +13,18 @@
 
 #include <stddef.h>
 
+#include "errors.h"
 #include "queue.h"
 #include "tandem/image.h"
 
 typedef enum {
     API_OK = 0,
-    API_ERR_BAD_REQUEST = -1, /* 400 */
-    API_ERR_TOO_LARGE = -2,   /* 413 */
-    API_ERR_NOT_FOUND = -3,   /* 404 */
-    API_ERR_METHOD = -4,      /* 405 */
-    API_ERR_MEDIA_TYPE = -5,  /* 415: a Content-Type we do not take */
-    API_ERR_NOMEM = -6        /* 500 */
+    API_ERR_BAD_REQUEST = ERR_BASE_API - 1, /* 400 */
+    API_ERR_TOO_LARGE = ERR_BASE_API - 2,   /* 413 */
+    API_ERR_NOT_FOUND = ERR_BASE_API - 3,   /* 404 */
+    API_ERR_METHOD = ERR_BASE_API - 4,      /* 405 */
+    API_ERR_MEDIA_TYPE = ERR_BASE_API - 5,  /* 415: a Content-Type we do not take */
+    API_ERR_NOMEM = ERR_BASE_API - 6        /* 500 */
 } api_status;
 
 int api_http_status(int status);

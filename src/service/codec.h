@@ -19,12 +19,13 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "errors.h"
 #include "tandem/image.h"
 
 typedef enum {
     CODEC_OK = 0,
-    CODEC_ERR_INVALID = -1, /* not base64, or a data URL without ";base64," */
-    CODEC_ERR_NOMEM = -2
+    CODEC_ERR_INVALID = ERR_BASE_CODEC - 1, /* not base64, or a data URL without ";base64," */
+    CODEC_ERR_NOMEM = ERR_BASE_CODEC - 2
 } codec_status;
 
 /* Strict standard base64 (padding optional; spaces, tabs and newlines

@@ -502,12 +502,12 @@ int http_start(const http_options *opt, http_server **out, char *err, size_t err
 {
     if (!opt->handler || opt->port < 1 || opt->port > 65535 || !opt->max_body) {
         snprintf(err, errlen, "http: bad options");
-        return -1;
+        return HTTP_ERR_INVALID;
     }
     http_server *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "http: out of memory");
-        return -1;
+        return HTTP_ERR_NOMEM;
     }
     pthread_mutex_init(&s->conns_mu, NULL);
     s->opt = *opt;
@@ -532,13 +532,13 @@ int http_start(const http_options *opt, http_server **out, char *err, size_t err
         snprintf(err, errlen, "http: cannot listen on port %d (in use, or no permission)",
                  opt->port);
         server_free(s);
-        return -1;
+        return HTTP_ERR_START;
     }
     if (pthread_create(&s->watchdog, NULL, watchdog_main, s)) {
         snprintf(err, errlen, "http: cannot start the watchdog thread");
         MHD_stop_daemon(s->daemon);
         server_free(s);
-        return -1;
+        return HTTP_ERR_START;
     }
     s->watchdog_started = 1;
     *out = s;
@@ -667,7 +667,7 @@ http_stream *http_respond_stream(http_request *r, int status, const char *conten
 
 int http_stream_write(http_stream *s, const char *data, size_t len)
 {
-    int rc = -1;
+    int rc = HTTP_ERR_GONE;
     pthread_mutex_lock(&s->mu);
     if (s->gone || s->ended || s->len + len > STREAM_BUF_MAX) goto out;
     if (s->len + len > s->cap) {

@@ -92,11 +92,13 @@ static void install_signals(void)
 static int start_threads(struct proxy *p)
 {
     for (int i = 0; i < p->ninfer; i++) {
-        if (pthread_create(&p->infer[i].thread, NULL, proxy_infer_main, &p->infer[i])) return -1;
+        if (pthread_create(&p->infer[i].thread, NULL, proxy_infer_main, &p->infer[i]))
+            return PROXY_ERR_THREAD;
         p->infer[i].started = 1;
     }
     for (int i = 0; i < REDIS_THREADS; i++) {
-        if (pthread_create(&p->redis[i].thread, NULL, proxy_redis_main, &p->redis[i])) return -1;
+        if (pthread_create(&p->redis[i].thread, NULL, proxy_redis_main, &p->redis[i]))
+            return PROXY_ERR_THREAD;
         p->redis[i].started = 1;
     }
     return proxy_waiter_start(&p->waiter);
@@ -165,11 +167,12 @@ int cli_proxy(int argc, char **argv)
 {
     struct proxy *p = calloc(1, sizeof *p);
     if (!p) return 1;
-    int status = config_cli(argc, argv, CONFIG_ROLE_PROXY,
-                            "Serve the HTTP API: the fast model answers at once, the job goes "
-                            "to Redis for the workers' slow model.",
-                            &p->cfg);
-    if (status >= 0) {
+    int status;
+    int cli = config_cli(argc, argv, CONFIG_ROLE_PROXY,
+                         "Serve the HTTP API: the fast model answers at once, the job goes "
+                         "to Redis for the workers' slow model.",
+                         &p->cfg, &status);
+    if (cli == CONFIG_CLI_EXIT) {
         free(p);
         return status;
     }

@@ -19,7 +19,7 @@ int taskq_push(struct taskq *q, struct task *t)
     pthread_mutex_lock(&q->mu);
     /* Stopped: its threads may be gone, and a task pushed now would never be answered. */
     if (q->len >= MAX_PENDING || q->stop) {
-        rc = TASKQ_ERR_FULL;
+        rc = PROXY_ERR_BUSY;
     } else {
         t->next = NULL;
         if (q->tail)

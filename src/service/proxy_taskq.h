@@ -16,6 +16,7 @@
 #include <pthread.h>
 
 #include "api.h"
+#include "errors.h"
 #include "http.h"
 #include "queue.h"
 #include "webhook.h"
@@ -37,6 +38,9 @@ struct task {
     int last_event_id;    /* GET /job/{id}/events: Last-Event-ID */
 };
 
+#define PROXY_ERR_BUSY (ERR_BASE_PROXY - 1)    /* MAX_PENDING tasks wait, or stopped */
+#define PROXY_ERR_THREAD (ERR_BASE_PROXY - 2) /* a thread could not be started */
+
 struct taskq {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -45,7 +49,7 @@ struct taskq {
 };
 
 void taskq_init(struct taskq *q);
-/* Appends t; TASKQ_ERR_FULL if MAX_PENDING tasks wait or the queue is stopped
+/* Appends t; PROXY_ERR_BUSY if MAX_PENDING tasks wait or the queue is stopped
  * (the caller answers 503 and keeps t). */
 int taskq_push(struct taskq *q, struct task *t);
 /* Blocks for a task; NULL once the queue is stopped and empty. */
@@ -53,7 +57,5 @@ struct task *taskq_pop(struct taskq *q);
 /* Refuses new tasks and wakes every thread blocked in taskq_pop. */
 void taskq_stop(struct taskq *q);
 void taskq_destroy(struct taskq *q);
-
-#define TASKQ_ERR_FULL (-1)
 
 #endif

@@ -173,7 +173,7 @@ static void *waiter_main(void *arg)
 
 int proxy_waiter_start(proxy_waiter *w)
 {
-    if (pthread_create(&w->thread, NULL, waiter_main, w)) return -1;
+    if (pthread_create(&w->thread, NULL, waiter_main, w)) return PROXY_ERR_THREAD;
     w->started = 1;
     return 0;
 }

@@ -49,6 +49,7 @@ void proxy_waiter_init(proxy_waiter *w, int max_waiters, const atomic_int *stopp
 /* Names the wake key (after sodium_init) and opens the thread's own Redis
  * connection (a queue_status on failure). */
 int proxy_waiter_connect(proxy_waiter *w, const queue_options *qopt);
+/* 0 or PROXY_ERR_THREAD. */
 int proxy_waiter_start(proxy_waiter *w);
 
 /* A place among the MAX_WAITERS held requests: 1 if taken. Give it back with

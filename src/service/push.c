@@ -49,7 +49,7 @@ static const char *const stream_headers[] = {"Cache-Control", "no-store", "X-Acc
 int push_create(const push_options *opt, push **out)
 {
     push *ps = calloc(1, sizeof *ps);
-    if (!ps) return -1;
+    if (!ps) return PUSH_ERR_NOMEM;
     ps->opt = *opt;
     pthread_mutex_init(&ps->mu, NULL);
     *out = ps;
@@ -252,15 +252,15 @@ void push_events(push *ps, queue *q, http_request *r, const char *id, int last_e
 
 int push_hold(push *ps, queue *q, http_request *r, const char *id, char *fast_json, double wait_s)
 {
-    if (atomic_load(&ps->stopping)) return -1;
+    if (atomic_load(&ps->stopping)) return PUSH_ERR_STOPPING;
     if (atomic_fetch_add(&ps->holds, 1) >= ps->opt.max_holds) {
         atomic_fetch_sub(&ps->holds, 1);
-        return -1;
+        return PUSH_ERR_FULL;
     }
     struct item *it = calloc(1, sizeof *it);
     if (!it) {
         atomic_fetch_sub(&ps->holds, 1);
-        return -1;
+        return PUSH_ERR_NOMEM;
     }
     snprintf(it->id, sizeof it->id, "%s", id);
     it->req = r;

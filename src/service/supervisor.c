@@ -314,9 +314,11 @@ static void signal_all(const struct slot *slots, int n, int sig)
 int cli_worker(int argc, char **argv)
 {
     struct config cfg;
-    int rc = config_cli(argc, argv, CONFIG_ROLE_WORKER,
-                        "supervise NUM_WORKERS processes running the slow model", &cfg);
-    if (rc >= 0) return rc;
+    int exit_status;
+    if (config_cli(argc, argv, CONFIG_ROLE_WORKER,
+                   "supervise NUM_WORKERS processes running the slow model", &cfg,
+                   &exit_status) == CONFIG_CLI_EXIT)
+        return exit_status;
     log_init("supervisor", cfg.log_level);
     if (access(cfg.async_model_path, R_OK)) {
         LOG(ERROR, "ASYNC_MODEL_PATH=%s: %s (see `tandem models`)", cfg.async_model_path,

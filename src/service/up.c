@@ -214,9 +214,10 @@ static int choose_models(struct config *cfg)
 int cli_up(int argc, char **argv)
 {
     struct config cfg;
-    int rc = config_cli(argc, argv, CONFIG_ROLE_UP,
-                        "start redis (unless REDIS_HOST is set), the proxy and the workers", &cfg);
-    if (rc >= 0) {
+    int rc;
+    if (config_cli(argc, argv, CONFIG_ROLE_UP,
+                   "start redis (unless REDIS_HOST is set), the proxy and the workers", &cfg,
+                   &rc) == CONFIG_CLI_EXIT) {
         for (int i = 1; i < argc && rc == 0; i++)
             if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
                 printf(
