@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "tandem/classifier.h"
 
 /* Larger than any sane photo; the pixel cap is what bounds decoding. */
@@ -61,13 +62,6 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     if (errno || end == s || *end || v < lo || v > hi) return -1;
     *out = (int)v;
     return 0;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 static int read_file(const char *path, void **data, size_t *len, char *err, size_t errlen)
@@ -202,13 +196,13 @@ int cli_classify(int argc, char **argv)
         const char *path = argv[i];
         void *data = NULL;
         size_t len = 0;
-        double t0 = now_ms();
+        double t0 = mono_ms();
         int rc = read_file(path, &data, &len, err, sizeof err);
         if (!rc) rc = tdm_classifier_set_image(clf, data, len, err, sizeof err);
         free(data);
-        double t1 = now_ms();
+        double t1 = mono_ms();
         int n = rc ? rc : tdm_classifier_run(clf, top, best, err, sizeof err);
-        double t2 = now_ms();
+        double t2 = mono_ms();
         if (n < 0) {
             fprintf(stderr, "tandem classify: %s: %s\n", path, err);
             status = 1;

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "tandem/engine.h"
 
 typedef struct cli_opts {
@@ -123,13 +124,6 @@ static int parse(int argc, char **argv, bool bench, cli_opts *o)
         return 2;
     }
     return 0;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* Loads the model and creates a session; prints the error and returns 1 on
@@ -300,9 +294,9 @@ int cli_bench(int argc, char **argv)
         usage_bench(stdout);
         return 0;
     }
-    double t0 = now_ms();
+    double t0 = mono_ms();
     if ((rc = open_model(&o, "bench", o.batch, &m, &s))) return rc;
-    double load_ms = now_ms() - t0;
+    double load_ms = mono_ms() - t0;
     size_t nin = tdm_session_input_bytes(s), nout = tdm_session_output_bytes(s);
     tdm_tensor_info ii;
     tdm_session_input_info(s, &ii);
@@ -317,12 +311,12 @@ int cli_bench(int argc, char **argv)
     random_input(ii.dtype, in, nin);
     int warmup = o.iterations / 10 < 3 ? 3 : o.iterations / 10;
     for (int i = 0; i < warmup + o.iterations; i++) {
-        double a = now_ms();
+        double a = mono_ms();
         if (tdm_session_run(s, in, nin, out, nout)) {
             fprintf(stderr, "tandem bench: %s\n", tdm_session_error(s));
             goto out;
         }
-        if (i >= warmup) t[i - warmup] = now_ms() - a;
+        if (i >= warmup) t[i - warmup] = mono_ms() - a;
     }
     double sum = 0;
     for (int i = 0; i < o.iterations; i++)

@@ -1,25 +1,17 @@
 /*
  * api: routing, body parsing and JSON answers for the proxy. Everything here
  * is a pure function of its arguments so that it can be unit-tested and
- * fuzzed without a server, a model or Redis.
- *
- * base64: OpenSSL's EVP_EncodeBlock/EVP_DecodeBlock do the common case,
- * padded standard base64 in one piece, at ~2 GB/s; libsodium's decoder
- * (sodium_base642bin) takes everything else: it is strict, takes an "ignore"
- * set, so clients that wrap their base64 at 76 columns work, knows the
- * URL-safe and unpadded variants, and reports exactly where bad input stops
- * it. Its constant-time code runs at ~0.2 GB/s: on a 220 kB image that was
- * 1 ms to decode and 1-2 ms to encode, of a ~12 ms request.
+ * fuzzed without a server, a model or Redis. Base64 and the top-k JSON are
+ * codec's (codec.c), shared with the worker.
  */
 #include "api.h"
+#include "codec.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
-#include <openssl/evp.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,71 +170,6 @@ int api_last_event_id(const char *text)
     return *end || v < 0 || v > 1000000 ? 0 : (int)v;
 }
 
-/* ---- base64 ------------------------------------------------------------ */
-
-/* Padded standard base64 with nothing else in it, by OpenSSL; 0 for anything
- * else (EVP_DecodeBlock alone would take whitespace at either end and '='
- * inside). buf holds at least len / 4 * 3 bytes. */
-static int b64_decode_plain(const char *text, size_t len, unsigned char *buf, size_t *out_len)
-{
-    if (len == 0 || len % 4 || len > INT_MAX) return 0;
-    size_t pad = text[len - 1] != '=' ? 0 : text[len - 2] != '=' ? 1 : 2;
-    if (memchr(text, '=', len - pad)) return 0;
-    int n = EVP_DecodeBlock(buf, (const unsigned char *)text, (int)len);
-    if (n < 0 || (size_t)n != len / 4 * 3) return 0;
-    *out_len = (size_t)n - pad;
-    return 1;
-}
-
-int api_b64_decode(const char *text, size_t len, unsigned char **out, size_t *out_len, char *err,
-                   size_t errlen)
-{
-    static const int variants[] = {
-        sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
-        sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
-    size_t cap = len / 4 * 3 + 3;
-    unsigned char *buf = malloc(cap ? cap : 1);
-    if (!buf) {
-        snprintf(err, errlen, "out of memory decoding %zu bytes of base64", len);
-        return API_ERR_NOMEM;
-    }
-    if (b64_decode_plain(text, len, buf, out_len)) {
-        *out = buf;
-        return API_OK;
-    }
-    /* Padded standard base64 is what nearly every client sends; the other
-     * variants cost a second pass only on input the first one refused. */
-    const char *stop = text;
-    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
-        size_t n = 0;
-        const char *end = NULL;
-        if (sodium_base642bin(buf, cap, text, len, " \t\r\n", &n, &end, variants[i]) == 0 &&
-            end == text + len) {
-            *out = buf;
-            *out_len = n;
-            return API_OK;
-        }
-        if (i == 0) stop = end ? end : text;
-    }
-    free(buf);
-    snprintf(err, errlen, "image_data is not valid base64 (bad input at offset %zu of %zu)",
-             (size_t)(stop - text), len);
-    return API_ERR_BAD_REQUEST;
-}
-
-char *api_b64_encode(const void *data, size_t len, size_t *out_len)
-{
-    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-    char *b = malloc(cap);
-    if (!b) return NULL;
-    if (len <= INT_MAX / 4 * 3)
-        EVP_EncodeBlock((unsigned char *)b, data, (int)len);
-    else
-        sodium_bin2base64(b, cap, data, len, sodium_base64_VARIANT_ORIGINAL);
-    if (out_len) *out_len = cap - 1;
-    return b;
-}
-
 /* ---- POST /predict bodies ---------------------------------------------- */
 
 void api_image_clear(api_image *img)
@@ -327,18 +254,22 @@ static int parse_json_body(const char *body, size_t len, api_image *out, char *e
     size_t slen = json_string_length(v);
     while (slen && isspace((unsigned char)*s))
         s++, slen--;
-    /* A data URL: "data:image/png;base64,...." */
-    if (slen > 5 && !strncmp(s, "data:", 5)) {
-        const char *comma = memchr(s, ',', slen);
-        if (!comma || comma - s < 12 || strncmp(comma - 7, ";base64", 7)) {
-            snprintf(err, errlen, "\"image_data\" is a data URL without \";base64,\"");
-            goto out;
-        }
-        slen -= (size_t)(comma + 1 - s);
-        s = comma + 1;
+    if (codec_data_url_payload(&s, &slen)) {
+        snprintf(err, errlen, "\"image_data\" is a data URL without \";base64,\"");
+        goto out;
     }
-    rc = api_b64_decode(s, slen, &bin, &n, err, errlen);
-    if (rc) goto out;
+    char why[160];
+    rc = codec_b64_decode(s, slen, &bin, &n, why, sizeof why);
+    if (rc == CODEC_ERR_NOMEM) {
+        rc = API_ERR_NOMEM;
+        snprintf(err, errlen, "%s", why);
+        goto out;
+    }
+    if (rc) {
+        rc = API_ERR_BAD_REQUEST;
+        snprintf(err, errlen, "image_data is %s", why);
+        goto out;
+    }
     rc = check_image(bin, n, err, errlen);
     if (rc) goto out;
     json_t *cb = json_object_get(root, "callback_url");
@@ -431,20 +362,6 @@ char *api_metadata_json(void)
                           "Persian cat"));
 }
 
-static json_t *top_array(const tdm_label_score *top, int n)
-{
-    json_t *a = json_array();
-    for (int i = 0; a && i < n; i++)
-        json_array_append_new(
-            a, json_pack("{s:o,s:f}", "label", str(top[i].label), "score", (double)top[i].score));
-    return a;
-}
-
-char *api_top_json(const tdm_label_score *top, int n)
-{
-    return dump(top_array(top, n));
-}
-
 char *api_prediction_json(const api_prediction *p)
 {
     json_t *root = json_object();
@@ -452,7 +369,7 @@ char *api_prediction_json(const api_prediction *p)
     if (p->error) json_object_set_new(root, "error", str(p->error));
     json_object_set_new(root, "job_id", p->job_id ? json_string(p->job_id) : json_null());
     json_object_set_new(root, "result_sync", str(p->label));
-    json_object_set_new(root, "top5", top_array(p->top, p->ntop));
+    json_object_set_new(root, "top5", codec_top_array(p->top, p->ntop));
     json_object_set_new(root, "model", str(p->model));
     if (p->scores) json_object_set_new(root, "scores", json_string(p->scores));
     json_object_set_new(root, "inference_ms", json_real(round(p->inference_ms * 1000) / 1000));

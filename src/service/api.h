@@ -13,17 +13,18 @@
 
 #include <stddef.h>
 
+#include "errors.h"
 #include "queue.h"
 #include "tandem/image.h"
 
 typedef enum {
     API_OK = 0,
-    API_ERR_BAD_REQUEST = -1, /* 400 */
-    API_ERR_TOO_LARGE = -2,   /* 413 */
-    API_ERR_NOT_FOUND = -3,   /* 404 */
-    API_ERR_METHOD = -4,      /* 405 */
-    API_ERR_MEDIA_TYPE = -5,  /* 415: a Content-Type we do not take */
-    API_ERR_NOMEM = -6        /* 500 */
+    API_ERR_BAD_REQUEST = ERR_BASE_API - 1, /* 400 */
+    API_ERR_TOO_LARGE = ERR_BASE_API - 2,   /* 413 */
+    API_ERR_NOT_FOUND = ERR_BASE_API - 3,   /* 404 */
+    API_ERR_METHOD = ERR_BASE_API - 4,      /* 405 */
+    API_ERR_MEDIA_TYPE = ERR_BASE_API - 5,  /* 415: a Content-Type we do not take */
+    API_ERR_NOMEM = ERR_BASE_API - 6        /* 500 */
 } api_status;
 
 int api_http_status(int status);
@@ -88,22 +89,12 @@ void api_image_clear(api_image *img);
 int api_parse_predict(const char *content_type, const void *body, size_t len, api_image *out,
                       char *err, size_t errlen);
 
-/* Strict standard base64 (padding optional; spaces, tabs and newlines
- * ignored; URL-safe alphabet accepted). *out is malloc'd, free() it. */
-int api_b64_decode(const char *text, size_t len, unsigned char **out, size_t *out_len, char *err,
-                   size_t errlen);
-/* Standard base64 with padding, NUL-terminated; NULL if out of memory. */
-char *api_b64_encode(const void *data, size_t len, size_t *out_len);
-
 /* ---- answers (each returns a malloc'd NUL-terminated JSON text, or NULL
  * when out of memory) ---- */
 
 char *api_error_json(const char *message);
 char *api_health_json(void);
 char *api_metadata_json(void);
-
-/* The top classes as JSON text [{"label": .., "score": ..}, ..]. */
-char *api_top_json(const tdm_label_score *top, int n);
 
 typedef struct api_prediction {
     const char *job_id; /* NULL: "job_id": null (not queued) */

@@ -336,7 +336,8 @@ void config_print(FILE *f, int roles, const struct config *cfg)
     }
 }
 
-int config_cli(int argc, char **argv, int roles, const char *summary, struct config *cfg)
+int config_cli(int argc, char **argv, int roles, const char *summary, struct config *cfg,
+               int *exit_status)
 {
     const char *name = argc > 0 ? argv[0] : "tandem";
     int check = 0;
@@ -345,27 +346,31 @@ int config_cli(int argc, char **argv, int roles, const char *summary, struct con
             printf("usage: tandem %s [--check-config]\n\n%s\n\n", name, summary);
             printf("  --check-config    validate the environment, print the values, exit\n\n");
             config_print_help(stdout, roles);
-            return 0;
+            *exit_status = 0;
+            return CONFIG_CLI_EXIT;
         }
         if (!strcmp(argv[i], "--check-config")) {
             check = 1;
             continue;
         }
         fprintf(stderr, "tandem %s: unknown argument '%s' (see --help)\n", name, argv[i]);
-        return 2;
+        *exit_status = 2;
+        return CONFIG_CLI_EXIT;
     }
     char err[512];
     struct config c;
     if (config_load(roles, &c, err, sizeof err) < 0) {
         fprintf(stderr, "tandem %s: invalid configuration: %s\n", name, err);
-        return 2;
+        *exit_status = 2;
+        return CONFIG_CLI_EXIT;
     }
     if (check) {
         config_print(stdout, roles, &c);
-        return 0;
+        *exit_status = 0;
+        return CONFIG_CLI_EXIT;
     }
     *cfg = c;
-    return -1;
+    return CONFIG_CLI_RUN;
 }
 
 void config_image_limits(const struct config *cfg, struct tdm_image_limits *out)

@@ -4,8 +4,10 @@
  * environment into a struct config.
  *
  *     struct config cfg;
- *     int rc = config_cli(argc, argv, CONFIG_ROLE_PROXY, "serve the HTTP API", &cfg);
- *     if (rc >= 0) return rc;       // --help, --check-config or a bad value
+ *     int status;
+ *     if (config_cli(argc, argv, CONFIG_ROLE_PROXY, "serve the HTTP API", &cfg, &status) ==
+ *         CONFIG_CLI_EXIT)
+ *         return status;            // --help, --check-config or a bad value
  *
  * Only the variables of the given roles are read and validated; the other
  * fields keep their defaults. A bad value is refused with a message naming
@@ -16,6 +18,8 @@
 
 #include <stdio.h>
 
+#include "errors.h"
+
 enum {
     CONFIG_ROLE_PROXY = 1,
     CONFIG_ROLE_WORKER = 2,
@@ -23,7 +27,10 @@ enum {
     CONFIG_ROLE_ALL = 7
 };
 
-#define CONFIG_ERR_INVALID (-1)
+/* What config_cli tells the command to do. */
+enum { CONFIG_CLI_RUN = 0, CONFIG_CLI_EXIT = 1 };
+
+#define CONFIG_ERR_INVALID (ERR_BASE_CONFIG - 1) /* a bad value (errors.h) */
 
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_NAME_MAX 256
@@ -106,11 +113,13 @@ void config_print_help(FILE *f, int roles);
 /* Prints the effective values of `roles` (one NAME=value per line). */
 void config_print(FILE *f, int roles, const struct config *cfg);
 
-/* The usual start of a service subcommand. Handles --help (usage and the
- * variables; returns 0), --check-config (validates, prints the values;
- * returns 0, or 2 if invalid) and unknown arguments (returns 2). Otherwise
- * loads cfg and returns -1: the command should go on; a bad value is reported
- * on stderr and 2 returned. argv[0] is the subcommand's name. */
-int config_cli(int argc, char **argv, int roles, const char *summary, struct config *cfg);
+/* The usual start of a service subcommand. CONFIG_CLI_RUN: cfg is loaded and
+ * the command goes on. CONFIG_CLI_EXIT: the command ends at once with the
+ * process exit status *exit_status — 0 after --help (usage and the
+ * variables) or --check-config (validates, prints the values), 2 for an
+ * unknown argument or a bad value (reported on stderr). argv[0] is the
+ * subcommand's name. */
+int config_cli(int argc, char **argv, int roles, const char *summary, struct config *cfg,
+               int *exit_status);
 
 #endif

@@ -57,6 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define WATCH_TICK_NS 100000000L /* how often the watchdog looks at the deadlines */
@@ -108,13 +109,6 @@ struct http_request {
     int status;
 };
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 const char *http_method(const http_request *r)
 {
     return r->method;
@@ -148,7 +142,7 @@ int http_refused(const http_request *r, const char **message)
 
 double http_age_ms(const http_request *r)
 {
-    return now_ms() - r->t0;
+    return mono_ms() - r->t0;
 }
 
 static void release_body(http_request *r)
@@ -336,7 +330,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         r->started = 1;
         r->method = method;
         r->path = url;
-        r->t0 = now_ms();
+        r->t0 = mono_ms();
         if (r->hc) {
             pthread_mutex_lock(&s->conns_mu);
             r->hc->in_body = 1;
@@ -408,7 +402,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         pthread_mutex_lock(&s->conns_mu);
         r->hc->busy = 0;
         r->hc->in_body = 0;
-        r->hc->start_ms = now_ms();
+        r->hc->start_ms = mono_ms();
         pthread_mutex_unlock(&s->conns_mu);
     }
     release_body(r);
@@ -431,7 +425,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = ci ? ci->connect_fd : -1;
-        c->start_ms = now_ms();
+        c->start_ms = mono_ms();
         pthread_mutex_lock(&s->conns_mu);
         c->next = s->conns;
         if (s->conns) s->conns->prev = c;
@@ -456,7 +450,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 static void *watchdog_main(void *arg)
 {
     http_server *s = arg;
-    double limit_ms = s->opt.request_timeout_s * 1000.0, last_log = now_ms();
+    double limit_ms = s->opt.request_timeout_s * 1000.0, last_log = mono_ms();
     char body[160];
     int len = snprintf(body, sizeof body,
                        "{\"error\":\"the request did not arrive in full within %u s\"}",
@@ -464,7 +458,7 @@ static void *watchdog_main(void *arg)
     unsigned long since_log = 0;
     while (!atomic_load(&s->stop)) {
         nanosleep(&(struct timespec){0, WATCH_TICK_NS}, NULL);
-        double now = now_ms();
+        double now = mono_ms();
         unsigned long n = 0;
         pthread_mutex_lock(&s->conns_mu);
         for (struct http_conn *c = s->conns; c; c = c->next) {
@@ -508,18 +502,18 @@ int http_start(const http_options *opt, http_server **out, char *err, size_t err
 {
     if (!opt->handler || opt->port < 1 || opt->port > 65535 || !opt->max_body) {
         snprintf(err, errlen, "http: bad options");
-        return -1;
+        return HTTP_ERR_INVALID;
     }
     http_server *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "http: out of memory");
-        return -1;
+        return HTTP_ERR_NOMEM;
     }
     pthread_mutex_init(&s->conns_mu, NULL);
     s->opt = *opt;
     if (!s->opt.max_buffered) s->opt.max_buffered = 8 * s->opt.max_body;
     if (!s->opt.max_connections) s->opt.max_connections = 1024;
-    if (!s->opt.io_threads) s->opt.io_threads = 1;
+    if (!s->opt.mhd_threads) s->opt.mhd_threads = 1;
     if (!s->opt.request_timeout_s) s->opt.request_timeout_s = 30;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
@@ -532,19 +526,19 @@ int http_start(const http_options *opt, http_server **out, char *err, size_t err
         MHD_OPTION_CONNECTION_LIMIT, s->opt.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         s->opt.max_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_PER_CONN,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-        s->opt.io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.io_threads,
+        s->opt.mhd_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->opt.mhd_threads,
         MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "http: cannot listen on port %d (in use, or no permission)",
                  opt->port);
         server_free(s);
-        return -1;
+        return HTTP_ERR_START;
     }
     if (pthread_create(&s->watchdog, NULL, watchdog_main, s)) {
         snprintf(err, errlen, "http: cannot start the watchdog thread");
         MHD_stop_daemon(s->daemon);
         server_free(s);
-        return -1;
+        return HTTP_ERR_START;
     }
     s->watchdog_started = 1;
     *out = s;
@@ -673,7 +667,7 @@ http_stream *http_respond_stream(http_request *r, int status, const char *conten
 
 int http_stream_write(http_stream *s, const char *data, size_t len)
 {
-    int rc = -1;
+    int rc = HTTP_ERR_GONE;
     pthread_mutex_lock(&s->mu);
     if (s->gone || s->ended || s->len + len > STREAM_BUF_MAX) goto out;
     if (s->len + len > s->cap) {

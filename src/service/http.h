@@ -17,6 +17,15 @@
 
 #include <stddef.h>
 
+#include "errors.h"
+
+enum {
+    HTTP_ERR_INVALID = ERR_BASE_HTTP - 1, /* bad http_options */
+    HTTP_ERR_NOMEM = ERR_BASE_HTTP - 2,
+    HTTP_ERR_START = ERR_BASE_HTTP - 3, /* cannot listen, or cannot start a thread */
+    HTTP_ERR_GONE = ERR_BASE_HTTP - 4   /* a stream's client left, or it ended or is full */
+};
+
 /* Limits below libmicrohttpd's own (whose refusals are HTML), so that the
  * usual oversized requests get the handler's answer. */
 #define HTTP_MAX_URI 8192
@@ -31,14 +40,15 @@ typedef struct http_options {
     int port;
     size_t max_body;     /* larger bodies are refused with 413 */
     size_t max_buffered; /* all bodies held at once; past it new ones get 503 (0: 8x max_body) */
-    unsigned max_connections; /* 0: 1024 */
-    unsigned max_per_ip;      /* connections from one address; 0: no limit */
+    unsigned max_connections;   /* 0: 1024 */
+    unsigned max_per_ip;        /* connections from one address; 0: no limit */
     unsigned request_timeout_s; /* a whole request, headers and body, must arrive in it; 0: 30 */
-    unsigned io_threads;      /* 0: 1 */
+    unsigned mhd_threads;       /* libmicrohttpd's own socket threads (its pool); 0: 1 */
     http_handler handler;
     void *ud;
 } http_options;
 
+/* 0, or an HTTP_ERR_* with a message in err. */
 int http_start(const http_options *opt, http_server **out, char *err, size_t errlen);
 /* Stops accepting connections; requests in flight go on. */
 void http_quiesce(http_server *s);
@@ -83,7 +93,7 @@ typedef struct http_stream http_stream;
  * http_stream_end(). */
 http_stream *http_respond_stream(http_request *r, int status, const char *content_type,
                                  const char *const *headers);
-/* Appends bytes to send; -1 once the client has gone, the stream has ended,
+/* Appends bytes to send; HTTP_ERR_GONE once the client has gone, the stream has ended,
  * or too much is unsent (a client that does not read). */
 int http_stream_write(http_stream *s, const char *data, size_t len);
 /* 1 once the connection is over (the client left, or everything was sent). */

@@ -335,7 +335,7 @@ int models_shipped(char *fast, char *slow, size_t cap)
             "tandem models: the int8 pair shipped with tandem (data/models/st-int8) is neither "
             "beside %s nor under the current directory\n",
             bin);
-    return -1;
+    return MODELS_ERR_UNAVAILABLE;
 }
 
 int models_test_marked(const char *dir)
@@ -451,31 +451,31 @@ int models_ensure(const char *dir, const char *set_name, int export_mode)
     char marker[PATH_LEN], a[PATH_LEN], b[PATH_LEN];
     if (!set) {
         fprintf(stderr, "tandem models: unknown set '%s' (zoo or st-int8)\n", set_name);
-        return -1;
+        return MODELS_ERR_UNAVAILABLE;
     }
     if (join(marker, dir, "/" MARKER, "") || join(a, dir, "/", set->files[0].dest) ||
         join(b, dir, "/", set->files[1].dest)) {
         fprintf(stderr, "tandem models: path too long: %s\n", dir);
-        return -1;
+        return MODELS_ERR_UNAVAILABLE;
     }
     if (mkdir_p(dir)) {
         fprintf(stderr, "tandem models: cannot create %s: %s\n", dir, strerror(errno));
-        return -1;
+        return MODELS_ERR_UNAVAILABLE;
     }
     const char *mirror = getenv("MODEL_MIRROR");
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "tandem models: libcurl failed to initialise\n");
-        return -1;
+        return MODELS_ERR_UNAVAILABLE;
     }
     int rc = 0;
     for (int i = 0; i < 2; i++)
-        if (ensure_file(dir, &set->files[i], mirror)) rc = -1;
+        if (ensure_file(dir, &set->files[i], mirror)) rc = MODELS_ERR_UNAVAILABLE;
     curl_global_cleanup();
     if (!rc) {
         unlink(marker);
         return 0;
     }
-    if (strcmp(set->name, "zoo") || export_mode == MODELS_EXPORT_NEVER) return -1;
+    if (strcmp(set->name, "zoo") || export_mode == MODELS_EXPORT_NEVER) return MODELS_ERR_UNAVAILABLE;
     /* Test models exported earlier stay until real ones can be had. */
     if (access(marker, F_OK) == 0 && access(a, R_OK) == 0 && access(b, R_OK) == 0) {
         warn_test_models(dir);
@@ -491,9 +491,9 @@ int models_ensure(const char *dir, const char *set_name, int export_mode)
                 "`--export-test-models` (TANDEM_ALLOW_TEST_MODELS=1) for "
                 "random-weight test models\n",
                 set->files[0].upstream, set->files[1].upstream);
-        return -1;
+        return MODELS_ERR_UNAVAILABLE;
     }
-    return export_test_models(dir);
+    return export_test_models(dir) ? MODELS_ERR_UNAVAILABLE : 0;
 }
 
 static void usage(FILE *f)

@@ -1,21 +1,13 @@
 /*
- * proxy: `tandem proxy`, the HTTP API of the service.
+ * proxy: the routes of `tandem proxy` and their handlers (proxy.h has the
+ * threads and the other files of the proxy).
  *
- * Threads, and why:
- *   - libmicrohttpd's I/O thread (http.c) reads requests and writes answers,
- *     never blocking; it answers /health, /metadata and refusals itself;
- *   - SYNC_THREADS inference threads, each with its own engine session and
- *     Redis connection: POST /predict and GET /predict/test (decode, fast
- *     model, register the job) — a request waits only for a free session;
- *   - two Redis threads for GET /job/{id} and GET /metrics, so reading a job
- *     never queues behind inferences;
- *   - one waiter thread holding every GET /job/{id}?wait=S: it sleeps in
- *     Redis, one BLPOP on the done:{id} markers of all the jobs it holds
- *     (which workers set when a job becomes final) and on this proxy's own
- *     wake key (set when a request is handed over), so it answers the moment
- *     a job ends, and long waits cost no other thread and no polling.
- * Requests handed to a thread are suspended in http.c and resumed by the
- * answer.
+ * proxy_on_request runs on libmicrohttpd's thread and must not block: it
+ * routes (api_route), answers what needs neither a model nor Redis at once,
+ * copies what the handlers need from the headers into a task and queues it
+ * for an inference thread (POST /predict, GET /predict/test) or a Redis
+ * thread (everything about jobs, /metrics, /stats). Every answer leaves
+ * through reply(), which counts and logs it.
  *
  * Redis down: queue.c fails fast (bounded timeouts, back-off reconnect), so
  * POST /predict still answers — 503 with the fast label, because the
@@ -24,30 +16,19 @@
  * Nothing here keeps state another process needs: jobs, results and the
  * workers' metrics live in Redis.
  */
-#include <errno.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sodium.h>
-#include <stdatomic.h>
+#include "proxy.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "api.h"
-#include "cli.h"
-#include "config.h"
+#include "clock.h"
+#include "codec.h"
 #include "embed.h"
-#include "http.h"
 #include "log.h"
 #include "metrics.h"
-#include "push.h"
-#include "queue.h"
-#include "tandem/classifier.h"
 #include "web.h"
-#include "webhook.h"
 
 /* The sample picture of GET /predict/test (data/sample.jpg, a landscape drawn
  * for this project), built into the binary so the endpoint works wherever the
@@ -55,142 +36,7 @@
 EMBED(tandem_sample_jpg, "data/sample.jpg");
 
 #define TOPK 5
-#define MAX_PENDING 1024 /* tasks waiting for a thread; past it 503 */
-#define STREAM_MAX_S 600 /* an event stream ends after this; the EventSource reconnects */
-#define WAIT_BLOCK_S 1.0 /* longest sleep of the waiter in Redis: how soon it sees a shutdown */
-#define WAIT_RETRY_MS 50 /* pause of the waiter after a Redis error */
-#define IO_THREADS 2
-#define FDS_SPARE 64 /* descriptors besides connections: Redis, model files, logs, epoll */
 #define RETRY_AFTER_S "5"
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    stop_requested = 1;
-    log_raw(sig == SIGINT ? "proxy: SIGINT, stopping" : "proxy: SIGTERM, stopping");
-}
-
-struct task {
-    struct task *next;
-    http_request *req;
-    api_endpoint ep;
-    char content_type[128];
-    char job_id[QUEUE_ID_MAX + 1];
-    double wait_s;
-    struct timespec deadline;
-    int held;             /* with the waiter thread */
-    int has_callback;     /* ?callback_url= was given (the JSON field comes with the body) */
-    char callback_url[WEBHOOK_URL_MAX + 1];
-    double prefer_wait_s; /* POST /predict: Prefer: wait=N as applied, 0 without */
-    int last_event_id;    /* GET /job/{id}/events: Last-Event-ID */
-};
-
-struct taskq {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct task *head, *tail;
-    int len, stop;
-};
-
-struct proxy;
-
-/* What one thread owns: a Redis connection and, for inference threads, a session. */
-struct worker {
-    struct proxy *p;
-    pthread_t thread;
-    int started;
-    queue *q;
-    tdm_classifier *clf; /* inference threads only */
-};
-
-struct proxy {
-    struct config cfg;
-    tdm_classifier *clf; /* the model as loaded; each inference thread shares it */
-    tdm_classifier_info info;
-    const char *model_name;
-    queue_options qopt;
-    http_server *http;
-    struct taskq infer_q, io_q;
-    struct worker *infer;
-    int ninfer;
-    struct worker io[IO_THREADS];
-    struct worker waiter;
-    pthread_mutex_t wait_mu;
-    pthread_cond_t wait_cv;
-    struct task *waiting; /* handed to the waiter thread */
-    atomic_int nwaiting;
-    char wake_key[128]; /* queue_wait_any's wake key: one per proxy process */
-    push *push;         /* event streams and Prefer: wait, held by the waiter too */
-    atomic_int stopping;
-    webhook *hooks; /* callback_url checks and delivery threads (webhook.h) */
-};
-
-static double ms_since(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
-/* ---- task queues --------------------------------------------------------- */
-
-static void taskq_init(struct taskq *q)
-{
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
-}
-
-static int taskq_push(struct taskq *q, struct task *t)
-{
-    int rc = 0;
-    pthread_mutex_lock(&q->mu);
-    /* Stopped: its threads may be gone, and a task pushed now would never be answered. */
-    if (q->len >= MAX_PENDING || q->stop) {
-        rc = -1;
-    } else {
-        t->next = NULL;
-        if (q->tail)
-            q->tail->next = t;
-        else
-            q->head = t;
-        q->tail = t;
-        q->len++;
-        pthread_cond_signal(&q->cv);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return rc;
-}
-
-/* Blocks for a task; NULL once the queue is stopped and empty. */
-static struct task *taskq_pop(struct taskq *q)
-{
-    pthread_mutex_lock(&q->mu);
-    while (!q->head && !q->stop)
-        pthread_cond_wait(&q->cv, &q->mu);
-    struct task *t = q->head;
-    if (t) {
-        q->head = t->next;
-        if (!q->head) q->tail = NULL;
-        q->len--;
-    }
-    pthread_mutex_unlock(&q->mu);
-    return t;
-}
-
-static void taskq_stop(struct taskq *q)
-{
-    pthread_mutex_lock(&q->mu);
-    q->stop = 1;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-}
-
-static void taskq_destroy(struct taskq *q)
-{
-    pthread_mutex_destroy(&q->mu);
-    pthread_cond_destroy(&q->cv);
-}
 
 /* ---- answers --------------------------------------------------------------- */
 
@@ -216,7 +62,7 @@ static void reply_error(http_request *r, api_endpoint ep, int code, const char *
 
 /* ---- POST /predict, GET /predict/test -------------------------------------- */
 
-static void do_predict(struct worker *w, struct task *t)
+static void do_predict(struct proxy_thread *w, struct task *t)
 {
     struct proxy *p = w->p;
     http_request *r = t->req;
@@ -248,8 +94,7 @@ static void do_predict(struct worker *w, struct task *t)
         reply_error(r, t->ep, 400, msg);
         goto out;
     }
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = mono_ms();
     int rc = tdm_classifier_set_image(w->clf, img.data, img.len, err, sizeof err);
     if (rc) {
         int code = rc == TDM_ERR_LIMIT ? 413 : rc == TDM_ERR_IMAGE ? 400 : 500;
@@ -264,13 +109,13 @@ static void do_predict(struct worker *w, struct task *t)
         reply_error(r, t->ep, 500, "inference failed (see the proxy's log)");
         goto out;
     }
-    double infer_ms = ms_since(&t0);
+    double infer_ms = mono_ms_since(t0);
     metrics_sync_inference(infer_ms);
     const char *label = ntop > 0 && top[0].label ? top[0].label : "";
 
     size_t b64_len = 0;
-    b64 = api_b64_encode(img.data, img.len, &b64_len);
-    top_json = api_top_json(top, ntop);
+    b64 = codec_b64_encode(img.data, img.len, &b64_len);
+    top_json = codec_top_json(top, ntop);
     /* The raw body is no longer needed past this point, but it lives in the
      * request until the answer: nothing to free early. */
     api_prediction pred = {.label = label,
@@ -292,11 +137,10 @@ static void do_predict(struct worker *w, struct task *t)
                         .id_len = p->cfg.job_id_length,
                         .max_backlog = p->cfg.max_queue};
     char id[QUEUE_ID_MAX + 1];
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double t1 = mono_ms();
     rc = queue_create_job(w->q, &nj, id, sizeof id);
     LOG(DEBUG, "predict: %.2f ms since headers, %.2f ms inference, %.2f ms registering the job",
-        http_age_ms(r), infer_ms, ms_since(&t1));
+        http_age_ms(r), infer_ms, mono_ms_since(t1));
     if (rc == 0) {
         LOG(INFO, "POST /predict - job_id: %s", id);
         LOG(INFO, "Sync prediction: %s", label);
@@ -333,9 +177,9 @@ out:
     api_image_clear(&img);
 }
 
-static void *infer_main(void *arg)
+void *proxy_infer_main(void *arg)
 {
-    struct worker *w = arg;
+    struct proxy_thread *w = arg;
     struct task *t;
     while ((t = taskq_pop(&w->p->infer_q))) {
         /* Past the drain deadline what is still queued is refused, not computed. */
@@ -354,10 +198,10 @@ static void *infer_main(void *arg)
 /* Reads the job and answers, unless it must wait longer: returns 1 then.
  * A held request rides out a Redis error (its connection reconnects with
  * back-off) until its time is up. */
-static int job_answer(struct worker *w, struct task *t, int may_wait)
+int proxy_job_answer(void *ud, queue *q, struct task *t, int may_wait)
 {
     queue_job job;
-    int rc = queue_get_job(w->q, t->job_id, &job);
+    int rc = queue_get_job(q, t->job_id, &job);
     if (rc && rc != QUEUE_ERR_NOTFOUND && may_wait && t->held) return 1;
     if (rc == QUEUE_ERR_NOTFOUND) {
         char msg[128];
@@ -379,7 +223,7 @@ static int job_answer(struct worker *w, struct task *t, int may_wait)
     return wait_more;
 }
 
-static void do_metrics(struct worker *w, struct task *t)
+static void do_metrics(struct proxy_thread *w, struct task *t)
 {
     queue_stats st;
     int rc = queue_get_stats(w->q, &st);
@@ -394,7 +238,7 @@ static void do_metrics(struct worker *w, struct task *t)
     http_respond(t->req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL, NULL);
 }
 
-static void do_stats(struct worker *w, struct task *t)
+static void do_stats(struct proxy_thread *w, struct task *t)
 {
     queue_stats st;
     int rc = queue_get_stats(w->q, &st);
@@ -404,160 +248,30 @@ static void do_stats(struct worker *w, struct task *t)
     reply(t->req, API_EP_STATS, 200, json, "Cache-Control", "no-store");
 }
 
-/* From another thread with Redis connection q: the waiter may be asleep in
- * Redis, so it is woken there too (if Redis is away, its sleep ends by
- * WAIT_BLOCK_S anyway). */
-static void wake_waiter(void *ud, queue *q)
+void *proxy_redis_main(void *arg)
 {
-    struct proxy *p = ud;
-    pthread_mutex_lock(&p->wait_mu);
-    pthread_cond_signal(&p->wait_cv);
-    pthread_mutex_unlock(&p->wait_mu);
-    queue_wake(q, p->wake_key);
-}
-
-static void hand_to_waiter(struct worker *w, struct task *t)
-{
-    struct proxy *p = w->p;
-    t->held = 1;
-    pthread_mutex_lock(&p->wait_mu);
-    t->next = p->waiting;
-    p->waiting = t;
-    pthread_mutex_unlock(&p->wait_mu);
-    wake_waiter(p, w->q);
-}
-
-/* A place among the MAX_WAITERS held requests, taken before the job is read
- * so that the I/O threads together never hold more. */
-static int take_waiter_slot(struct proxy *p)
-{
-    if (atomic_fetch_add(&p->nwaiting, 1) < p->cfg.max_waiters) return 1;
-    atomic_fetch_sub(&p->nwaiting, 1);
-    return 0;
-}
-
-static void *io_main(void *arg)
-{
-    struct worker *w = arg;
+    struct proxy_thread *w = arg;
     struct proxy *p = w->p;
     struct task *t;
-    while ((t = taskq_pop(&p->io_q))) {
+    while ((t = taskq_pop(&p->redis_q))) {
         if (t->ep == API_EP_METRICS) {
             do_metrics(w, t);
         } else if (t->ep == API_EP_STATS) {
             do_stats(w, t);
         } else if (t->ep == API_EP_EVENTS) {
             push_events(p->push, w->q, t->req, t->job_id, t->last_event_id);
-        } else if (t->wait_s > 0 && !atomic_load(&p->stopping) && take_waiter_slot(p)) {
-            if (job_answer(w, t, 1)) {
-                hand_to_waiter(w, t);
+        } else if (t->wait_s > 0 && !atomic_load(&p->stopping) &&
+                   proxy_waiter_take_slot(&p->waiter)) {
+            if (proxy_job_answer(p, w->q, t, 1)) {
+                proxy_waiter_hand(&p->waiter, w->q, t);
                 continue;
             }
-            atomic_fetch_sub(&p->nwaiting, 1);
+            proxy_waiter_release_slot(&p->waiter);
         } else {
-            job_answer(w, t, 0);
+            proxy_job_answer(p, w->q, t, 0);
         }
         free(t);
     }
-    return NULL;
-}
-
-static double seconds_left(const struct timespec *deadline)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(deadline->tv_sec - now.tv_sec) + (double)(deadline->tv_nsec - now.tv_nsec) / 1e9;
-}
-
-/* Answers and drops the held requests for which done(t, arg) holds. */
-static struct task *answer_held(struct worker *w, struct task *held,
-                                int (*done)(const struct task *, const void *), const void *arg)
-{
-    struct task *keep = NULL;
-    while (held) {
-        struct task *t = held;
-        held = t->next;
-        if (done(t, arg)) {
-            job_answer(w, t, 0);
-            atomic_fetch_sub(&w->p->nwaiting, 1);
-            free(t);
-        } else {
-            t->next = keep;
-            keep = t;
-        }
-    }
-    return keep;
-}
-
-static int is_due(const struct task *t, const void *stopping)
-{
-    return *(const int *)stopping || seconds_left(&t->deadline) <= 0;
-}
-
-static int is_job(const struct task *t, const void *id)
-{
-    return strcmp(t->job_id, id) == 0;
-}
-
-static void *waiter_main(void *arg)
-{
-    struct worker *w = arg;
-    struct proxy *p = w->p;
-    struct task *held = NULL;
-    int cap = p->cfg.max_waiters + push_capacity(p->push);
-    const char **ids = malloc((size_t)cap * sizeof *ids);
-    if (!ids) {
-        LOG(ERROR, "waiter: out of memory");
-        return NULL;
-    }
-    for (;;) {
-        pthread_mutex_lock(&p->wait_mu);
-        /* Idle: sleep until a request is handed over (or a shutdown check is due). */
-        if (!held && !p->waiting && !push_active(p->push) && !atomic_load(&p->stopping)) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += 100000000L;
-            if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-            pthread_cond_timedwait(&p->wait_cv, &p->wait_mu, &until);
-        }
-        while (p->waiting) {
-            struct task *t = p->waiting;
-            p->waiting = t->next;
-            t->next = held;
-            held = t;
-        }
-        pthread_mutex_unlock(&p->wait_mu);
-        int stopping = atomic_load(&p->stopping);
-        double push_due = push_tick(p->push, w->q, stopping);
-        if (!held && stopping == 2 && !push_active(p->push)) break;
-        /* At shutdown every held request gets the job as it stands now. */
-        held = answer_held(w, held, is_due, &stopping);
-        if (!held && !push_active(p->push)) continue;
-        int n = 0;
-        double block = push_due < WAIT_BLOCK_S ? push_due : WAIT_BLOCK_S;
-        for (struct task *t = held; t && n < p->cfg.max_waiters; t = t->next) {
-            double left = seconds_left(&t->deadline);
-            if (left < block) block = left;
-            ids[n++] = t->job_id;
-        }
-        int nheld = n;
-        n += push_ids(p->push, ids + n, cap - n);
-        int which = -1;
-        if (queue_wait_any(w->q, p->wake_key, ids, n, block, &which)) {
-            /* Redis is away: the held requests ride it out until their time is up. */
-            nanosleep(&(struct timespec){0, WAIT_RETRY_MS * 1000000L}, NULL);
-            continue;
-        }
-        if (which >= 0 && which < nheld) {
-            /* ids[which] points into a task that answer_held frees. */
-            char id[QUEUE_ID_MAX + 1];
-            snprintf(id, sizeof id, "%s", ids[which]);
-            held = answer_held(w, held, is_job, id);
-        } else if (which >= nheld && which < n) {
-            push_final(p->push, w->q, ids[which]);
-        }
-    }
-    free(ids);
     return NULL;
 }
 
@@ -583,7 +297,7 @@ static void serve_file(http_request *r)
     http_respond(r, 200, f.content_type, copy, f.len, "Cache-Control", f.cache_control);
 }
 
-static void on_request(void *ud, http_request *r)
+void proxy_on_request(void *ud, http_request *r)
 {
     struct proxy *p = ud;
     const char *msg = NULL, *job_id = NULL, *allow = NULL;
@@ -641,10 +355,7 @@ static void on_request(void *ud, http_request *r)
             reply_error(r, ep, 400, err);
             return;
         }
-        clock_gettime(CLOCK_MONOTONIC, &t->deadline);
-        long long ns = (long long)(t->wait_s * 1e9) + t->deadline.tv_nsec;
-        t->deadline.tv_sec += (time_t)(ns / 1000000000);
-        t->deadline.tv_nsec = (long)(ns % 1000000000);
+        t->deadline_s = mono_s() + t->wait_s;
     }
     const char *ct = http_header(r, "Content-Type");
     if (ct) snprintf(t->content_type, sizeof t->content_type, "%s", ct);
@@ -659,264 +370,9 @@ static void on_request(void *ud, http_request *r)
         snprintf(t->callback_url, sizeof t->callback_url, "%s", cb);
     }
     int is_infer = ep == API_EP_PREDICT || ep == API_EP_PREDICT_TEST;
-    if (taskq_push(is_infer ? &p->infer_q : &p->io_q, t)) {
+    if (taskq_push(is_infer ? &p->infer_q : &p->redis_q, t)) {
         free(t);
         reply(r, ep, 503, api_error_json("server busy: too many requests waiting, retry later"),
               "Retry-After", RETRY_AFTER_S);
     }
-}
-
-/* ---- start and stop ------------------------------------------------------------ */
-
-static int load_model(struct proxy *p)
-{
-    char err[512];
-    tdm_classifier_options opt;
-    tdm_classifier_options_init(&opt);
-    opt.engine.threads = p->cfg.engine_threads;
-    opt.engine.precision = (tdm_precision)p->cfg.precision;
-    opt.labels_path = p->cfg.labels_path;
-    config_image_limits(&p->cfg, &opt.limits);
-    int rc = tdm_classifier_open(p->cfg.sync_model_path, &opt, &p->clf, err, sizeof err);
-    if (rc) {
-        LOG(ERROR, "cannot load SYNC_MODEL_PATH %s: %s", p->cfg.sync_model_path, err);
-        return rc;
-    }
-    tdm_classifier_get_info(p->clf, &p->info);
-    p->model_name = p->info.model_name;
-    return 0;
-}
-
-static int worker_init(struct proxy *p, struct worker *w, int with_model)
-{
-    char err[512];
-    w->p = p;
-    int rc = queue_open(&p->qopt, &w->q);
-    if (rc) {
-        LOG(ERROR, "queue_open: %s", queue_strerror(rc));
-        return rc;
-    }
-    if (!with_model) return 0;
-    rc = tdm_classifier_share(p->clf, &w->clf, err, sizeof err);
-    if (rc) LOG(ERROR, "cannot plan a session for %s: %s", p->model_name, err);
-    return rc;
-}
-
-static void worker_free(struct worker *w)
-{
-    tdm_classifier_close(w->clf);
-    queue_close(w->q);
-}
-
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-}
-
-static int start_threads(struct proxy *p)
-{
-    for (int i = 0; i < p->ninfer; i++) {
-        if (pthread_create(&p->infer[i].thread, NULL, infer_main, &p->infer[i])) return -1;
-        p->infer[i].started = 1;
-    }
-    for (int i = 0; i < IO_THREADS; i++) {
-        if (pthread_create(&p->io[i].thread, NULL, io_main, &p->io[i])) return -1;
-        p->io[i].started = 1;
-    }
-    if (pthread_create(&p->waiter.thread, NULL, waiter_main, &p->waiter)) return -1;
-    p->waiter.started = 1;
-    return 0;
-}
-
-/* Stop accepting, let in-flight requests finish (held waits are answered
- * early) for at most DRAIN_TIMEOUT, which must fit in the grace period of
- * Docker (10 s) and Kubernetes (30 s); then stop the threads, which answer
- * every request they were handed, and close what is left (slow uploads). */
-static void shutdown_proxy(struct proxy *p)
-{
-    if (p->http) {
-        http_quiesce(p->http);
-        atomic_store(&p->stopping, 1);
-        struct timespec t0;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        while (http_in_flight(p->http) > 0 && ms_since(&t0) < p->cfg.drain_timeout_s * 1000.0)
-            nanosleep(&(struct timespec){0, 10000000L}, NULL);
-        if (http_in_flight(p->http) > 0)
-            LOG(WARN, "%u requests still in flight after DRAIN_TIMEOUT=%d s; closing them",
-                http_in_flight(p->http), p->cfg.drain_timeout_s);
-    }
-    atomic_store(&p->stopping, 2);
-    taskq_stop(&p->infer_q);
-    taskq_stop(&p->io_q);
-    for (int i = 0; i < p->ninfer; i++)
-        if (p->infer[i].started) pthread_join(p->infer[i].thread, NULL);
-    for (int i = 0; i < IO_THREADS; i++)
-        if (p->io[i].started) pthread_join(p->io[i].thread, NULL);
-    if (p->waiter.started) pthread_join(p->waiter.thread, NULL);
-    /* A request an I/O thread handed over as the waiter ended. */
-    int now = 1;
-    if (p->waiter.q) p->waiting = answer_held(&p->waiter, p->waiting, is_due, &now);
-    push_free(p->push);
-    p->push = NULL;
-    /* Every request handed to a thread is answered: none stays suspended. */
-    http_stop(p->http);
-}
-/* Each connection is a descriptor: the soft limit (often 1024) goes up to
- * the hard one; if that is still short, fewer connections are taken. */
-static void raise_fd_limit(struct config *cfg)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl)) {
-        LOG(WARN, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
-        return;
-    }
-    rlim_t was = rl.rlim_cur;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl)) {
-            LOG(WARN, "cannot raise the descriptor limit to %llu: %s",
-                (unsigned long long)rl.rlim_max, strerror(errno));
-            rl.rlim_cur = was;
-        }
-    }
-    LOG(INFO, "file descriptors: limit %llu (was %llu, hard limit %llu)",
-        (unsigned long long)rl.rlim_cur, (unsigned long long)was,
-        (unsigned long long)rl.rlim_max);
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->max_connections + FDS_SPARE) {
-        int n = rl.rlim_cur > FDS_SPARE + 16 ? (int)(rl.rlim_cur - FDS_SPARE) : 16;
-        LOG(WARN, "descriptor limit %llu is short of MAX_CONNECTIONS=%d: taking %d connections",
-            (unsigned long long)rl.rlim_cur, cfg->max_connections, n);
-        cfg->max_connections = n;
-        if (cfg->max_waiters >= n) cfg->max_waiters = n / 2;
-    }
-}
-
-int cli_proxy(int argc, char **argv)
-{
-    struct proxy *p = calloc(1, sizeof *p);
-    if (!p) return 1;
-    int status = config_cli(argc, argv, CONFIG_ROLE_PROXY,
-                            "Serve the HTTP API: the fast model answers at once, the job goes "
-                            "to Redis for the workers' slow model.",
-                            &p->cfg);
-    if (status >= 0) {
-        free(p);
-        return status;
-    }
-    status = 1;
-    log_init("proxy", p->cfg.log_level);
-    install_signals();
-    /* ?wait=, Prefer: wait (each up to MAX_WAITERS) and event streams together. */
-    if (2LL * p->cfg.max_waiters + p->cfg.sse_max_streams >= p->cfg.max_connections) {
-        LOG(ERROR,
-            "2 x MAX_WAITERS=%d (?wait= and Prefer: wait) + SSE_MAX_STREAMS=%d must be below "
-            "MAX_CONNECTIONS=%d: held requests must leave connections for the others",
-            p->cfg.max_waiters, p->cfg.sse_max_streams, p->cfg.max_connections);
-        free(p);
-        return 2;
-    }
-    raise_fd_limit(&p->cfg);
-    taskq_init(&p->infer_q);
-    taskq_init(&p->io_q);
-    pthread_mutex_init(&p->wait_mu, NULL);
-    pthread_cond_init(&p->wait_cv, NULL);
-    if (sodium_init() < 0) {
-        LOG(ERROR, "libsodium failed to initialise");
-        goto out;
-    }
-    /* Unique among all proxies on one Redis, also in containers that share a
-     * hostname and start as pid 1. */
-    char host[64] = "";
-    gethostname(host, sizeof host - 1);
-    snprintf(p->wake_key, sizeof p->wake_key, "wake:proxy:%s:%d:%08x", host, (int)getpid(),
-             randombytes_random());
-    queue_options_from_config(&p->cfg, &p->qopt);
-    char werr[512];
-    if (webhook_start(&p->cfg, &p->qopt, &p->hooks, werr, sizeof werr)) {
-        LOG(ERROR, "webhooks: %s", werr);
-        goto out;
-    }
-    if (p->cfg.webhook_allow[0])
-        LOG(INFO, "webhooks on: destinations %s, %d delivery threads, %d attempts",
-            p->cfg.webhook_allow, p->cfg.webhook_threads, p->cfg.webhook_max_attempts);
-    push_options po = {.max_streams = p->cfg.sse_max_streams,
-                       .max_holds = p->cfg.max_waiters,
-                       .heartbeat_s = p->cfg.sse_heartbeat_s,
-                       .stream_max_s = STREAM_MAX_S,
-                       .wake = wake_waiter,
-                       .wake_ud = p};
-    if (push_create(&po, &p->push)) goto out;
-    if (load_model(p)) goto out;
-    p->ninfer = p->cfg.sync_threads;
-    p->infer = calloc((size_t)p->ninfer, sizeof *p->infer);
-    if (!p->infer) goto out;
-    for (int i = 0; i < p->ninfer; i++)
-        if (worker_init(p, &p->infer[i], 1)) goto out;
-    /* Each inference thread holds the model now: the loading handle's session can go. */
-    tdm_classifier_close(p->clf);
-    p->clf = NULL;
-    for (int i = 0; i < IO_THREADS; i++)
-        if (worker_init(p, &p->io[i], 0)) goto out;
-    if (worker_init(p, &p->waiter, 0)) goto out;
-    if (queue_ping(p->io[0].q))
-        LOG(WARN,
-            "Redis at %s:%d is not answering (%s); jobs will be refused with 503 until "
-            "it is",
-            p->cfg.redis_host, p->cfg.redis_port, queue_errstr(p->io[0].q));
-    if (start_threads(p)) {
-        LOG(ERROR, "cannot start threads: %s", strerror(errno));
-        goto out;
-    }
-    http_options ho = {.port = p->cfg.port,
-                       .max_body = (size_t)p->cfg.max_body_bytes,
-                       .max_connections = (unsigned)p->cfg.max_connections,
-                       .max_per_ip = (unsigned)p->cfg.max_connections_per_ip,
-                       .request_timeout_s = (unsigned)p->cfg.request_timeout_s,
-                       .handler = on_request,
-                       .ud = p};
-    char err[256];
-    if (http_start(&ho, &p->http, err, sizeof err)) {
-        LOG(ERROR, "%s", err);
-        goto out;
-    }
-    LOG(INFO,
-        "listening on port %d: model %s, %d inference threads x %d engine threads, Redis "
-        "%s:%d, queue %s",
-        p->cfg.port, p->model_name, p->ninfer, p->cfg.engine_threads, p->cfg.redis_host,
-        p->cfg.redis_port, p->cfg.queue_name);
-    LOG(INFO,
-        "connections: %d at most, %d per address, %d held ?wait= requests; a request must "
-        "arrive within %d s",
-        p->cfg.max_connections, p->cfg.max_connections_per_ip, p->cfg.max_waiters,
-        p->cfg.request_timeout_s);
-    while (!stop_requested)
-        nanosleep(&(struct timespec){0, 100000000L}, NULL);
-    LOG(INFO, "stopping: no new connections, finishing %u requests in flight",
-        http_in_flight(p->http));
-    status = 0;
-out:
-    shutdown_proxy(p);
-    webhook_stop(p->hooks);
-    if (p->infer)
-        for (int i = 0; i < p->ninfer; i++)
-            worker_free(&p->infer[i]);
-    free(p->infer);
-    for (int i = 0; i < IO_THREADS; i++)
-        worker_free(&p->io[i]);
-    worker_free(&p->waiter);
-    tdm_classifier_close(p->clf);
-    taskq_destroy(&p->infer_q);
-    taskq_destroy(&p->io_q);
-    pthread_mutex_destroy(&p->wait_mu);
-    pthread_cond_destroy(&p->wait_cv);
-    if (status == 0) LOG(INFO, "stopped");
-    free(p);
-    return status;
 }

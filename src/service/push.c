@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -45,17 +46,10 @@ struct push {
 static const char *const stream_headers[] = {"Cache-Control", "no-store", "X-Accel-Buffering", "no",
                                              NULL};
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 int push_create(const push_options *opt, push **out)
 {
     push *ps = calloc(1, sizeof *ps);
-    if (!ps) return -1;
+    if (!ps) return PUSH_ERR_NOMEM;
     ps->opt = *opt;
     pthread_mutex_init(&ps->mu, NULL);
     *out = ps;
@@ -91,7 +85,7 @@ static int emit(struct item *it, int seq, const char *event, const queue_job *jo
     free(json);
     if (rc == 0) {
         it->last_event = seq;
-        it->last_write = now_s();
+        it->last_write = mono_s();
     }
     return rc;
 }
@@ -233,7 +227,7 @@ void push_events(push *ps, queue *q, http_request *r, const char *id, int last_e
     it->last_event = last_event_id;
     metrics_request(API_EP_EVENTS, 200, http_age_ms(r));
     it->stream = http_respond_stream(r, 200, "text/event-stream", stream_headers);
-    double now = now_s();
+    double now = mono_s();
     it->due = now + ps->opt.stream_max_s;
     it->last_write = now;
     /* Something to send at once, so that the headers leave now even when
@@ -258,21 +252,21 @@ void push_events(push *ps, queue *q, http_request *r, const char *id, int last_e
 
 int push_hold(push *ps, queue *q, http_request *r, const char *id, char *fast_json, double wait_s)
 {
-    if (atomic_load(&ps->stopping)) return -1;
+    if (atomic_load(&ps->stopping)) return PUSH_ERR_STOPPING;
     if (atomic_fetch_add(&ps->holds, 1) >= ps->opt.max_holds) {
         atomic_fetch_sub(&ps->holds, 1);
-        return -1;
+        return PUSH_ERR_FULL;
     }
     struct item *it = calloc(1, sizeof *it);
     if (!it) {
         atomic_fetch_sub(&ps->holds, 1);
-        return -1;
+        return PUSH_ERR_NOMEM;
     }
     snprintf(it->id, sizeof it->id, "%s", id);
     it->req = r;
     it->fast_json = fast_json;
     it->wait_s = wait_s;
-    it->due = now_s() + wait_s;
+    it->due = mono_s() + wait_s;
     /* Counted once, with the time the fast answer took: the sync latency
      * histogram keeps its meaning. */
     metrics_request(API_EP_PREDICT, 200, http_age_ms(r));
@@ -301,7 +295,7 @@ double push_tick(push *ps, queue *q, int stopping)
         ps->held = it;
     }
     pthread_mutex_unlock(&ps->mu);
-    double now = now_s(), next = ps->opt.heartbeat_s;
+    double now = mono_s(), next = ps->opt.heartbeat_s;
     struct item **link = &ps->held;
     while (*link) {
         struct item *it = *link;

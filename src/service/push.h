@@ -27,10 +27,17 @@
 #ifndef TANDEM_PUSH_H
 #define TANDEM_PUSH_H
 
+#include "errors.h"
 #include "http.h"
 #include "queue.h"
 
 typedef struct push push;
+
+enum {
+    PUSH_ERR_NOMEM = ERR_BASE_PUSH - 1,
+    PUSH_ERR_FULL = ERR_BASE_PUSH - 2,    /* as many held as allowed */
+    PUSH_ERR_STOPPING = ERR_BASE_PUSH - 3 /* the proxy is shutting down */
+};
 
 typedef struct push_options {
     int max_streams;     /* event streams open at once; past it 503 (SSE_MAX_STREAMS) */
@@ -43,6 +50,7 @@ typedef struct push_options {
     void *wake_ud;
 } push_options;
 
+/* 0 or PUSH_ERR_NOMEM. */
 int push_create(const push_options *opt, push **out);
 /* Ends whatever is still held; only once the waiter thread has stopped. */
 void push_free(push *ps);
@@ -53,8 +61,8 @@ void push_free(push *ps);
 void push_events(push *ps, queue *q, http_request *r, const char *id, int last_event_id);
 
 /* Holds r, whose fast answer is fast_json (taken over when held), until job
- * id is final or wait_s pass. 0 when held; -1 when not (too many held, or
- * stopping): the caller answers as usual and keeps fast_json. */
+ * id is final or wait_s pass. 0 when held; PUSH_ERR_FULL, _STOPPING or
+ * _NOMEM when not: the caller answers as usual and keeps fast_json. */
 int push_hold(push *ps, queue *q, http_request *r, const char *id, char *fast_json, double wait_s);
 
 /* Event streams open now (for GET /stats). */

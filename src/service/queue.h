@@ -68,17 +68,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errors.h"
+
 typedef enum {
     QUEUE_OK = 0,
-    QUEUE_ERR_IO = -1,       /* Redis unreachable, timed out or the connection broke */
-    QUEUE_ERR_REPLY = -2,    /* Redis answered with an error or an unexpected reply */
-    QUEUE_ERR_NOTFOUND = -3, /* no such job (or its image has expired) */
-    QUEUE_ERR_INVALID = -4,  /* bad argument (e.g. a job id with odd characters) */
-    QUEUE_ERR_FULL = -5,     /* backlog at its bound: job not queued */
-    QUEUE_ERR_EMPTY = -6,    /* a blocking take timed out with nothing to do */
-    QUEUE_ERR_NOMEM = -7,    /* an allocation failed or a size cap was hit */
-    QUEUE_ERR_BUSY = -8,     /* could not find a free job id after many tries */
-    QUEUE_ERR_OOM = -9       /* Redis refused a write: it is at its maxmemory */
+    QUEUE_ERR_IO = ERR_BASE_QUEUE - 1,       /* Redis unreachable, timed out or the connection broke */
+    QUEUE_ERR_REPLY = ERR_BASE_QUEUE - 2,    /* Redis answered with an error or an unexpected reply */
+    QUEUE_ERR_NOTFOUND = ERR_BASE_QUEUE - 3, /* no such job (or its image has expired) */
+    QUEUE_ERR_INVALID = ERR_BASE_QUEUE - 4,  /* bad argument (e.g. a job id with odd characters) */
+    QUEUE_ERR_FULL = ERR_BASE_QUEUE - 5,     /* backlog at its bound: job not queued */
+    QUEUE_ERR_EMPTY = ERR_BASE_QUEUE - 6,    /* a blocking take timed out with nothing to do */
+    QUEUE_ERR_NOMEM = ERR_BASE_QUEUE - 7,    /* an allocation failed or a size cap was hit */
+    QUEUE_ERR_BUSY = ERR_BASE_QUEUE - 8,     /* could not find a free job id after many tries */
+    QUEUE_ERR_OOM = ERR_BASE_QUEUE - 9       /* Redis refused a write: it is at its maxmemory */
 } queue_status;
 
 #define QUEUE_ID_MIN 4

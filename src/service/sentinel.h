@@ -14,10 +14,13 @@
 
 #include <stddef.h>
 
-#define SENTINEL_ERR (-1)
+#include "errors.h"
+
+#define SENTINEL_ERR (ERR_BASE_SENTINEL - 1) /* a bad list, or no sentinel knows a master */
 #define SENTINEL_LIST_MAX 16 /* sentinels in one list */
 
-/* Checks a "host:port,host:port" list; 0 if well formed, else a message. */
+/* Checks a "host:port,host:port" list; 0 if well formed, else SENTINEL_ERR
+ * and a message. */
 int sentinel_list_valid(const char *list, char *err, size_t errlen);
 
 /* Writes the master's address of `name`; password (NULL or "" for none)

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "queue.h"
@@ -89,13 +90,6 @@ struct slot {
     char dead_id[QUEUE_WORKER_ID_MAX + 1];
     char dead_why[160];
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(int ms)
 {
@@ -176,7 +170,7 @@ static int spawn(struct slot *s, const struct config *cfg, queue *q, const char 
     unsigned int rnd = 0;
     pid_t parent = getpid();
     int fds[2];
-    if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = (unsigned int)mono_ms();
+    if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = (unsigned int)mono_ms_int();
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK)) {
         LOG(ERROR, "pipe failed: %s", strerror(errno));
         return -1;
@@ -199,7 +193,7 @@ static int spawn(struct slot *s, const struct config *cfg, queue *q, const char 
     s->ready_fd = fds[0];
     s->ready = 0;
     s->pid = pid;
-    s->started_ms = mono_ms();
+    s->started_ms = mono_ms_int();
     LOG(INFO, "started worker %s (pid %d)", s->id, (int)pid);
     return 0;
 }
@@ -235,7 +229,7 @@ static void poll_ready(struct slot *s)
     if (got < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (got == 1) {
         s->ready = 1;
-        s->ready_ms = mono_ms();
+        s->ready_ms = mono_ms_int();
     }
     close(s->ready_fd);
     s->ready_fd = -1;
@@ -244,7 +238,7 @@ static void poll_ready(struct slot *s)
 /* When to restart a slot whose child died with wait status st (see the top). */
 static void plan_restart(struct slot *s, int st)
 {
-    int64_t now = mono_ms();
+    int64_t now = mono_ms_int();
     if (s->ready && now - s->ready_ms >= HEALTHY_AFTER_MS) {
         s->backoff_ms = 0;
         s->have_last = 0;
@@ -282,7 +276,7 @@ static int reap(struct slot *slots, int n, queue *q)
         if (!s) continue;
         char why[128];
         describe_exit(st, why, sizeof why);
-        int64_t lived = mono_ms() - s->started_ms;
+        int64_t lived = mono_ms_int() - s->started_ms;
         if (stop_requested && WIFEXITED(st) && WEXITSTATUS(st) == 0)
             LOG(INFO, "worker %s (pid %d) stopped", s->id, (int)pid);
         else
@@ -320,9 +314,11 @@ static void signal_all(const struct slot *slots, int n, int sig)
 int cli_worker(int argc, char **argv)
 {
     struct config cfg;
-    int rc = config_cli(argc, argv, CONFIG_ROLE_WORKER,
-                        "supervise NUM_WORKERS processes running the slow model", &cfg);
-    if (rc >= 0) return rc;
+    int exit_status;
+    if (config_cli(argc, argv, CONFIG_ROLE_WORKER,
+                   "supervise NUM_WORKERS processes running the slow model", &cfg,
+                   &exit_status) == CONFIG_CLI_EXIT)
+        return exit_status;
     log_init("supervisor", cfg.log_level);
     if (access(cfg.async_model_path, R_OK)) {
         LOG(ERROR, "ASYNC_MODEL_PATH=%s: %s (see `tandem models`)", cfg.async_model_path,
@@ -352,7 +348,7 @@ int cli_worker(int argc, char **argv)
     for (int i = 0; i < n; i++)
         spawn(&slots[i], &cfg, q, host);
 
-    int64_t reap_every = cfg.heartbeat_ttl * 1000LL / 2, next_reap = mono_ms() + reap_every;
+    int64_t reap_every = cfg.heartbeat_ttl * 1000LL / 2, next_reap = mono_ms_int() + reap_every;
     while (!stop_requested) {
         sleep_ms(TICK_MS);
         if (reap(slots, n, q) && !stop_requested) {
@@ -360,7 +356,7 @@ int cli_worker(int argc, char **argv)
             status = 1;
             break;
         }
-        int64_t now = mono_ms();
+        int64_t now = mono_ms_int();
         for (int i = 0; i < n && !stop_requested; i++) {
             if (slots[i].pid) poll_ready(&slots[i]);
             if (slots[i].requeue_pending) requeue_dead(&slots[i], q);
@@ -376,8 +372,8 @@ int cli_worker(int argc, char **argv)
 
     LOG(INFO, "stopping %d worker(s)", running(slots, n));
     signal_all(slots, n, SIGTERM);
-    int64_t deadline = mono_ms() + STOP_GRACE_MS;
-    while (running(slots, n) && mono_ms() < deadline) {
+    int64_t deadline = mono_ms_int() + STOP_GRACE_MS;
+    while (running(slots, n) && mono_ms_int() < deadline) {
         sleep_ms(TICK_MS);
         reap(slots, n, q);
     }
@@ -385,8 +381,8 @@ int cli_worker(int argc, char **argv)
         LOG(WARN, "%d worker(s) did not stop in %d s: killing them", running(slots, n),
             STOP_GRACE_MS / 1000);
         signal_all(slots, n, SIGKILL);
-        deadline = mono_ms() + STOP_GRACE_MS;
-        while (running(slots, n) && mono_ms() < deadline) {
+        deadline = mono_ms_int() + STOP_GRACE_MS;
+        while (running(slots, n) && mono_ms_int() < deadline) {
             sleep_ms(TICK_MS);
             reap(slots, n, q);
         }

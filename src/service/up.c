@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "models.h"
@@ -55,13 +56,6 @@ static void on_stop(int sig)
 {
     (void)sig;
     stop_requested = 1;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sleep_ms(int ms)
@@ -156,14 +150,14 @@ static void stop_children(pid_t *pids, int first, int last)
 {
     for (int i = first; i <= last; i++)
         if (pids[i] > 0) kill(pids[i], SIGTERM);
-    int64_t deadline = mono_ms() + STOP_GRACE_MS;
+    int64_t deadline = mono_ms_int() + STOP_GRACE_MS;
     int killed = 0;
     for (;;) {
         int alive = 0;
         for (int i = first; i <= last; i++)
             alive += pids[i] > 0;
         if (!alive) return;
-        if (!killed && mono_ms() > deadline) {
+        if (!killed && mono_ms_int() > deadline) {
             for (int i = first; i <= last; i++)
                 if (pids[i] > 0) {
                     LOG(WARN, "%s (pid %d) did not stop: killing it", child_names[i], (int)pids[i]);
@@ -220,9 +214,10 @@ static int choose_models(struct config *cfg)
 int cli_up(int argc, char **argv)
 {
     struct config cfg;
-    int rc = config_cli(argc, argv, CONFIG_ROLE_UP,
-                        "start redis (unless REDIS_HOST is set), the proxy and the workers", &cfg);
-    if (rc >= 0) {
+    int rc;
+    if (config_cli(argc, argv, CONFIG_ROLE_UP,
+                   "start redis (unless REDIS_HOST is set), the proxy and the workers", &cfg,
+                   &rc) == CONFIG_CLI_EXIT) {
         for (int i = 1; i < argc && rc == 0; i++)
             if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
                 printf(
@@ -286,10 +281,10 @@ int cli_up(int argc, char **argv)
                                "warning",      "--maxmemory", maxmem, "--maxmemory-policy",
                                "noeviction",   NULL};
         pids[C_REDIS] = spawn(rargv, "redis-server");
-        int64_t deadline = mono_ms() + REDIS_READY_MS;
+        int64_t deadline = mono_ms_int() + REDIS_READY_MS;
         int st;
         while (!redis_ready(port)) {
-            if (reap_one(pids, &st) == C_REDIS || mono_ms() > deadline || stop_requested) {
+            if (reap_one(pids, &st) == C_REDIS || mono_ms_int() > deadline || stop_requested) {
                 LOG(ERROR,
                     "redis-server did not start on port %d (is the redis-server package "
                     "installed?)",
@@ -312,7 +307,7 @@ int cli_up(int argc, char **argv)
     pids[C_WORKER] = spawn(wargv, self);
 
     int announced = 0, st;
-    int64_t ready_deadline = mono_ms() + PROXY_READY_MS;
+    int64_t ready_deadline = mono_ms_int() + PROXY_READY_MS;
     while (!stop_requested) {
         int dead = reap_one(pids, &st);
         if (dead >= 0) {
@@ -329,7 +324,7 @@ int cli_up(int argc, char **argv)
                 cfg.port, cfg.num_workers);
             announced = 1;
         }
-        if (!announced && mono_ms() > ready_deadline) {
+        if (!announced && mono_ms_int() > ready_deadline) {
             LOG(WARN, "the proxy is not answering on port %d yet", cfg.port);
             ready_deadline = INT64_MAX;
         }

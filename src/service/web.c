@@ -37,5 +37,5 @@ int web_find(const char *path, web_file *out)
                               .cache_control = files[i].cache};
             return 0;
         }
-    return -1;
+    return WEB_ERR_NOT_FOUND;
 }

@@ -9,6 +9,10 @@
 
 #include <stddef.h>
 
+#include "errors.h"
+
+#define WEB_ERR_NOT_FOUND (ERR_BASE_WEB - 1)
+
 typedef struct web_file {
     const unsigned char *data;
     size_t len;
@@ -16,8 +20,8 @@ typedef struct web_file {
     const char *cache_control;
 } web_file;
 
-/* The file at path ("/", "/samples/coffee.jpg", ...): 0 and *out, or -1
- * when there is none. */
+/* The file at path ("/", "/samples/coffee.jpg", ...): 0 and *out, or
+ * WEB_ERR_NOT_FOUND when there is none. */
 int web_find(const char *path, web_file *out);
 
 #endif

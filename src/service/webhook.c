@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "clock.h"
 #include "log.h"
 
 #define SECRET_PREFIX "whsec_"
@@ -42,7 +43,7 @@ int webhook_parse_secret(const char *text, unsigned char *key, size_t *key_len, 
     unsigned char buf[256];
     if (n <= plen || strncmp(text, SECRET_PREFIX, plen)) {
         snprintf(err, errlen, "WEBHOOK_SECRET must be \"whsec_\" followed by base64");
-        return -1;
+        return WEBHOOK_ERR_REFUSED;
     }
     const char *b64 = text + plen;
     n -= plen;
@@ -51,18 +52,18 @@ int webhook_parse_secret(const char *text, unsigned char *key, size_t *key_len, 
         if (!isalnum((unsigned char)b64[i]) && b64[i] != '+' && b64[i] != '/') n = 0;
     if (n == 0 || n % 4 || n / 4 * 3 > sizeof buf) {
         snprintf(err, errlen, "WEBHOOK_SECRET: the part after \"whsec_\" is not padded base64");
-        return -1;
+        return WEBHOOK_ERR_REFUSED;
     }
     int got = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)n);
     if (got < 0) {
         snprintf(err, errlen, "WEBHOOK_SECRET: the part after \"whsec_\" is not base64");
-        return -1;
+        return WEBHOOK_ERR_REFUSED;
     }
     size_t len = (size_t)got - pad;
     if (len < KEY_MIN || len > WEBHOOK_KEY_MAX) {
         snprintf(err, errlen, "WEBHOOK_SECRET: the key is %zu bytes, expected %d to %d", len,
                  KEY_MIN, WEBHOOK_KEY_MAX);
-        return -1;
+        return WEBHOOK_ERR_REFUSED;
     }
     memcpy(key, buf, len);
     *key_len = len;
@@ -74,7 +75,7 @@ int webhook_sign(const unsigned char *key, size_t key_len, const char *msg_id, l
 {
     char head[128];
     int hn = snprintf(head, sizeof head, "%s.%lld.", msg_id, timestamp);
-    if (hn < 0 || (size_t)hn >= sizeof head || cap < 4 + 45) return -1;
+    if (hn < 0 || (size_t)hn >= sizeof head || cap < 4 + 45) return WEBHOOK_ERR_SYSTEM;
     /* HMAC through EVP_MAC: the prefix and the body are fed in turn, no copy. */
     unsigned char mac[EVP_MAX_MD_SIZE];
     EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
@@ -88,7 +89,7 @@ int webhook_sign(const unsigned char *key, size_t key_len, const char *msg_id, l
              EVP_MAC_final(ctx, mac, &outl, sizeof mac) == 1;
     EVP_MAC_CTX_free(ctx);
     EVP_MAC_free(m);
-    if (!ok || outl != 32) return -1;
+    if (!ok || outl != 32) return WEBHOOK_ERR_SYSTEM;
     memcpy(out, "v1,", 3);
     EVP_EncodeBlock((unsigned char *)out + 3, mac, (int)outl);
     return 0;
@@ -188,8 +189,9 @@ int webhook_allow_parse(const char *text, webhook_allow **out, char *err, size_t
 {
     webhook_allow *a = calloc(1, sizeof *a);
     char *copy = strdup(text ? text : "");
-    int rc = -1;
+    int rc = WEBHOOK_ERR_REFUSED;
     if (!a || !copy) {
+        rc = WEBHOOK_ERR_SYSTEM;
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -393,9 +395,9 @@ int webhook_resolve(const webhook_allow *a, const char *url, webhook_target *t, 
     if (!url || strlen(url) > WEBHOOK_URL_MAX) {
         snprintf(err, errlen, "callback_url is missing or longer than %d characters",
                  WEBHOOK_URL_MAX);
-        return -1;
+        return WEBHOOK_ERR_REFUSED;
     }
-    if (split_url(url, t, err, errlen)) return -1;
+    if (split_url(url, t, err, errlen)) return WEBHOOK_ERR_REFUSED;
     struct in6_addr probe;
     t->host_is_ip =
         inet_pton(AF_INET, t->host, &probe) == 1 || inet_pton(AF_INET6, t->host, &probe) == 1;
@@ -403,7 +405,7 @@ int webhook_resolve(const webhook_allow *a, const char *url, webhook_target *t, 
      * (no DNS query for names chosen by a client). */
     if (!t->host_is_ip && !name_listed(a, t->host, t->port)) {
         snprintf(err, errlen, "%s:%d is not in WEBHOOK_ALLOW", t->host, t->port);
-        return -1;
+        return WEBHOOK_ERR_REFUSED;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -412,7 +414,7 @@ int webhook_resolve(const webhook_allow *a, const char *url, webhook_target *t, 
     int gai = getaddrinfo(t->host, NULL, &hints, &res);
     if (gai) {
         snprintf(err, errlen, "cannot resolve %s: %s", t->host, gai_strerror(gai));
-        return -1;
+        return WEBHOOK_ERR_REFUSED;
     }
     int seen = 0, special_seen = 0, found = 0;
     char first[64] = "";
@@ -445,7 +447,7 @@ int webhook_resolve(const webhook_allow *a, const char *url, webhook_target *t, 
                  t->host, t->port, first);
     else
         snprintf(err, errlen, "%s:%d (%s) is not in WEBHOOK_ALLOW", t->host, t->port, first);
-    return -1;
+    return WEBHOOK_ERR_REFUSED;
 }
 
 /* ---- delivery ---------------------------------------------------------------------- */
@@ -657,11 +659,9 @@ static void deliver(struct deliverer *d, const char *id)
     job.webhook_attempts = attempt;
     body = api_job_json(id, &job);
     if (!body) goto out;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = mono_ms();
     long code = post(d, t, id, body, err, sizeof err);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    double ms = mono_ms_since(t0);
     if (atomic_load(&w->stop) && code < 0) goto out; /* abandoned: retried after the claim */
     if (code >= 200 && code <= 299) {
         LOG(INFO, "webhook for job %s delivered to %s (%s): HTTP %ld in %.1f ms, attempt %d", id,
@@ -715,9 +715,10 @@ int webhook_start(const struct config *cfg, const queue_options *qopt, webhook *
     webhook *w = calloc(1, sizeof *w);
     if (!w) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return WEBHOOK_ERR_SYSTEM;
     }
-    if (webhook_allow_parse(cfg->webhook_allow, &w->allow, err, errlen)) goto fail;
+    int rc = webhook_allow_parse(cfg->webhook_allow, &w->allow, err, errlen);
+    if (rc) goto fail;
     w->enabled = w->allow->n > 0;
     w->max_attempts = cfg->webhook_max_attempts;
     w->backoff_ms = cfg->webhook_backoff_ms;
@@ -730,9 +731,12 @@ int webhook_start(const struct config *cfg, const queue_options *qopt, webhook *
         snprintf(err, errlen,
                  "WEBHOOK_ALLOW is set but WEBHOOK_SECRET is empty: webhooks "
                  "must be signed (whsec_ + base64 of 24 to 64 random bytes)");
+        rc = WEBHOOK_ERR_REFUSED;
         goto fail;
     }
-    if (webhook_parse_secret(cfg->webhook_secret, w->key, &w->key_len, err, errlen)) goto fail;
+    rc = webhook_parse_secret(cfg->webhook_secret, w->key, &w->key_len, err, errlen);
+    if (rc) goto fail;
+    rc = WEBHOOK_ERR_SYSTEM; /* what can fail from here on */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "libcurl failed to initialise");
         goto fail;
@@ -763,19 +767,19 @@ int webhook_start(const struct config *cfg, const queue_options *qopt, webhook *
     return 0;
 fail:
     webhook_stop(w);
-    return -1;
+    return rc;
 }
 
 int webhook_check(const webhook *w, const char *url, char *err, size_t errlen)
 {
     if (!w || !w->enabled) {
         snprintf(err, errlen, "webhooks are not enabled on this server (WEBHOOK_ALLOW is empty)");
-        return -1;
+        return WEBHOOK_ERR_REFUSED;
     }
     webhook_target *t = malloc(sizeof *t);
     if (!t) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return WEBHOOK_ERR_SYSTEM;
     }
     int rc = webhook_resolve(w->allow, url, t, err, errlen);
     free(t);

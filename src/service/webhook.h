@@ -43,10 +43,19 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "errors.h"
 #include "queue.h"
 
 #define WEBHOOK_URL_MAX 2048
 #define WEBHOOK_KEY_MAX 64
+
+enum {
+    WEBHOOK_ERR_REFUSED = ERR_BASE_WEBHOOK - 1, /* a bad secret, list or URL, or webhooks off */
+    WEBHOOK_ERR_SYSTEM = ERR_BASE_WEBHOOK - 2   /* out of memory, or a library or thread failed */
+};
+
+/* Every function below that can fail returns 0 or a WEBHOOK_ERR_*, with the
+ * reason in err where it takes one. */
 
 /* ---- pure parts (unit-tested) ---- */
 
@@ -77,7 +86,7 @@ typedef struct webhook_target {
 } webhook_target;
 
 /* Parses and checks url against the list, resolving its host (once); 0 and
- * *t on success, else -1 with the reason in err. */
+ * *t on success, else WEBHOOK_ERR_REFUSED with the reason in err. */
 int webhook_resolve(const webhook_allow *a, const char *url, webhook_target *t, char *err,
                     size_t errlen);
 
@@ -91,7 +100,8 @@ typedef struct webhook webhook;
  * start, each with its own Redis connection from qopt. */
 int webhook_start(const struct config *cfg, const queue_options *qopt, webhook **out, char *err,
                   size_t errlen);
-/* 0 if url may be given as a callback_url now, else -1 and why in err. */
+/* 0 if url may be given as a callback_url now, else WEBHOOK_ERR_REFUSED
+ * (or _SYSTEM) and why in err. */
 int webhook_check(const webhook *w, const char *url, char *err, size_t errlen);
 /* Stops the threads (an attempt in flight is abandoned and retried later by
  * whoever runs next) and frees everything. NULL is fine. */

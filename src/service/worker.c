@@ -38,7 +38,6 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
@@ -48,7 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api.h"
+#include "clock.h"
+#include "codec.h"
 #include "log.h"
 #include "queue.h"
 #include "tandem/classifier.h"
@@ -81,13 +81,6 @@ struct worker {
     char hook_prefix[QUEUE_ID_MAX + 1];
     int hook_ms;
 };
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* Sleeps up to ms, in short steps so that a stop request is seen quickly. */
 static void nap(const struct worker *w, int ms)
@@ -236,29 +229,12 @@ static int hook_hits(const struct worker *w, const char *id, int which)
     return (int)w->hook == which && !strncmp(id, w->hook_prefix, strlen(w->hook_prefix));
 }
 
-/* The top-k as JSON text [{"label": .., "score": ..}, ..] (caller frees). */
-static char *top_json(const tdm_label_score *top, int n)
-{
-    json_t *arr = json_array();
-    for (int i = 0; arr && i < n; i++)
-        json_array_append_new(arr, json_pack("{s:s,s:f}", "label", top[i].label ? top[i].label : "",
-                                             "score", (double)top[i].score));
-    char *s = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-    json_decref(arr);
-    return s;
-}
-
 /* Decodes the base64 text (a data: URL prefix is accepted) into *bin. */
 static int decode_b64(const char *b64, size_t len, unsigned char **bin, size_t *bin_len)
 {
-    if (len > 5 && !memcmp(b64, "data:", 5)) {
-        const char *comma = memchr(b64, ',', len);
-        if (!comma) return -1;
-        len -= (size_t)(comma + 1 - b64);
-        b64 = comma + 1;
-    }
     char err[160];
-    return api_b64_decode(b64, len, bin, bin_len, err, sizeof err) == API_OK ? 0 : -1;
+    int rc = codec_data_url_payload(&b64, &len);
+    return rc ? rc : codec_b64_decode(b64, len, bin, bin_len, err, sizeof err);
 }
 
 /* The compute step: the image's base64 text in, a result out (res points
@@ -294,7 +270,7 @@ static int compute(struct worker *w, const char *b64, size_t len, queue_result *
         snprintf(reason, reason_len, "the model's output has no labelled class");
         goto out;
     }
-    *top5 = top_json(top, n);
+    *top5 = codec_top_json(top, n);
     res->label = top[0].label;
     res->top5 = *top5;
     res->model = w->model_name;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "api.h"
+#include "codec.h"
 #include "metrics.h"
 #include "test.h"
 
@@ -106,14 +107,14 @@ TEST(base64_round_trip_and_variants)
     for (int i = 0; i < 256; i++)
         data[i] = (unsigned char)i;
     size_t n;
-    char *b = api_b64_encode(data, sizeof data, &n);
+    char *b = codec_b64_encode(data, sizeof data, &n);
     ASSERT(b != NULL);
     ASSERT_EQ(n, strlen(b));
     ASSERT_EQ(n, 344);
     unsigned char *out;
     size_t len;
     char err[256];
-    ASSERT_EQ(api_b64_decode(b, n, &out, &len, err, sizeof err), API_OK);
+    ASSERT_EQ(codec_b64_decode(b, n, &out, &len, err, sizeof err), CODEC_OK);
     ASSERT_EQ(len, 256);
     ASSERT(!memcmp(out, data, 256));
     free(out);
@@ -124,20 +125,20 @@ TEST(base64_round_trip_and_variants)
         if (i && i % 76 == 0) wrapped[w++] = '\r', wrapped[w++] = '\n';
         wrapped[w++] = b[i];
     }
-    ASSERT_EQ(api_b64_decode(wrapped, w, &out, &len, err, sizeof err), API_OK);
+    ASSERT_EQ(codec_b64_decode(wrapped, w, &out, &len, err, sizeof err), CODEC_OK);
     ASSERT_EQ(len, 256);
     ASSERT(!memcmp(out, data, 256));
     free(out);
     free(b);
-    ASSERT_EQ(api_b64_decode("aGk", 3, &out, &len, err, sizeof err), API_OK); /* no padding */
+    ASSERT_EQ(codec_b64_decode("aGk", 3, &out, &len, err, sizeof err), CODEC_OK); /* no padding */
     ASSERT_EQ(len, 2);
     ASSERT(!memcmp(out, "hi", 2));
     free(out);
-    ASSERT_EQ(api_b64_decode("-_8=", 4, &out, &len, err, sizeof err), API_OK); /* URL-safe */
+    ASSERT_EQ(codec_b64_decode("-_8=", 4, &out, &len, err, sizeof err), CODEC_OK); /* URL-safe */
     ASSERT_EQ(len, 2);
     ASSERT_EQ(out[0], 0xfb);
     free(out);
-    ASSERT_EQ(api_b64_decode("", 0, &out, &len, err, sizeof err), API_OK);
+    ASSERT_EQ(codec_b64_decode("", 0, &out, &len, err, sizeof err), CODEC_OK);
     ASSERT_EQ(len, 0);
     free(out);
 }
@@ -153,17 +154,17 @@ TEST(base64_fast_path_matches_libsodium)
         data[i] = (unsigned char)(i * 151 + 7);
     for (size_t n = 0; n <= sizeof data; n++) {
         size_t blen;
-        char *b = api_b64_encode(data, n, &blen);
+        char *b = codec_b64_encode(data, n, &blen);
         ASSERT(b != NULL);
         sodium_bin2base64(ref, sizeof ref, data, n, sodium_base64_VARIANT_ORIGINAL);
         ASSERT_STR_EQ(b, ref);
         ASSERT_EQ(blen, strlen(ref));
-        ASSERT_EQ(api_b64_decode(b, blen, &out, &len, err, sizeof err), API_OK);
+        ASSERT_EQ(codec_b64_decode(b, blen, &out, &len, err, sizeof err), CODEC_OK);
         ASSERT_EQ(len, n);
         ASSERT(n == 0 || !memcmp(out, data, n));
         free(out);
         snprintf(padded, sizeof padded, " %s\n", b);
-        ASSERT_EQ(api_b64_decode(padded, blen + 2, &out, &len, err, sizeof err), API_OK);
+        ASSERT_EQ(codec_b64_decode(padded, blen + 2, &out, &len, err, sizeof err), CODEC_OK);
         ASSERT_EQ(len, n);
         free(out);
         free(b);
@@ -178,8 +179,8 @@ TEST(base64_refusals)
     size_t len = 77;
     char err[256];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (api_b64_decode(bad[i], strlen(bad[i]), &out, &len, err, sizeof err) !=
-            API_ERR_BAD_REQUEST)
+        if (codec_b64_decode(bad[i], strlen(bad[i]), &out, &len, err, sizeof err) !=
+            CODEC_ERR_INVALID)
             TEST_FAIL_("\"%s\" accepted", bad[i]);
         ASSERT(strstr(err, "base64") != NULL);
     }
@@ -194,7 +195,7 @@ static int parse(const char *ct, const void *body, size_t len, api_image *img, c
 
 static char *json_body(const unsigned char *data, size_t n, const char *prefix)
 {
-    char *b64 = api_b64_encode(data, n, NULL);
+    char *b64 = codec_b64_encode(data, n, NULL);
     size_t cap = strlen(b64) + 128;
     char *s = malloc(cap);
     snprintf(s, cap, "{\"image_data\": \"%s%s\", \"extra\": 1}", prefix, b64);
@@ -337,7 +338,7 @@ TEST(prediction_answer)
     ASSERT_STR_EQ(json_string_value(json_object_get(v, "error")), "redis down");
     ASSERT_STR_EQ(json_string_value(json_object_get(v, "result_sync")), "tabby, tabby cat");
     json_decref(v);
-    v = load(api_top_json(top, 2));
+    v = load(codec_top_json(top, 2));
     ASSERT_EQ(json_array_size(v), 2);
     json_decref(v);
 }
@@ -547,7 +548,7 @@ TEST(predict_body_callback_url)
 {
     api_image img = {0};
     char err[512];
-    char *b64 = api_b64_encode(jpeg, sizeof jpeg, NULL);
+    char *b64 = codec_b64_encode(jpeg, sizeof jpeg, NULL);
     char body[256];
     snprintf(body, sizeof body, "{\"image_data\":\"%s\",\"callback_url\":\"http://h/x\"}", b64);
     ASSERT_EQ(parse("application/json", body, strlen(body), &img, err), API_OK);

@@ -156,19 +156,27 @@ TEST(cli_help_and_check)
          a_bad[] = "--frobnicate";
     char *help[] = {a0, a_help};
     char *check[] = {a0, a_check};
-    rc_help = config_cli(2, help, CONFIG_ROLE_PROXY, "test", &c);
-    rc_check = config_cli(2, check, CONFIG_ROLE_PROXY, "test", &c);
+    int status = -7;
+    ASSERT_EQ(config_cli(2, help, CONFIG_ROLE_PROXY, "test", &c, &rc_help), CONFIG_CLI_EXIT);
+    ASSERT_EQ(config_cli(2, check, CONFIG_ROLE_PROXY, "test", &c, &rc_check), CONFIG_CLI_EXIT);
     unmute_stdout(saved);
     ASSERT_EQ(rc_help, 0);
     ASSERT_EQ(rc_check, 0);
     char *bad[] = {a0, a_bad};
-    ASSERT_EQ(config_cli(2, bad, CONFIG_ROLE_PROXY, "test", &c), 2);
+    ASSERT_EQ(config_cli(2, bad, CONFIG_ROLE_PROXY, "test", &c, &status), CONFIG_CLI_EXIT);
+    ASSERT_EQ(status, 2);
     setenv("PORT", "-1", 1);
-    ASSERT_EQ(config_cli(2, check, CONFIG_ROLE_PROXY, "test", &c), 2);
+    status = -7;
+    ASSERT_EQ(config_cli(2, check, CONFIG_ROLE_PROXY, "test", &c, &status), CONFIG_CLI_EXIT);
+    ASSERT_EQ(status, 2);
     char *run[] = {a0};
-    ASSERT_EQ(config_cli(1, run, CONFIG_ROLE_PROXY, "test", &c), 2);
+    status = -7;
+    ASSERT_EQ(config_cli(1, run, CONFIG_ROLE_PROXY, "test", &c, &status), CONFIG_CLI_EXIT);
+    ASSERT_EQ(status, 2);
     setenv("PORT", "9000", 1);
-    ASSERT_EQ(config_cli(1, run, CONFIG_ROLE_PROXY, "test", &c), -1);
+    status = -7;
+    ASSERT_EQ(config_cli(1, run, CONFIG_ROLE_PROXY, "test", &c, &status), CONFIG_CLI_RUN);
+    ASSERT_EQ(status, -7); /* untouched: the command goes on */
     ASSERT_EQ(c.port, 9000);
     clear_env();
 }

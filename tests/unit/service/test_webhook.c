@@ -88,50 +88,57 @@ TEST(destinations_are_deny_by_default_and_pinned)
     webhook_target t;
     char err[512];
     /* Nothing listed: nothing allowed, and the name is not even looked up. */
-    ASSERT(check("", "http://hooks.example.com/x", &t, err, sizeof err) == -1);
+    ASSERT(check("", "http://hooks.example.com/x", &t, err, sizeof err) == WEBHOOK_ERR_REFUSED);
     ASSERT(strstr(err, "not in WEBHOOK_ALLOW"));
     /* The cloud metadata address and private ranges, as literals. */
     ASSERT(check("hooks.example.com", "http://169.254.169.254/latest/meta-data/", &t, err,
-                 sizeof err) == -1);
+                 sizeof err) == WEBHOOK_ERR_REFUSED);
     ASSERT(strstr(err, "private, loopback, link-local"));
-    ASSERT(check("127.0.0.1", "http://10.0.0.1/", &t, err, sizeof err) == -1);
-    ASSERT(check("127.0.0.1", "http://[::1]:8080/", &t, err, sizeof err) == -1);
-    ASSERT(check("127.0.0.1", "http://[::ffff:169.254.169.254]/", &t, err, sizeof err) == -1);
+    ASSERT(check("127.0.0.1", "http://10.0.0.1/", &t, err, sizeof err) == WEBHOOK_ERR_REFUSED);
+    ASSERT(check("127.0.0.1", "http://[::1]:8080/", &t, err, sizeof err) == WEBHOOK_ERR_REFUSED);
+    ASSERT(check("127.0.0.1", "http://[::ffff:169.254.169.254]/", &t, err, sizeof err) ==
+           WEBHOOK_ERR_REFUSED);
     /* Listed: the address itself, at any port or at the listed port only. */
     ASSERT_EQ(check("127.0.0.1", "http://127.0.0.1:5000/hook?x=1", &t, err, sizeof err), 0);
     ASSERT_EQ(t.port, 5000);
     ASSERT_STR_EQ(t.addr_text, "127.0.0.1");
     ASSERT(t.host_is_ip);
     ASSERT_EQ(check("127.0.0.1:5000", "http://127.0.0.1:5000/", &t, err, sizeof err), 0);
-    ASSERT(check("127.0.0.1:5000", "http://127.0.0.1:5001/", &t, err, sizeof err) == -1);
+    ASSERT(check("127.0.0.1:5000", "http://127.0.0.1:5001/", &t, err, sizeof err) ==
+           WEBHOOK_ERR_REFUSED);
     ASSERT_EQ(check("10.1.0.0/16", "https://10.1.2.3/", &t, err, sizeof err), 0);
     ASSERT_EQ(t.port, 443);
-    ASSERT(check("10.1.0.0/16", "https://10.2.0.1/", &t, err, sizeof err) == -1);
+    ASSERT(check("10.1.0.0/16", "https://10.2.0.1/", &t, err, sizeof err) == WEBHOOK_ERR_REFUSED);
     ASSERT_EQ(check("[::1]:9000", "http://[::1]:9000/", &t, err, sizeof err), 0);
     ASSERT_STR_EQ(t.host, "::1");
     /* Other spellings of a refused address are the same address. */
-    ASSERT(check("hooks.example.com", "http://2130706433/", &t, err, sizeof err) == -1);
-    ASSERT(check("hooks.example.com", "http://0x7f.1/", &t, err, sizeof err) == -1);
+    ASSERT(check("hooks.example.com", "http://2130706433/", &t, err, sizeof err) ==
+           WEBHOOK_ERR_REFUSED);
+    ASSERT(check("hooks.example.com", "http://0x7f.1/", &t, err, sizeof err) ==
+           WEBHOOK_ERR_REFUSED);
     /* A listed name that resolves to loopback is refused unless the address
      * is listed too (DNS pointing a name inside). */
-    ASSERT(check("localhost", "http://localhost:8080/", &t, err, sizeof err) == -1);
+    ASSERT(check("localhost", "http://localhost:8080/", &t, err, sizeof err) ==
+           WEBHOOK_ERR_REFUSED);
     ASSERT(strstr(err, "private, loopback, link-local"));
     ASSERT_EQ(check("localhost,127.0.0.1", "http://LOCALHOST:8080/", &t, err, sizeof err), 0);
     ASSERT_STR_EQ(t.addr_text, "127.0.0.1");
     ASSERT(!t.host_is_ip);
     /* Not URLs we send to. */
-    ASSERT(check("127.0.0.1", "ftp://127.0.0.1/", &t, err, sizeof err) == -1);
+    ASSERT(check("127.0.0.1", "ftp://127.0.0.1/", &t, err, sizeof err) == WEBHOOK_ERR_REFUSED);
     ASSERT(strstr(err, "http and https"));
-    ASSERT(check("127.0.0.1", "file:///etc/passwd", &t, err, sizeof err) == -1);
-    ASSERT(check("127.0.0.1", "gopher://127.0.0.1:6379/", &t, err, sizeof err) == -1);
-    ASSERT(check("127.0.0.1", "http://user:pw@127.0.0.1/", &t, err, sizeof err) == -1);
+    ASSERT(check("127.0.0.1", "file:///etc/passwd", &t, err, sizeof err) == WEBHOOK_ERR_REFUSED);
+    ASSERT(check("127.0.0.1", "gopher://127.0.0.1:6379/", &t, err, sizeof err) ==
+           WEBHOOK_ERR_REFUSED);
+    ASSERT(check("127.0.0.1", "http://user:pw@127.0.0.1/", &t, err, sizeof err) ==
+           WEBHOOK_ERR_REFUSED);
     ASSERT(strstr(err, "credentials"));
-    ASSERT(check("127.0.0.1", "not a url", &t, err, sizeof err) == -1);
-    ASSERT(check("127.0.0.1", "", &t, err, sizeof err) == -1);
+    ASSERT(check("127.0.0.1", "not a url", &t, err, sizeof err) == WEBHOOK_ERR_REFUSED);
+    ASSERT(check("127.0.0.1", "", &t, err, sizeof err) == WEBHOOK_ERR_REFUSED);
     char longurl[WEBHOOK_URL_MAX + 40] = "http://127.0.0.1/";
     memset(longurl + 17, 'a', WEBHOOK_URL_MAX);
     longurl[WEBHOOK_URL_MAX + 17] = '\0';
-    ASSERT(check("127.0.0.1", longurl, &t, err, sizeof err) == -1);
+    ASSERT(check("127.0.0.1", longurl, &t, err, sizeof err) == WEBHOOK_ERR_REFUSED);
 }
 
 TEST_MAIN()
