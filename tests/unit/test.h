@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,6 +118,7 @@ __attribute__((unused)) static int test_run_forked_(const struct test_case *t, i
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, &old); /* SIGCHLD is waited for, not handled */
     fflush(NULL);
+    pid_t runner = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(why, why_len, "fork: %s", strerror(errno));
@@ -124,7 +126,9 @@ __attribute__((unused)) static int test_run_forked_(const struct test_case *t, i
         return 1;
     }
     if (pid == 0) {
-        setpgid(0, 0);
+        setpgid(0, 0); /* out of the terminal's group: the runner ends it */
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* ...also when the runner is interrupted */
+        if (getppid() != runner) _exit(1);
         sigprocmask(SIG_SETMASK, &old, NULL);
         int f = 0;
         t->fn(&f);
