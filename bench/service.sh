@@ -36,7 +36,7 @@ MODELS=$BUILD/test-models
 SYNC_MODEL=${SYNC_MODEL:-$MODELS/mobilenetv2_op13.onnx}
 ASYNC_MODEL=${ASYNC_MODEL:-$MODELS/resnet50_op13.onnx}
 IMAGE=${IMAGE:-$TEST_DATA/images/dog.jpg}
-. tests/worker/lib.sh
+. tests/lib.sh
 
 for f in "$TANDEM" "$SYNC_MODEL" "$ASYNC_MODEL" "$IMAGE"; do
     if [ ! -e "$f" ]; then

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the labels file parser (src/labels.c, LABELS_PATH and
+ * libFuzzer target for the labels file parser (src/image/labels.c, LABELS_PATH and
  * a sidecar's "labels"): any bytes must give one label per line (valid
  * UTF-8, no NUL, none longer than the limit) or a refusal with a
  * message. Parsed labels then name the classes of a ranking (tdm_topk, with

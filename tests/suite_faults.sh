@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
 SHARED=${SHARED:-../shared}
-. tests/worker/lib.sh
+. tests/lib.sh
 
 SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 FAST=$SHARED/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
@@ -50,7 +50,6 @@ processing_empty() {
     done
 }
 workers_up() { [ "$(rcli --scan --pattern 'worker:*' | wc -l)" -ge "$1" ]; }
-gone() { ! kill -0 "$1" 2>/dev/null; }
 # stop_sup PID: SIGTERM, wait for the exit; the status is in $SUP_RC.
 stop_sup() {
     kill -TERM "$1" 2>/dev/null

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
 SHARED=${SHARED:-../shared}
-. tests/worker/lib.sh
+. tests/lib.sh
 
 FAST=$SHARED/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
 SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
@@ -59,7 +59,6 @@ start_proxy() {
         return 1
     fi
 }
-health() { curl -s -m 2 "$URL/health" 2>/dev/null | grep -q '"health"'; }
 jget() { "$JGET" "$TMP/$1.body" "${@:2}"; }
 # req NAME curl-args...: body in $TMP/NAME.body, code in $CODE, seconds in $SECS.
 req() {

@@ -662,8 +662,7 @@ static const char *data_dir(void)
         char err_[GRAPH_ERR_LEN] = "";                                                             \
         int rc_ = pipeline(path, c, err_, sizeof err_);                                            \
         if (rc_ == 1) {                                                                            \
-            fprintf(stderr, "  skipped: %s not found (make test-models)\n", path);                 \
-            return;                                                                                \
+            SKIP("%s not found (make test-models)", path);                                        \
         }                                                                                          \
         if (rc_) TEST_FAIL_("%s: %s (%d)", path, err_, rc_);                                       \
     } while (0)

@@ -15,11 +15,16 @@
 #include "test.h"
 
 static pid_t redis_pid;
+static pid_t redis_owner; /* the process that started it: only it stops it */
 static int redis_port;
 static char redis_dir[64];
 
+/* Each test runs in a forked child (test.h) that inherits this state and runs
+ * the destructor at its exit: the server and its directory belong to the
+ * process that made them. */
 __attribute__((destructor)) static void stop_redis(void)
 {
+    if (redis_owner != getpid()) return;
     if (redis_pid > 0) {
         kill(redis_pid, SIGTERM);
         waitpid(redis_pid, NULL, 0);
@@ -48,6 +53,7 @@ static redisContext *raw_connect(int port)
 static redisContext *redis(void)
 {
     if (!redis_pid) {
+        redis_owner = getpid();
         snprintf(redis_dir, sizeof redis_dir, "/tmp/tandem-test-queue-XXXXXX");
         if (!mkdtemp(redis_dir)) return NULL;
         for (int tries = 0; tries < 20 && !redis_pid; tries++) {
@@ -88,6 +94,14 @@ static redisContext *redis(void)
     redisReply *r = redisCommand(c, "FLUSHALL");
     freeReplyObject(r);
     return c;
+}
+
+/* Started before main(), in the runner itself, so every forked test reuses
+ * one server; a test that finds none (the start failed) tries again. */
+__attribute__((constructor)) static void start_redis_once(void)
+{
+    redisContext *c = redis();
+    if (c) redisFree(c);
 }
 
 static queue *open_queue(int port)

@@ -1,6 +1,7 @@
-# Shared helpers for the worker and up suites: check counting, a private
-# redis-server, bounded waits, cleanup of every process we started.
-# Sourced by tests/suite_worker.sh and tests/suite_up.sh.
+# The helpers every shell suite shares: check counting (ok, bad, check and
+# the closing "N passed, M failed" line of finish), a scratch directory $TMP,
+# a private redis-server on a free port, bounded waits, and cleanup of every
+# process we started. Sourced by tests/suite_*.sh and bench/service.sh.
 
 PASS=0
 FAIL=0
@@ -9,7 +10,7 @@ PGIDS=()       # process groups we started (setsid), killed on exit
 REDIS_PID=""
 
 ok() { echo "ok - $1"; PASS=$((PASS + 1)); }
-bad() { echo "FAIL - $1${2:+: $2}"; FAIL=$((FAIL + 1)); }
+bad() { echo "FAIL - $1${2:+: ${2//$'\n'/ | }}"; FAIL=$((FAIL + 1)); } # detail on one line
 check() { # description, command...: ok if the command succeeds
     local d=$1
     shift
@@ -69,6 +70,11 @@ stop_redis() {
     REDIS_PID=""
 }
 rcli() { redis-cli -h 127.0.0.1 -p "$RPORT" "$@"; }
+
+# gone PID: that process has exited.
+gone() { ! kill -0 "$1" 2>/dev/null; }
+# health: the service at $URL answers its health check.
+health() { curl -s -m 2 "$URL/health" 2>/dev/null | grep -q '"health"'; }
 
 # wait_until SECONDS command...: polls every 0.1 s; 0 when it held in time.
 wait_until() {
