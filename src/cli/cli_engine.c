@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,7 +55,9 @@ static void usage_bench(FILE *f)
             "\n"
             "Times the model on random input and prints one JSON object: model, threads,\n"
             "batch, precision, backend, iterations, p50_ms, min_ms, mean_ms, load_ms (model\n"
-            "load and session creation), peak_rss_mb. Warm-up runs are not counted.\n"
+            "load and session creation), peak_rss_mb, isa (the highest instruction set\n"
+            "oneDNN dispatches to on this CPU: avx512_core_vnni, avx512_core_bf16,\n"
+            "avx512_core_amx, ...). Warm-up runs are not counted.\n"
             "\n"
             "  --threads N      compute threads (default 0: all CPUs)\n"
             "  --iterations K   timed runs (default 50)\n"
@@ -327,14 +331,18 @@ int cli_bench(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     int threads = o.threads ? o.threads : omp_get_num_procs();
+    /* Which kernels oneDNN picks (e.g. bf16 with or without AMX) decides
+     * the figures, so they can only be compared between runs that name it. */
+    const char *isa = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
+    if (!strncmp(isa, "cpu_isa_", 8)) isa += 8;
     printf("{\"model\": ");
     json_str(o.model);
     printf(", \"threads\": %d, \"batch\": %d, \"precision\": \"%s\", \"backend\": \"%s\", "
            "\"iterations\": %d, \"p50_ms\": %.4f, \"min_ms\": %.4f, \"mean_ms\": %.4f, "
-           "\"load_ms\": %.3f, \"peak_rss_mb\": %.1f}\n",
+           "\"load_ms\": %.3f, \"peak_rss_mb\": %.1f, \"isa\": \"%s\"}\n",
            threads, o.batch, o.precision == TDM_PRECISION_BF16 ? "bf16" : "fp32",
            o.backend == TDM_BACKEND_REF ? "ref" : "dnnl", o.iterations, p50, t[0],
-           sum / o.iterations, load_ms, (double)ru.ru_maxrss / 1024.0);
+           sum / o.iterations, load_ms, (double)ru.ru_maxrss / 1024.0, isa);
     rc = 0;
 out:
     free(t);
