@@ -22,4 +22,9 @@ int opt_infer_and_fold(graph *g);
  * MatMul or Add as post-ops. */
 int opt_fuse(graph *g);
 
+/* Session time, oneDNN backend only, after opt_fuse (opt_dnnl.c): zero Pads
+ * into the following convolution's padding, and element-wise chains behind
+ * binary and element-wise nodes as their post-ops. */
+int opt_dnnl(graph *g);
+
 #endif
