@@ -27,6 +27,7 @@
 
 #include "dnnl_int8.h"
 #include "dnnl_post.h"
+#include "ops.h"
 #include "tandem/engine.h"
 
 /* ------------------------------------------------------------------------ */
@@ -615,25 +616,6 @@ static int build_binary(const dn_ctx *c, const graph *g, const graph_node *n, dn
     return 0;
 }
 
-/* Clip bounds from attributes (opset < 11) or constant scalar inputs. */
-static bool clip_bounds(const graph *g, const graph_node *n, float *lo, float *hi)
-{
-    *lo = graph_attr_float(n, "min", -INFINITY);
-    *hi = graph_attr_float(n, "max", INFINITY);
-    for (int k = 1; k < 3 && k < n->ninputs; k++) {
-        int t = n->inputs[k];
-        if (t < 0) continue;
-        const graph_tensor *b = &g->tensors[t];
-        if (!b->data || b->dtype != TDM_DTYPE_FLOAT || graph_tensor_numel(b) != 1 ||
-            b->nbytes < sizeof(float))
-            return false;
-        float v;
-        memcpy(&v, b->data, sizeof v);
-        *(k == 1 ? lo : hi) = v;
-    }
-    return true;
-}
-
 /* Unary op n as one chain item (false for ops oneDNN does not have). */
 static bool unary_item(const graph *g, const graph_node *n, citem *c)
 {
@@ -646,7 +628,7 @@ static bool unary_item(const graph *g, const graph_node *n, citem *c)
         return true;
     case OP_CLIP:
         c->kind = CI_CLIP;
-        return clip_bounds(g, n, &c->a, &c->b);
+        return ops_clip_bounds(n, &c->a, &c->b);
     case OP_LEAKYRELU:
         c->alg = dnnl_eltwise_relu;
         c->a = graph_attr_float(n, "alpha", 0.01f);

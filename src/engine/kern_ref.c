@@ -39,15 +39,13 @@ static float hardsigmoid(float x, float alpha, float beta)
     return fmaxf(0.0f, fminf(1.0f, alpha * x + beta));
 }
 
-/* Clip's bounds: attributes before opset 11, optional inputs 1 and 2 since;
- * an absent bound leaves that side open. */
+/* Clip's bounds: the attributes (ops_clip_bounds), overridden by the bound
+ * inputs that are still there (computed at run time, or a graph the
+ * optimiser has not normalised yet); an absent bound leaves that side open. */
 static int clip_bounds(const graph_node *n, const ref_args *a, float *lo, float *hi, char *err,
                        size_t errlen)
 {
-    *lo = -INFINITY;
-    *hi = INFINITY;
-    if (graph_attr_get(n, "min")) *lo = graph_attr_float(n, "min", -INFINITY);
-    if (graph_attr_get(n, "max")) *hi = graph_attr_float(n, "max", INFINITY);
+    ops_clip_bounds(n, lo, hi);
     for (int i = 1; i <= 2; i++) {
         const graph_tensor *t = ref_opt_input(a, i);
         if (!t || graph_tensor_numel(t) == 0) continue;

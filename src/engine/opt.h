@@ -14,7 +14,9 @@ int opt_model(graph *g);
 
 /* Infers every tensor's shape in topological order (ops_infer), folding
  * constant nodes as they become computable (Shape of a known tensor, Gather,
- * Concat, ...), so shape-computing subgraphs vanish once shapes are known. */
+ * Concat, ...), so shape-computing subgraphs vanish once shapes are known.
+ * Then normalises what kernels would otherwise read several ways: auto_pad
+ * becomes explicit pads, Clip's constant bound inputs its min/max attributes. */
 int opt_infer_and_fold(graph *g);
 
 /* Session time (shapes known): fuse Relu, Clip, Min/Max with a scalar

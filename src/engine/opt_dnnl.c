@@ -8,10 +8,10 @@
  *     post-ops (oneDNN runs those chains in one pass), within oneDNN's
  *     post-op limit (dn_post_cost, dnnl_post.c).
  */
-#include <math.h>
 #include <string.h>
 
 #include "dnnl_post.h"
+#include "ops.h"
 #include "opt.h"
 
 /* The only live node reading t, or -1 (none, several, or t is an output). */
@@ -163,20 +163,9 @@ static bool as_post(const graph *g, const graph_node *c, int t, graph_post *p)
     case OP_RELU:
         p->kind = POST_RELU;
         return true;
-    case OP_CLIP: {
+    case OP_CLIP:
         p->kind = POST_CLIP;
-        p->a = graph_attr_float(c, "min", -INFINITY);
-        p->b = graph_attr_float(c, "max", INFINITY);
-        for (int k = 1; k < 3 && k < c->ninputs; k++) {
-            int b = c->inputs[k];
-            if (b < 0) continue;
-            const graph_tensor *bt = &g->tensors[b];
-            if (!bt->data || bt->dtype != TDM_DTYPE_FLOAT || graph_tensor_numel(bt) != 1)
-                return false;
-            memcpy(k == 1 ? &p->a : &p->b, bt->data, sizeof(float));
-        }
-        return true;
-    }
+        return ops_clip_bounds(c, &p->a, &p->b);
     case OP_FAKEQUANT:
         if (!graph_attr_get(c, "scale") || c->npost) return false;
         p->kind = POST_FAKEQUANT;
