@@ -98,20 +98,6 @@ static bool const_uniform(const graph *g, int t, double *v)
     return true;
 }
 
-/* The only live node reading tensor t, or -1 when there is not exactly one
- * reader or t is a graph output. */
-static int sole_consumer(const graph *g, int t)
-{
-    if (g->tensors[t].is_output || graph_consumers(g, t) != 1) return -1;
-    for (int i = 0; i < g->nnodes; i++) {
-        const graph_node *n = &g->nodes[i];
-        if (n->dead) continue;
-        for (int k = 0; k < n->ninputs; k++)
-            if (n->inputs[k] == t) return i;
-    }
-    return -1;
-}
-
 /* Makes node `keep` produce what node `gone` produced, and kills `gone`:
  * the fused chain's last output keeps its name (and graph-output status). */
 static void take_output(graph *g, int keep, int gone)
@@ -758,7 +744,7 @@ int opt_fuse(graph *g)
             continue;
         while (g->nodes[anchor].npost < GRAPH_MAX_POST) {
             int t = g->nodes[anchor].outputs[0];
-            int ci = sole_consumer(g, t);
+            int ci = graph_sole_consumer(g, t);
             if (ci < 0 || g->tensors[t].dtype != TDM_DTYPE_FLOAT) break;
             if ((rc = fuse_one(g, anchor, ci, t)) < 0) goto out;
             if (rc == 0) break;

@@ -14,23 +14,6 @@
 #include "ops.h"
 #include "opt.h"
 
-/* The only live node reading t, or -1 (none, several, or t is an output). */
-static int sole_reader(const graph *g, int t)
-{
-    if (g->tensors[t].is_output) return -1;
-    int found = -1;
-    for (int i = 0; i < g->nnodes; i++) {
-        const graph_node *n = &g->nodes[i];
-        if (n->dead) continue;
-        for (int k = 0; k < n->ninputs; k++)
-            if (n->inputs[k] == t) {
-                if (found >= 0) return -1;
-                found = i;
-            }
-    }
-    return found;
-}
-
 static bool const_i64s(const graph *g, int t, int64_t *v, int n)
 {
     if (t < 0 || !g->tensors[t].data || g->tensors[t].dtype != TDM_DTYPE_INT64 ||
@@ -101,7 +84,7 @@ static int absorb_pads(graph *g)
         int64_t sp[4];
         if (p->dead || !zero_pad(g, p, sp)) continue;
         int y = p->outputs[0], x = p->inputs[0];
-        int c = sole_reader(g, y);
+        int c = graph_sole_consumer(g, y);
         if (c < 0) continue;
         graph_node *cn = &g->nodes[c];
         if (cn->op == OP_CONV && cn->inputs[0] == y) {
@@ -116,7 +99,7 @@ static int absorb_pads(graph *g)
         float zp = graph_attr_float(cn, "zero_point", 0), qmin = graph_attr_float(cn, "qmin", 0),
               qmax = graph_attr_float(cn, "qmax", 0);
         if (zp < qmin || zp > qmax) continue;
-        int y2 = cn->outputs[0], cc = sole_reader(g, y2);
+        int y2 = cn->outputs[0], cc = graph_sole_consumer(g, y2);
         if (cc < 0 || g->nodes[cc].op != OP_CONV || g->nodes[cc].inputs[0] != y2) continue;
         int rc = conv_add_pads(&g->nodes[cc], sp);
         if (rc == TDM_ERR_UNSUPPORTED) continue;
@@ -194,7 +177,7 @@ static int fuse_more(graph *g)
         while (a->npost < GRAPH_MAX_POST) {
             int t = a->outputs[0];
             if (g->tensors[t].dtype != TDM_DTYPE_FLOAT) break;
-            int ci = sole_reader(g, t);
+            int ci = graph_sole_consumer(g, t);
             graph_post p;
             if (ci < 0 || !as_post(g, &g->nodes[ci], t, &p)) break;
             const graph_tensor *o = &g->tensors[g->nodes[ci].outputs[0]];
