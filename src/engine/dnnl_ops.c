@@ -871,6 +871,25 @@ static int build_follow(const dn_ctx *c, dn_prim *p)
     return 0;
 }
 
+bool dn_is_eltwise(graph_op op)
+{
+    switch (op) {
+    case OP_RELU:
+    case OP_LEAKYRELU:
+    case OP_CLIP:
+    case OP_SIGMOID:
+    case OP_TANH:
+    case OP_EXP:
+    case OP_SQRT:
+    case OP_ABS:
+    case OP_NEG:
+    case OP_FAKEQUANT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static int build_node(const dn_ctx *c, const graph *g, const graph_node *n, bool blocked,
                       dn_prim *p)
 {
@@ -905,18 +924,6 @@ static int build_node(const dn_ctx *c, const graph *g, const graph_node *n, bool
     case OP_MAX:
         rc = build_binary(c, g, n, p);
         break;
-    case OP_RELU:
-    case OP_LEAKYRELU:
-    case OP_CLIP:
-    case OP_SIGMOID:
-    case OP_TANH:
-    case OP_EXP:
-    case OP_SQRT:
-    case OP_ABS:
-    case OP_NEG:
-    case OP_FAKEQUANT:
-        rc = build_unary(c, g, n, p);
-        break;
     case OP_SOFTMAX:
         rc = build_softmax(c, g, n, p);
         break;
@@ -928,7 +935,7 @@ static int build_node(const dn_ctx *c, const graph *g, const graph_node *n, bool
         rc = build_transpose(c, g, n, p);
         break;
     default:
-        rc = TDM_ERR_UNSUPPORTED;
+        rc = dn_is_eltwise(n->op) ? build_unary(c, g, n, p) : TDM_ERR_UNSUPPORTED;
     }
     if (!rc) rc = build_follow(c, p);
     for (int i = 0; i < p->nfollow; i++)

@@ -111,29 +111,10 @@ static int absorb_pads(graph *g)
     return graph_compact(g);
 }
 
-static bool is_unary_elt(graph_op op)
-{
-    switch (op) {
-    case OP_RELU:
-    case OP_LEAKYRELU:
-    case OP_CLIP:
-    case OP_SIGMOID:
-    case OP_TANH:
-    case OP_EXP:
-    case OP_SQRT:
-    case OP_ABS:
-    case OP_NEG:
-    case OP_FAKEQUANT:
-        return true;
-    default:
-        return false;
-    }
-}
-
 static bool post_anchor(graph_op op)
 {
     return op == OP_CONV || op == OP_GEMM || op == OP_MATMUL || op == OP_ADD || op == OP_SUB ||
-           op == OP_MUL || op == OP_DIV || op == OP_MIN || op == OP_MAX || is_unary_elt(op);
+           op == OP_MUL || op == OP_DIV || op == OP_MIN || op == OP_MAX || dn_is_eltwise(op);
 }
 
 /* Node c as a post-op, if it is one of the kinds graph_post has. */
@@ -171,7 +152,7 @@ static int fuse_more(graph *g)
     for (int i = 0; i < g->nnodes; i++) {
         graph_node *a = &g->nodes[i];
         if (a->dead || !post_anchor(a->op) || a->noutputs < 1) continue;
-        int cost = is_unary_elt(a->op) ? 4 : 0;
+        int cost = dn_is_eltwise(a->op) ? 4 : 0;
         for (int k = 0; k < a->npost; k++)
             cost += dn_post_cost(&a->post[k]);
         while (a->npost < GRAPH_MAX_POST) {
