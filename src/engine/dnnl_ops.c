@@ -23,86 +23,16 @@
  * the units of the first fake quantisation and ended on the integers.
  */
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "dnnl_int8.h"
 #include "dnnl_post.h"
+#include "ops.h"
 #include "tandem/engine.h"
 
 /* ------------------------------------------------------------------------ */
-/* Engine, types, descriptors                                                */
+/* Descriptors                                                               */
 /* ------------------------------------------------------------------------ */
-
-static dnnl_engine_t engine;
-static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
-
-static void engine_init(void)
-{
-    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
-}
-
-dnnl_engine_t dn_engine(void)
-{
-    pthread_once(&engine_once, engine_init);
-    return engine;
-}
-
-int dn_status(dnnl_status_t s)
-{
-    switch (s) {
-    case dnnl_success:
-        return 0;
-    case dnnl_out_of_memory:
-        return TDM_ERR_NOMEM;
-    case dnnl_unimplemented:
-        return TDM_ERR_UNSUPPORTED;
-    default:
-        return TDM_ERR_BACKEND;
-    }
-}
-
-dnnl_data_type_t dn_type(tdm_dtype dt)
-{
-    switch (dt) {
-    case TDM_DTYPE_FLOAT:
-        return dnnl_f32;
-    case TDM_DTYPE_UINT8:
-        return dnnl_u8;
-    case TDM_DTYPE_INT8:
-        return dnnl_s8;
-    case TDM_DTYPE_INT32:
-        return dnnl_s32;
-    case TDM_DTYPE_BFLOAT16:
-        return dnnl_bf16;
-    default:
-        return dnnl_data_type_undef;
-    }
-}
-
-bool dn_plain_dims(int rank, const int64_t *dims, dnnl_data_type_t dt, dnnl_memory_desc_t *md)
-{
-    dnnl_dims_t d, st;
-    int nd = rank > 0 ? rank : 1;
-    if (rank > DNNL_MAX_NDIMS || dt == dnnl_data_type_undef) return false;
-    if (rank <= 0) d[0] = 1;
-    for (int i = 0; i < rank; i++) {
-        if (dims[i] < 0) return false;
-        d[i] = dims[i];
-    }
-    dnnl_dim_t s = 1;
-    for (int i = nd - 1; i >= 0; i--) {
-        st[i] = s;
-        s *= d[i] > 0 ? d[i] : 1;
-    }
-    return dnnl_memory_desc_init_by_strides(md, nd, d, dt, st) == dnnl_success;
-}
-
-bool dn_plain_md(const graph_tensor *t, dnnl_data_type_t dt, dnnl_memory_desc_t *md)
-{
-    if (dt == dnnl_data_type_undef) dt = dn_type(t->dtype);
-    return dn_plain_dims(t->rank, t->dims, dt, md);
-}
 
 static bool any_md(int rank, const int64_t *dims, dnnl_data_type_t dt, dnnl_memory_desc_t *md)
 {
@@ -686,25 +616,6 @@ static int build_binary(const dn_ctx *c, const graph *g, const graph_node *n, dn
     return 0;
 }
 
-/* Clip bounds from attributes (opset < 11) or constant scalar inputs. */
-static bool clip_bounds(const graph *g, const graph_node *n, float *lo, float *hi)
-{
-    *lo = graph_attr_float(n, "min", -INFINITY);
-    *hi = graph_attr_float(n, "max", INFINITY);
-    for (int k = 1; k < 3 && k < n->ninputs; k++) {
-        int t = n->inputs[k];
-        if (t < 0) continue;
-        const graph_tensor *b = &g->tensors[t];
-        if (!b->data || b->dtype != TDM_DTYPE_FLOAT || graph_tensor_numel(b) != 1 ||
-            b->nbytes < sizeof(float))
-            return false;
-        float v;
-        memcpy(&v, b->data, sizeof v);
-        *(k == 1 ? lo : hi) = v;
-    }
-    return true;
-}
-
 /* Unary op n as one chain item (false for ops oneDNN does not have). */
 static bool unary_item(const graph *g, const graph_node *n, citem *c)
 {
@@ -717,7 +628,7 @@ static bool unary_item(const graph *g, const graph_node *n, citem *c)
         return true;
     case OP_CLIP:
         c->kind = CI_CLIP;
-        return clip_bounds(g, n, &c->a, &c->b);
+        return ops_clip_bounds(n, &c->a, &c->b);
     case OP_LEAKYRELU:
         c->alg = dnnl_eltwise_relu;
         c->a = graph_attr_float(n, "alpha", 0.01f);
@@ -960,6 +871,25 @@ static int build_follow(const dn_ctx *c, dn_prim *p)
     return 0;
 }
 
+bool dn_is_eltwise(graph_op op)
+{
+    switch (op) {
+    case OP_RELU:
+    case OP_LEAKYRELU:
+    case OP_CLIP:
+    case OP_SIGMOID:
+    case OP_TANH:
+    case OP_EXP:
+    case OP_SQRT:
+    case OP_ABS:
+    case OP_NEG:
+    case OP_FAKEQUANT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static int build_node(const dn_ctx *c, const graph *g, const graph_node *n, bool blocked,
                       dn_prim *p)
 {
@@ -994,18 +924,6 @@ static int build_node(const dn_ctx *c, const graph *g, const graph_node *n, bool
     case OP_MAX:
         rc = build_binary(c, g, n, p);
         break;
-    case OP_RELU:
-    case OP_LEAKYRELU:
-    case OP_CLIP:
-    case OP_SIGMOID:
-    case OP_TANH:
-    case OP_EXP:
-    case OP_SQRT:
-    case OP_ABS:
-    case OP_NEG:
-    case OP_FAKEQUANT:
-        rc = build_unary(c, g, n, p);
-        break;
     case OP_SOFTMAX:
         rc = build_softmax(c, g, n, p);
         break;
@@ -1017,7 +935,7 @@ static int build_node(const dn_ctx *c, const graph *g, const graph_node *n, bool
         rc = build_transpose(c, g, n, p);
         break;
     default:
-        rc = TDM_ERR_UNSUPPORTED;
+        rc = dn_is_eltwise(n->op) ? build_unary(c, g, n, p) : TDM_ERR_UNSUPPORTED;
     }
     if (!rc) rc = build_follow(c, p);
     for (int i = 0; i < p->nfollow; i++)

@@ -81,6 +81,10 @@ dnnl_data_type_t dn_type(tdm_dtype dt);
  * On success p->pd must be destroyed by the caller. */
 int dn_build(const dn_ctx *c, const graph *g, int node, dn_prim *p);
 
+/* Whether op is one of the element-wise ops dn_build runs alone (one binary
+ * primitive carrying the chain; dnnl_ops.c) and so may anchor a post-op chain. */
+bool dn_is_eltwise(graph_op op);
+
 /* The count of oneDNN post-ops node posts expand to (a fake quantisation
  * takes four). */
 int dn_post_cost(const graph_post *p);

@@ -1,6 +1,6 @@
 /*
- * engine: the public model API of include/tandem/engine.h — status and dtype
- * names, options, and loading a model: read the file (size capped), parse it
+ * engine: the public model API of include/tandem/engine.h — status names,
+ * options, and loading a model: read the file (size capped), parse it
  * (onnx_load), refuse what we cannot run (ops_check on every node), then the
  * load-time rewrites (opt_model). Sessions live in session.c.
  *
@@ -50,47 +50,6 @@ const char *tdm_strerror(int status)
         return "input exceeds a configured limit";
     default:
         return "unknown error";
-    }
-}
-
-size_t tdm_dtype_size(tdm_dtype dtype)
-{
-    switch (dtype) {
-    case TDM_DTYPE_FLOAT:
-    case TDM_DTYPE_INT32:
-        return 4;
-    case TDM_DTYPE_UINT8:
-    case TDM_DTYPE_INT8:
-    case TDM_DTYPE_BOOL:
-        return 1;
-    case TDM_DTYPE_INT64:
-        return 8;
-    case TDM_DTYPE_BFLOAT16:
-        return 2;
-    default:
-        return 0;
-    }
-}
-
-const char *tdm_dtype_name(tdm_dtype dtype)
-{
-    switch (dtype) {
-    case TDM_DTYPE_FLOAT:
-        return "float32";
-    case TDM_DTYPE_UINT8:
-        return "uint8";
-    case TDM_DTYPE_INT8:
-        return "int8";
-    case TDM_DTYPE_INT32:
-        return "int32";
-    case TDM_DTYPE_INT64:
-        return "int64";
-    case TDM_DTYPE_BOOL:
-        return "bool";
-    case TDM_DTYPE_BFLOAT16:
-        return "bfloat16";
-    default:
-        return "undefined";
     }
 }
 

@@ -319,6 +319,18 @@ int graph_consumers(const graph *g, int tensor)
     return count;
 }
 
+int graph_sole_consumer(const graph *g, int t)
+{
+    if (g->tensors[t].is_output || graph_consumers(g, t) != 1) return -1;
+    for (int i = 0; i < g->nnodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        if (n->dead) continue;
+        for (int k = 0; k < n->ninputs; k++)
+            if (n->inputs[k] == t) return i;
+    }
+    return -1;
+}
+
 /* producer[t] = the live node writing tensor t, or -1. Fails if two live
  * nodes write the same tensor or a node names a tensor that does not exist. */
 static int live_producers(graph *g, int *producer)

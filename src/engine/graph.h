@@ -199,6 +199,10 @@ void graph_replace_uses(graph *g, int from, int to);
  * one if it is a graph output. */
 int graph_consumers(const graph *g, int tensor);
 
+/* The only live node reading tensor t, or -1 when there is not exactly one
+ * reader (a node reading t twice counts twice) or t is a graph output. */
+int graph_sole_consumer(const graph *g, int t);
+
 /* Fills order[] with live node indices in a valid execution order.
  * Fails with TDM_ERR_PARSE on a cycle or a reference to a missing tensor. */
 int graph_topo_sort(graph *g, int *order, int *count);

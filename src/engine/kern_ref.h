@@ -12,16 +12,7 @@
 #ifndef TANDEM_KERN_REF_H
 #define TANDEM_KERN_REF_H
 
-#include "graph.h"
-
-typedef struct ref_args {
-    int nin;
-    const graph_tensor *const *in; /* in[i] == NULL for an omitted optional input */
-    const void *const *in_data;
-    int nout;
-    const graph_tensor *const *out;
-    void *const *out_data;
-} ref_args;
+#include "kern_ref_impl.h"
 
 /* Runs node n. Returns 0, or TDM_ERR_UNSUPPORTED / TDM_ERR_INVALID with a
  * message in err. Never allocates more than O(output) scratch. */

@@ -5,12 +5,22 @@
  * (data movement, shape ops, Cast).
  *
  * Every kernel has the signature of ref_run and is called by ref_run after it
- * checked that out[0] exists; each kernel checks its own inputs.
+ * checked that out[0] exists; each kernel checks its own inputs. The helpers
+ * below are defined in kern_ref_impl.c, the kernels in their family's file.
  */
 #ifndef TANDEM_KERN_REF_IMPL_H
 #define TANDEM_KERN_REF_IMPL_H
 
-#include "kern_ref.h"
+#include "graph.h"
+
+typedef struct ref_args {
+    int nin;
+    const graph_tensor *const *in; /* in[i] == NULL for an omitted optional input */
+    const void *const *in_data;
+    int nout;
+    const graph_tensor *const *out;
+    void *const *out_data;
+} ref_args;
 
 typedef int (*ref_kernel)(const graph_node *n, const ref_args *a, char *err, size_t errlen);
 

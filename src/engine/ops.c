@@ -16,6 +16,7 @@
  */
 #include "ops.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -451,6 +452,15 @@ int ops_check(graph *g, int node)
 
 /* Every op we run is a pure function of its inputs; only Dropout has a
  * training behaviour, and ops_check refuses that. */
+bool ops_clip_bounds(const graph_node *n, float *lo, float *hi)
+{
+    *lo = graph_attr_float(n, "min", -INFINITY);
+    *hi = graph_attr_float(n, "max", INFINITY);
+    for (int k = 1; k < 3 && k < n->ninputs; k++)
+        if (n->inputs[k] >= 0) return false;
+    return true;
+}
+
 bool ops_foldable(graph_op op)
 {
     return op > OP_UNKNOWN && op < OP_COUNT;

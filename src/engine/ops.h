@@ -25,6 +25,12 @@ int ops_check(graph *g, int node);
  * are not yet, returns TDM_ERR_INVALID with g->err set. */
 int ops_infer(graph *g, int node);
 
+/* Clip's bounds in their one representation: the float attributes "min" and
+ * "max" (absent: that side open). Opset 11's bound inputs become those
+ * attributes once they are constant (opt_infer_and_fold); false while a
+ * bound is still a live input, known only when the graph runs. */
+bool ops_clip_bounds(const graph_node *n, float *lo, float *hi);
+
 /* True if the op is a pure function of its inputs, so constant folding may run it. */
 bool ops_foldable(graph_op op);
 

@@ -98,20 +98,6 @@ static bool const_uniform(const graph *g, int t, double *v)
     return true;
 }
 
-/* The only live node reading tensor t, or -1 when there is not exactly one
- * reader or t is a graph output. */
-static int sole_consumer(const graph *g, int t)
-{
-    if (g->tensors[t].is_output || graph_consumers(g, t) != 1) return -1;
-    for (int i = 0; i < g->nnodes; i++) {
-        const graph_node *n = &g->nodes[i];
-        if (n->dead) continue;
-        for (int k = 0; k < n->ninputs; k++)
-            if (n->inputs[k] == t) return i;
-    }
-    return -1;
-}
-
 /* Makes node `keep` produce what node `gone` produced, and kills `gone`:
  * the fused chain's last output keeps its name (and graph-output status). */
 static void take_output(graph *g, int keep, int gone)
@@ -599,6 +585,23 @@ static void explicit_pads(graph *g, int idx)
     graph_attr_set_string(n, "auto_pad", "NOTSET");
 }
 
+/* Clip's constant bound inputs (opset 11) become its "min"/"max"
+ * attributes, the one form every later reader takes (ops_clip_bounds); a
+ * bound that is not a constant scalar leaves the node as it is. */
+static void normalise_clip(graph *g, int idx)
+{
+    graph_node *n = &g->nodes[idx];
+    double v[2] = {-INFINITY, INFINITY};
+    for (int k = 1; k < 3 && k < n->ninputs; k++) {
+        int t = n->inputs[k];
+        if (t >= 0 && (graph_tensor_numel(&g->tensors[t]) != 1 || !const_uniform(g, t, &v[k - 1])))
+            return;
+    }
+    for (int k = 1; k < 3 && k < n->ninputs; k++)
+        if (n->inputs[k] >= 0) graph_attr_set_float(n, k == 1 ? "min" : "max", (float)v[k - 1]);
+    n->ninputs = 1;
+}
+
 int opt_infer_and_fold(graph *g)
 {
     int rc;
@@ -606,7 +609,9 @@ int opt_infer_and_fold(graph *g)
     if ((rc = fold_pass(g, true))) return rc;
     for (int i = 0; i < g->nnodes; i++) {
         graph_node *n = &g->nodes[i];
-        if (n->dead || (n->op != OP_CONV && n->op != OP_MAXPOOL && n->op != OP_AVGPOOL)) continue;
+        if (n->dead) continue;
+        if (n->op == OP_CLIP) normalise_clip(g, i);
+        if (n->op != OP_CONV && n->op != OP_MAXPOOL && n->op != OP_AVGPOOL) continue;
         explicit_pads(g, i);
     }
     if ((rc = compact_and_sort(g))) return rc;
@@ -623,27 +628,6 @@ static bool same_shape(const graph_tensor *a, const graph_tensor *b)
     if (a->rank != b->rank || a->dtype != b->dtype) return false;
     for (int i = 0; i < a->rank; i++)
         if (a->dims[i] != b->dims[i] || a->dims[i] < 0) return false;
-    return true;
-}
-
-/* Clip bounds, from attributes (opset < 11) or constant scalar inputs. */
-static bool clip_bounds(const graph *g, const graph_node *c, float *lo, float *hi)
-{
-    double v;
-    *lo = graph_attr_float(c, "min", -INFINITY);
-    *hi = graph_attr_float(c, "max", INFINITY);
-    if (c->ninputs > 1 && c->inputs[1] >= 0) {
-        if (graph_tensor_numel(&g->tensors[c->inputs[1]]) != 1 ||
-            !const_uniform(g, c->inputs[1], &v))
-            return false;
-        *lo = (float)v;
-    }
-    if (c->ninputs > 2 && c->inputs[2] >= 0) {
-        if (graph_tensor_numel(&g->tensors[c->inputs[2]]) != 1 ||
-            !const_uniform(g, c->inputs[2], &v))
-            return false;
-        *hi = (float)v;
-    }
     return true;
 }
 
@@ -694,7 +678,7 @@ static int fuse_one(graph *g, int anchor, int ci, int t)
     case OP_RELU:
         break;
     case OP_CLIP:
-        if (c->inputs[0] != t || !clip_bounds(g, c, &p.a, &p.b)) return 0;
+        if (c->inputs[0] != t || !ops_clip_bounds(c, &p.a, &p.b)) return 0;
         p.kind = POST_CLIP;
         break;
     case OP_MIN:
@@ -760,7 +744,7 @@ int opt_fuse(graph *g)
             continue;
         while (g->nodes[anchor].npost < GRAPH_MAX_POST) {
             int t = g->nodes[anchor].outputs[0];
-            int ci = sole_consumer(g, t);
+            int ci = graph_sole_consumer(g, t);
             if (ci < 0 || g->tensors[t].dtype != TDM_DTYPE_FLOAT) break;
             if ((rc = fuse_one(g, anchor, ci, t)) < 0) goto out;
             if (rc == 0) break;

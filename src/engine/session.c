@@ -5,10 +5,9 @@
  * Planning (tdm_session_create):
  *   1. The model's graph is cloned (constant payloads borrowed), the batch
  *      fixed, shapes inferred and folded (opt_infer_and_fold), activations
- *      fused (opt_fuse). For the oneDNN backend two more rewrites on the
- *      clone: a zero Pad in front of a convolution becomes the convolution's
- *      own padding, and element-wise ops following a binary or element-wise
- *      node become its post-ops (oneDNN runs those chains in one pass).
+ *      fused (opt_fuse). For the oneDNN backend the rewrites of opt_dnnl
+ *      (opt_dnnl.c: pads into convolutions, longer post-op chains) and
+ *      dnq_drop_requant follow.
  *   2. Nodes are walked in order. Each becomes one step: a oneDNN primitive
  *      when dn_build() (dnnl_ops.c) has a fast one, else the reference kernel
  *      (kern_ref.h). A tensor may exist in several layouts ("forms"): the
@@ -30,7 +29,6 @@
  * threads; OpenMP's thread count is set in the calling thread.
  */
 #include <limits.h>
-#include <math.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -162,220 +160,6 @@ static size_t tensor_bytes(const graph_tensor *t)
 {
     int64_t n = graph_tensor_numel(t);
     return n > 0 ? (size_t)n * tdm_dtype_size(t->dtype) : 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Backend rewrites on the session's clone                                   */
-/* ------------------------------------------------------------------------ */
-
-/* The only live node reading t, or -1 (none, several, or t is an output). */
-static int sole_reader(const graph *g, int t)
-{
-    if (g->tensors[t].is_output) return -1;
-    int found = -1;
-    for (int i = 0; i < g->nnodes; i++) {
-        const graph_node *n = &g->nodes[i];
-        if (n->dead) continue;
-        for (int k = 0; k < n->ninputs; k++)
-            if (n->inputs[k] == t) {
-                if (found >= 0) return -1;
-                found = i;
-            }
-    }
-    return found;
-}
-
-static bool const_i64s(const graph *g, int t, int64_t *v, int n)
-{
-    if (t < 0 || !g->tensors[t].data || g->tensors[t].dtype != TDM_DTYPE_INT64 ||
-        graph_tensor_numel(&g->tensors[t]) != n || g->tensors[t].nbytes < (size_t)n * 8)
-        return false;
-    memcpy(v, g->tensors[t].data, (size_t)n * 8);
-    return true;
-}
-
-/* The spatial pads [top, left, bottom, right] of a zero Pad on an NCHW
- * tensor, or false if it pads anything else or with another value. */
-static bool zero_pad(const graph *g, const graph_node *p, int64_t *sp)
-{
-    int64_t pads[8];
-    if (p->op != OP_PAD || strcmp(graph_attr_string(p, "mode", "constant"), "constant") != 0)
-        return false;
-    const graph_tensor *x = &g->tensors[p->inputs[0]];
-    if (x->rank != 4 || x->dtype != TDM_DTYPE_FLOAT || x->data) return false;
-    const graph_attr *pa = graph_attr_get(p, "pads");
-    if (p->ninputs > 1 && p->inputs[1] >= 0) {
-        if (!const_i64s(g, p->inputs[1], pads, 8)) return false;
-    } else if (pa && pa->type == ATTR_INTS && pa->n == 8) {
-        memcpy(pads, pa->ints, sizeof pads);
-    } else {
-        return false;
-    }
-    if (graph_attr_float(p, "value", 0.0f) != 0.0f) return false;
-    if (p->ninputs > 2 && p->inputs[2] >= 0) {
-        const graph_tensor *v = &g->tensors[p->inputs[2]];
-        float f;
-        if (!v->data || v->dtype != TDM_DTYPE_FLOAT || v->nbytes < 4) return false;
-        memcpy(&f, v->data, 4);
-        if (f != 0.0f) return false;
-    }
-    if (pads[0] || pads[1] || pads[4] || pads[5]) return false;
-    sp[0] = pads[2], sp[1] = pads[3], sp[2] = pads[6], sp[3] = pads[7];
-    for (int i = 0; i < 4; i++)
-        if (sp[i] < 0) return false;
-    return true;
-}
-
-/* Adds sp to a convolution's explicit pads (creating the attribute when the
- * file had none). */
-static int conv_add_pads(graph_node *c, const int64_t *sp)
-{
-    if (strcmp(graph_attr_string(c, "auto_pad", "NOTSET"), "NOTSET") != 0)
-        return TDM_ERR_UNSUPPORTED;
-    for (int i = 0; i < c->nattrs; i++) {
-        graph_attr *a = &c->attrs[i];
-        if (strcmp(a->name, "pads") != 0) continue;
-        if (a->type != ATTR_INTS || a->n != 4) return TDM_ERR_UNSUPPORTED;
-        for (int k = 0; k < 4; k++)
-            a->ints[k] += sp[k];
-        return 0;
-    }
-    graph_attr_set_ints(c, "pads", sp, 4);
-    return 0;
-}
-
-/* A zero Pad feeding a convolution, directly or through a fake quantisation
- * that maps 0 to 0 (so quantising before or after padding is the same),
- * becomes the convolution's padding: one pass over the data fewer, and the
- * tensor keeps its oneDNN layout. */
-static int absorb_pads(graph *g)
-{
-    for (int i = 0; i < g->nnodes; i++) {
-        graph_node *p = &g->nodes[i];
-        int64_t sp[4];
-        if (p->dead || !zero_pad(g, p, sp)) continue;
-        int y = p->outputs[0], x = p->inputs[0];
-        int c = sole_reader(g, y);
-        if (c < 0) continue;
-        graph_node *cn = &g->nodes[c];
-        if (cn->op == OP_CONV && cn->inputs[0] == y) {
-            int rc = conv_add_pads(cn, sp);
-            if (rc == TDM_ERR_UNSUPPORTED) continue;
-            if (rc) return rc;
-            cn->inputs[0] = x;
-            p->dead = true;
-            continue;
-        }
-        if (cn->op != OP_FAKEQUANT || cn->npost) continue;
-        float zp = graph_attr_float(cn, "zero_point", 0), qmin = graph_attr_float(cn, "qmin", 0),
-              qmax = graph_attr_float(cn, "qmax", 0);
-        if (zp < qmin || zp > qmax) continue;
-        int y2 = cn->outputs[0], cc = sole_reader(g, y2);
-        if (cc < 0 || g->nodes[cc].op != OP_CONV || g->nodes[cc].inputs[0] != y2) continue;
-        int rc = conv_add_pads(&g->nodes[cc], sp);
-        if (rc == TDM_ERR_UNSUPPORTED) continue;
-        if (rc) return rc;
-        cn->inputs[0] = x;
-        memcpy(g->tensors[y2].dims, g->tensors[x].dims, sizeof g->tensors[x].dims);
-        p->dead = true;
-    }
-    return graph_compact(g);
-}
-
-static bool is_unary_elt(graph_op op)
-{
-    switch (op) {
-    case OP_RELU:
-    case OP_LEAKYRELU:
-    case OP_CLIP:
-    case OP_SIGMOID:
-    case OP_TANH:
-    case OP_EXP:
-    case OP_SQRT:
-    case OP_ABS:
-    case OP_NEG:
-    case OP_FAKEQUANT:
-        return true;
-    default:
-        return false;
-    }
-}
-
-static bool post_anchor(graph_op op)
-{
-    return op == OP_CONV || op == OP_GEMM || op == OP_MATMUL || op == OP_ADD || op == OP_SUB ||
-           op == OP_MUL || op == OP_DIV || op == OP_MIN || op == OP_MAX || is_unary_elt(op);
-}
-
-/* Node c as a post-op, if it is one of the kinds graph_post has. */
-static bool as_post(const graph *g, const graph_node *c, int t, graph_post *p)
-{
-    memset(p, 0, sizeof *p);
-    p->input = -1;
-    if (c->inputs[0] != t) return false;
-    switch (c->op) {
-    case OP_RELU:
-        p->kind = POST_RELU;
-        return true;
-    case OP_CLIP: {
-        p->kind = POST_CLIP;
-        p->a = graph_attr_float(c, "min", -INFINITY);
-        p->b = graph_attr_float(c, "max", INFINITY);
-        for (int k = 1; k < 3 && k < c->ninputs; k++) {
-            int b = c->inputs[k];
-            if (b < 0) continue;
-            const graph_tensor *bt = &g->tensors[b];
-            if (!bt->data || bt->dtype != TDM_DTYPE_FLOAT || graph_tensor_numel(bt) != 1)
-                return false;
-            memcpy(k == 1 ? &p->a : &p->b, bt->data, sizeof(float));
-        }
-        return true;
-    }
-    case OP_FAKEQUANT:
-        if (!graph_attr_get(c, "scale") || c->npost) return false;
-        p->kind = POST_FAKEQUANT;
-        p->a = graph_attr_float(c, "scale", 1.0f);
-        p->b = graph_attr_float(c, "zero_point", 0.0f);
-        p->c = graph_attr_float(c, "qmin", 0.0f);
-        p->d = graph_attr_float(c, "qmax", 255.0f);
-        return p->a > 0.0f && p->c <= p->d;
-    default:
-        return false;
-    }
-}
-
-/* opt_fuse attaches activations to Conv/Gemm/MatMul/Add only; oneDNN's
- * binary primitive takes post-ops too, and standalone element-wise chains
- * run as one (dnnl_ops.c), so fuse behind those as well. The cost bound
- * keeps every primitive within oneDNN's post-op limit. */
-static int fuse_more(graph *g)
-{
-    for (int i = 0; i < g->nnodes; i++) {
-        graph_node *a = &g->nodes[i];
-        if (a->dead || !post_anchor(a->op) || a->noutputs < 1) continue;
-        int cost = is_unary_elt(a->op) ? 4 : 0;
-        for (int k = 0; k < a->npost; k++)
-            cost += dn_post_cost(&a->post[k]);
-        while (a->npost < GRAPH_MAX_POST) {
-            int t = a->outputs[0];
-            if (g->tensors[t].dtype != TDM_DTYPE_FLOAT) break;
-            int ci = sole_reader(g, t);
-            graph_post p;
-            if (ci < 0 || !as_post(g, &g->nodes[ci], t, &p)) break;
-            const graph_tensor *o = &g->tensors[g->nodes[ci].outputs[0]];
-            if (o->rank != g->tensors[t].rank ||
-                memcmp(o->dims, g->tensors[t].dims, sizeof o->dims) != 0 ||
-                o->dtype != TDM_DTYPE_FLOAT || cost + dn_post_cost(&p) > DN_MAX_POSTS)
-                break;
-            cost += dn_post_cost(&p);
-            a->post[a->npost++] = p;
-            graph_node *c = &g->nodes[ci];
-            a->outputs[0] = c->outputs[0];
-            g->tensors[c->outputs[0]].producer = i;
-            c->dead = true;
-        }
-    }
-    return graph_compact(g);
 }
 
 /* Quantised models stay in f32: their fake quantisation is exact only there. */
@@ -1027,7 +811,7 @@ int tdm_session_create(tdm_model *model, int batch, tdm_session **out, char *err
         goto out;
     }
     if (s->dnnl) {
-        if ((rc = absorb_pads(g)) || (rc = fuse_more(g)) || (rc = dnq_drop_requant(g))) {
+        if ((rc = opt_dnnl(g)) || (rc = dnq_drop_requant(g))) {
             sfail(s, rc, "out of memory rewriting the graph");
             goto out;
         }

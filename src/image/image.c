@@ -44,7 +44,6 @@
  */
 #include <limits.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,15 +60,6 @@
 /* The CPU clock is read once per this many PNG rows (a syscall; rows of a
  * narrow image cost less than reading it). */
 #define PNG_ROWS_PER_CLOCK 8
-
-void image_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void image_rgb_free(image_rgb *img)
 {

@@ -5,6 +5,7 @@
  * then the whole pipeline on the generated test models and the real int8
  * models when they are present.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,6 +431,38 @@ TEST(auto_pad_becomes_explicit_pads)
     ASSERT_EQ(p->ints[2], 0);
     ASSERT_STR_EQ(graph_attr_string(&g->nodes[0], "auto_pad", ""), "NOTSET");
     ASSERT_EQ(g->tensors[g->outputs[0]].dims[2], 5);
+    graph_free(g);
+}
+
+/* Clip's constant bound inputs (opset 11) become its min/max attributes, an
+ * omitted one stays open, so every reader takes one form (ops_clip_bounds);
+ * a bound known only at run time stays an input and is not taken. */
+TEST(clip_constant_bounds_become_attributes)
+{
+    graph *g = graph_new();
+    g->opset = 13;
+    int x = graph_input(g, "x", 2, (int64_t)1, (int64_t)4);
+    int b = graph_input(g, "b", 0);
+    int lo = const_scalar(g, "lo", TDM_DTYPE_FLOAT, -0.5);
+    int c1 = tensor(g, "c1", TDM_DTYPE_FLOAT, -1);
+    int y = graph_output(g, "y");
+    node(g, "const_clip", OP_CLIP, 3, (int[]){x, lo, -1}, c1);
+    node(g, "dyn_clip", OP_CLIP, 3, (int[]){c1, -1, b}, y);
+    ASSERT_EQ(opt_model(g), 0);
+    ASSERT_EQ(opt_infer_and_fold(g), 0);
+    float a, z;
+    for (int i = 0; i < g->nnodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        if (strcmp(n->name, "const_clip") == 0) {
+            ASSERT_EQ(n->ninputs, 1);
+            ASSERT(ops_clip_bounds(n, &a, &z));
+            ASSERT_NEAR(a, -0.5, 0);
+            ASSERT(isinf(z) && z > 0);
+        } else {
+            ASSERT_EQ(n->ninputs, 3);
+            ASSERT(!ops_clip_bounds(n, &a, &z));
+        }
+    }
     graph_free(g);
 }
 
