@@ -39,7 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "commands.h"
 
 #define PATH_LEN 2048
 #define MARKER "TEST-MODELS"

@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "commands.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
