@@ -9,7 +9,7 @@
  * thread (everything about jobs, /metrics, /stats). Every answer leaves
  * through reply(), which counts and logs it.
  *
- * Redis down: queue.c fails fast (bounded timeouts, back-off reconnect), so
+ * Redis down: queue_conn.c fails fast (bounded timeouts, back-off reconnect), so
  * POST /predict still answers — 503 with the fast label, because the
  * promise of the API (a job id that exists) cannot be kept; the client gets
  * the label it can use now and knows to resubmit for the slow answer.
