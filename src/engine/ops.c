@@ -21,53 +21,12 @@
 #include <stdio.h>
 #include <string.h>
 
-/* ONNX op_type of each graph_op, indexed by the enum. OP_FAKEQUANT is ours and
- * never looked up from a file. */
+/* ONNX op_type of each graph_op, indexed by the enum (ops.def). */
 static const char *const op_names[OP_COUNT] = {
     [OP_UNKNOWN] = "Unknown",
-    [OP_CONV] = "Conv",
-    [OP_BATCHNORM] = "BatchNormalization",
-    [OP_GEMM] = "Gemm",
-    [OP_MATMUL] = "MatMul",
-    [OP_MAXPOOL] = "MaxPool",
-    [OP_AVGPOOL] = "AveragePool",
-    [OP_GLOBALAVGPOOL] = "GlobalAveragePool",
-    [OP_GLOBALMAXPOOL] = "GlobalMaxPool",
-    [OP_SOFTMAX] = "Softmax",
-    [OP_RELU] = "Relu",
-    [OP_CLIP] = "Clip",
-    [OP_SIGMOID] = "Sigmoid",
-    [OP_TANH] = "Tanh",
-    [OP_LEAKYRELU] = "LeakyRelu",
-    [OP_HARDSIGMOID] = "HardSigmoid",
-    [OP_HARDSWISH] = "HardSwish",
-    [OP_EXP] = "Exp",
-    [OP_SQRT] = "Sqrt",
-    [OP_NEG] = "Neg",
-    [OP_ABS] = "Abs",
-    [OP_ADD] = "Add",
-    [OP_SUB] = "Sub",
-    [OP_MUL] = "Mul",
-    [OP_DIV] = "Div",
-    [OP_MIN] = "Min",
-    [OP_MAX] = "Max",
-    [OP_QUANTIZELINEAR] = "QuantizeLinear",
-    [OP_DEQUANTIZELINEAR] = "DequantizeLinear",
-    [OP_FAKEQUANT] = "FakeQuant",
-    [OP_RESHAPE] = "Reshape",
-    [OP_FLATTEN] = "Flatten",
-    [OP_SQUEEZE] = "Squeeze",
-    [OP_UNSQUEEZE] = "Unsqueeze",
-    [OP_TRANSPOSE] = "Transpose",
-    [OP_CONCAT] = "Concat",
-    [OP_PAD] = "Pad",
-    [OP_SHAPE] = "Shape",
-    [OP_GATHER] = "Gather",
-    [OP_SLICE] = "Slice",
-    [OP_CAST] = "Cast",
-    [OP_CONSTANT] = "Constant",
-    [OP_IDENTITY] = "Identity",
-    [OP_DROPOUT] = "Dropout",
+#define OP(op, name, min_in, max_in, min_out, max_out, infer, kernel) [op] = name,
+#include "ops.def"
+#undef OP
 };
 
 graph_op ops_lookup(const char *domain, const char *op_type)
@@ -96,49 +55,10 @@ typedef struct {
 } op_arity;
 
 static const op_arity arity[OP_COUNT] = {
-    [OP_CONV] = {2, 3, 1, 1},
-    [OP_BATCHNORM] = {5, 5, 1, 1},
-    [OP_GEMM] = {2, 3, 1, 1},
-    [OP_MATMUL] = {2, 2, 1, 1},
-    [OP_MAXPOOL] = {1, 1, 1, 1},
-    [OP_AVGPOOL] = {1, 1, 1, 1},
-    [OP_GLOBALAVGPOOL] = {1, 1, 1, 1},
-    [OP_GLOBALMAXPOOL] = {1, 1, 1, 1},
-    [OP_SOFTMAX] = {1, 1, 1, 1},
-    [OP_RELU] = {1, 1, 1, 1},
-    [OP_CLIP] = {1, 3, 1, 1},
-    [OP_SIGMOID] = {1, 1, 1, 1},
-    [OP_TANH] = {1, 1, 1, 1},
-    [OP_LEAKYRELU] = {1, 1, 1, 1},
-    [OP_HARDSIGMOID] = {1, 1, 1, 1},
-    [OP_HARDSWISH] = {1, 1, 1, 1},
-    [OP_EXP] = {1, 1, 1, 1},
-    [OP_SQRT] = {1, 1, 1, 1},
-    [OP_NEG] = {1, 1, 1, 1},
-    [OP_ABS] = {1, 1, 1, 1},
-    [OP_ADD] = {2, 2, 1, 1},
-    [OP_SUB] = {2, 2, 1, 1},
-    [OP_MUL] = {2, 2, 1, 1},
-    [OP_DIV] = {2, 2, 1, 1},
-    [OP_MIN] = {2, 2, 1, 1},
-    [OP_MAX] = {2, 2, 1, 1},
-    [OP_QUANTIZELINEAR] = {2, 3, 1, 1},
-    [OP_DEQUANTIZELINEAR] = {2, 3, 1, 1},
-    [OP_FAKEQUANT] = {1, 1, 1, 1},
-    [OP_RESHAPE] = {2, 2, 1, 1},
-    [OP_FLATTEN] = {1, 1, 1, 1},
-    [OP_SQUEEZE] = {1, 2, 1, 1},
-    [OP_UNSQUEEZE] = {1, 2, 1, 1},
-    [OP_TRANSPOSE] = {1, 1, 1, 1},
-    [OP_CONCAT] = {1, -1, 1, 1},
-    [OP_PAD] = {1, 3, 1, 1},
-    [OP_SHAPE] = {1, 1, 1, 1},
-    [OP_GATHER] = {2, 2, 1, 1},
-    [OP_SLICE] = {1, 5, 1, 1},
-    [OP_CAST] = {1, 1, 1, 1},
-    [OP_CONSTANT] = {0, 0, 1, 1},
-    [OP_IDENTITY] = {1, 1, 1, 1},
-    [OP_DROPOUT] = {1, 3, 1, 2},
+#define OP(op, name, min_in, max_in, min_out, max_out, infer, kernel) \
+    [op] = {min_in, max_in, min_out, max_out},
+#include "ops.def"
+#undef OP
 };
 
 int ops_node_fail(graph *g, const graph_node *n, int status, const char *fmt, ...)
