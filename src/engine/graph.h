@@ -32,7 +32,7 @@
  * ever comes from the optimiser. */
 typedef enum {
     OP_UNKNOWN = 0,
-#define OP(op, name, min_in, max_in, min_out, max_out, infer, kernel) op,
+#define OP(op, name, min_in, max_in, min_out, max_out, check, infer, kernel) op,
 #include "ops.def"
 #undef OP
     OP_COUNT

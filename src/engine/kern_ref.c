@@ -501,9 +501,9 @@ static int apply_post(const graph_node *n, const ref_args *a, char *err, size_t 
     return 0;
 }
 
-/* Each op's kernel, from column 8 of ops.def. */
+/* Each op's kernel, from column 9 of ops.def. */
 static const ref_kernel kernels[OP_COUNT] = {
-#define OP(op, name, min_in, max_in, min_out, max_out, infer, kernel) [op] = kernel,
+#define OP(op, name, min_in, max_in, min_out, max_out, check, infer, kernel) [op] = kernel,
 #include "ops.def"
 #undef OP
 };

@@ -567,17 +567,16 @@ static int infer_dequantize(graph *g, const graph_node *n, const graph_tensor *x
 
 static int infer_cast(graph *g, const graph_node *n, const graph_tensor *x)
 {
-    return set_out(g, n, 0, (tdm_dtype)graph_attr_int(n, "to", TDM_DTYPE_FLOAT), x->rank,
-                   x->dims);
+    return set_out(g, n, 0, (tdm_dtype)graph_attr_int(n, "to", TDM_DTYPE_FLOAT), x->rank, x->dims);
 }
 
-/* Each op's shape rule (column 7 of ops.def) and its least input count:
+/* Each op's shape rule (column 8 of ops.def) and its least input count:
  * only an op that takes no inputs (Constant) is inferred without input 0. */
 static const struct {
     int (*infer)(graph *g, const graph_node *n, const graph_tensor *x);
     int min_in;
 } rules[OP_COUNT] = {
-#define OP(op, name, min_in_, max_in, min_out, max_out, infer_, kernel) \
+#define OP(op, name, min_in_, max_in, min_out, max_out, check, infer_, kernel)                     \
     [op] = {.infer = infer_, .min_in = min_in_},
 #include "ops.def"
 #undef OP
