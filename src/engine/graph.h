@@ -27,58 +27,14 @@
 #define GRAPH_MAX_POST 8
 #define GRAPH_ERR_LEN 256
 
-/* Operators we know. The loader maps (domain, op_type) to one of these through
- * ops_lookup(); OP_FAKEQUANT only ever comes from the optimiser. */
+/* Operators we know, in the order of the table ops.def. The loader maps
+ * (domain, op_type) to one of these through ops_lookup(); OP_FAKEQUANT only
+ * ever comes from the optimiser. */
 typedef enum {
     OP_UNKNOWN = 0,
-    /* compute */
-    OP_CONV,
-    OP_BATCHNORM,
-    OP_GEMM,
-    OP_MATMUL,
-    OP_MAXPOOL,
-    OP_AVGPOOL,
-    OP_GLOBALAVGPOOL,
-    OP_GLOBALMAXPOOL,
-    OP_SOFTMAX,
-    /* element-wise, one input */
-    OP_RELU,
-    OP_CLIP,
-    OP_SIGMOID,
-    OP_TANH,
-    OP_LEAKYRELU,
-    OP_HARDSIGMOID,
-    OP_HARDSWISH,
-    OP_EXP,
-    OP_SQRT,
-    OP_NEG,
-    OP_ABS,
-    /* element-wise, two inputs with numpy broadcasting */
-    OP_ADD,
-    OP_SUB,
-    OP_MUL,
-    OP_DIV,
-    OP_MIN,
-    OP_MAX,
-    /* quantisation */
-    OP_QUANTIZELINEAR,
-    OP_DEQUANTIZELINEAR,
-    OP_FAKEQUANT, /* internal: QuantizeLinear then DequantizeLinear, stays float */
-    /* data movement and shape */
-    OP_RESHAPE,
-    OP_FLATTEN,
-    OP_SQUEEZE,
-    OP_UNSQUEEZE,
-    OP_TRANSPOSE,
-    OP_CONCAT,
-    OP_PAD,
-    OP_SHAPE,
-    OP_GATHER,
-    OP_SLICE,
-    OP_CAST,
-    OP_CONSTANT,
-    OP_IDENTITY,
-    OP_DROPOUT,
+#define OP(op, name, min_in, max_in, min_out, max_out, check, infer, kernel) op,
+#include "ops.def"
+#undef OP
     OP_COUNT
 } graph_op;
 

@@ -501,49 +501,11 @@ static int apply_post(const graph_node *n, const ref_args *a, char *err, size_t 
     return 0;
 }
 
+/* Each op's kernel, from column 9 of ops.def. */
 static const ref_kernel kernels[OP_COUNT] = {
-    [OP_CONV] = ref_conv,
-    [OP_BATCHNORM] = ref_batchnorm,
-    [OP_GEMM] = ref_gemm,
-    [OP_MATMUL] = ref_matmul,
-    [OP_MAXPOOL] = ref_maxpool,
-    [OP_AVGPOOL] = ref_avgpool,
-    [OP_GLOBALAVGPOOL] = ref_global_pool,
-    [OP_GLOBALMAXPOOL] = ref_global_pool,
-    [OP_SOFTMAX] = ref_softmax,
-    [OP_RELU] = ref_unary,
-    [OP_CLIP] = ref_unary,
-    [OP_SIGMOID] = ref_unary,
-    [OP_TANH] = ref_unary,
-    [OP_LEAKYRELU] = ref_unary,
-    [OP_HARDSIGMOID] = ref_unary,
-    [OP_HARDSWISH] = ref_unary,
-    [OP_EXP] = ref_unary,
-    [OP_SQRT] = ref_unary,
-    [OP_NEG] = ref_unary,
-    [OP_ABS] = ref_unary,
-    [OP_ADD] = ref_binary,
-    [OP_SUB] = ref_binary,
-    [OP_MUL] = ref_binary,
-    [OP_DIV] = ref_binary,
-    [OP_MIN] = ref_binary,
-    [OP_MAX] = ref_binary,
-    [OP_QUANTIZELINEAR] = ref_quantize,
-    [OP_DEQUANTIZELINEAR] = ref_dequantize,
-    [OP_FAKEQUANT] = ref_fakequant,
-    [OP_RESHAPE] = ref_copy,
-    [OP_FLATTEN] = ref_copy,
-    [OP_SQUEEZE] = ref_copy,
-    [OP_UNSQUEEZE] = ref_copy,
-    [OP_IDENTITY] = ref_copy,
-    [OP_DROPOUT] = ref_copy,
-    [OP_TRANSPOSE] = ref_transpose,
-    [OP_CONCAT] = ref_concat,
-    [OP_PAD] = ref_pad,
-    [OP_SHAPE] = ref_shape,
-    [OP_GATHER] = ref_gather,
-    [OP_SLICE] = ref_slice,
-    [OP_CAST] = ref_cast,
+#define OP(op, name, min_in, max_in, min_out, max_out, check, infer, kernel) [op] = kernel,
+#include "ops.def"
+#undef OP
 };
 
 /* Every tensor handed over must have a known shape and, unless empty, data:

@@ -21,53 +21,12 @@
 #include <stdio.h>
 #include <string.h>
 
-/* ONNX op_type of each graph_op, indexed by the enum. OP_FAKEQUANT is ours and
- * never looked up from a file. */
+/* ONNX op_type of each graph_op, indexed by the enum (ops.def). */
 static const char *const op_names[OP_COUNT] = {
     [OP_UNKNOWN] = "Unknown",
-    [OP_CONV] = "Conv",
-    [OP_BATCHNORM] = "BatchNormalization",
-    [OP_GEMM] = "Gemm",
-    [OP_MATMUL] = "MatMul",
-    [OP_MAXPOOL] = "MaxPool",
-    [OP_AVGPOOL] = "AveragePool",
-    [OP_GLOBALAVGPOOL] = "GlobalAveragePool",
-    [OP_GLOBALMAXPOOL] = "GlobalMaxPool",
-    [OP_SOFTMAX] = "Softmax",
-    [OP_RELU] = "Relu",
-    [OP_CLIP] = "Clip",
-    [OP_SIGMOID] = "Sigmoid",
-    [OP_TANH] = "Tanh",
-    [OP_LEAKYRELU] = "LeakyRelu",
-    [OP_HARDSIGMOID] = "HardSigmoid",
-    [OP_HARDSWISH] = "HardSwish",
-    [OP_EXP] = "Exp",
-    [OP_SQRT] = "Sqrt",
-    [OP_NEG] = "Neg",
-    [OP_ABS] = "Abs",
-    [OP_ADD] = "Add",
-    [OP_SUB] = "Sub",
-    [OP_MUL] = "Mul",
-    [OP_DIV] = "Div",
-    [OP_MIN] = "Min",
-    [OP_MAX] = "Max",
-    [OP_QUANTIZELINEAR] = "QuantizeLinear",
-    [OP_DEQUANTIZELINEAR] = "DequantizeLinear",
-    [OP_FAKEQUANT] = "FakeQuant",
-    [OP_RESHAPE] = "Reshape",
-    [OP_FLATTEN] = "Flatten",
-    [OP_SQUEEZE] = "Squeeze",
-    [OP_UNSQUEEZE] = "Unsqueeze",
-    [OP_TRANSPOSE] = "Transpose",
-    [OP_CONCAT] = "Concat",
-    [OP_PAD] = "Pad",
-    [OP_SHAPE] = "Shape",
-    [OP_GATHER] = "Gather",
-    [OP_SLICE] = "Slice",
-    [OP_CAST] = "Cast",
-    [OP_CONSTANT] = "Constant",
-    [OP_IDENTITY] = "Identity",
-    [OP_DROPOUT] = "Dropout",
+#define OP(op, name, min_in, max_in, min_out, max_out, check, infer, kernel) [op] = name,
+#include "ops.def"
+#undef OP
 };
 
 graph_op ops_lookup(const char *domain, const char *op_type)
@@ -96,49 +55,10 @@ typedef struct {
 } op_arity;
 
 static const op_arity arity[OP_COUNT] = {
-    [OP_CONV] = {2, 3, 1, 1},
-    [OP_BATCHNORM] = {5, 5, 1, 1},
-    [OP_GEMM] = {2, 3, 1, 1},
-    [OP_MATMUL] = {2, 2, 1, 1},
-    [OP_MAXPOOL] = {1, 1, 1, 1},
-    [OP_AVGPOOL] = {1, 1, 1, 1},
-    [OP_GLOBALAVGPOOL] = {1, 1, 1, 1},
-    [OP_GLOBALMAXPOOL] = {1, 1, 1, 1},
-    [OP_SOFTMAX] = {1, 1, 1, 1},
-    [OP_RELU] = {1, 1, 1, 1},
-    [OP_CLIP] = {1, 3, 1, 1},
-    [OP_SIGMOID] = {1, 1, 1, 1},
-    [OP_TANH] = {1, 1, 1, 1},
-    [OP_LEAKYRELU] = {1, 1, 1, 1},
-    [OP_HARDSIGMOID] = {1, 1, 1, 1},
-    [OP_HARDSWISH] = {1, 1, 1, 1},
-    [OP_EXP] = {1, 1, 1, 1},
-    [OP_SQRT] = {1, 1, 1, 1},
-    [OP_NEG] = {1, 1, 1, 1},
-    [OP_ABS] = {1, 1, 1, 1},
-    [OP_ADD] = {2, 2, 1, 1},
-    [OP_SUB] = {2, 2, 1, 1},
-    [OP_MUL] = {2, 2, 1, 1},
-    [OP_DIV] = {2, 2, 1, 1},
-    [OP_MIN] = {2, 2, 1, 1},
-    [OP_MAX] = {2, 2, 1, 1},
-    [OP_QUANTIZELINEAR] = {2, 3, 1, 1},
-    [OP_DEQUANTIZELINEAR] = {2, 3, 1, 1},
-    [OP_FAKEQUANT] = {1, 1, 1, 1},
-    [OP_RESHAPE] = {2, 2, 1, 1},
-    [OP_FLATTEN] = {1, 1, 1, 1},
-    [OP_SQUEEZE] = {1, 2, 1, 1},
-    [OP_UNSQUEEZE] = {1, 2, 1, 1},
-    [OP_TRANSPOSE] = {1, 1, 1, 1},
-    [OP_CONCAT] = {1, -1, 1, 1},
-    [OP_PAD] = {1, 3, 1, 1},
-    [OP_SHAPE] = {1, 1, 1, 1},
-    [OP_GATHER] = {2, 2, 1, 1},
-    [OP_SLICE] = {1, 5, 1, 1},
-    [OP_CAST] = {1, 1, 1, 1},
-    [OP_CONSTANT] = {0, 0, 1, 1},
-    [OP_IDENTITY] = {1, 1, 1, 1},
-    [OP_DROPOUT] = {1, 3, 1, 2},
+#define OP(op, name, min_in, max_in, min_out, max_out, check, infer, kernel)                       \
+    [op] = {min_in, max_in, min_out, max_out},
+#include "ops.def"
+#undef OP
 };
 
 int ops_node_fail(graph *g, const graph_node *n, int status, const char *fmt, ...)
@@ -332,100 +252,145 @@ static int check_constant(graph *g, const graph_node *n)
     return 0;
 }
 
-static int check_node(graph *g, const graph_node *n)
+static int check_global_pool(graph *g, const graph_node *n)
+{
+    return check_spatial_input(g, n);
+}
+
+static int check_batchnorm(graph *g, const graph_node *n)
 {
     int rc;
-    switch (n->op) {
-    case OP_CONV:
-        return check_conv(g, n);
-    case OP_MAXPOOL:
-    case OP_AVGPOOL:
-        return check_pool(g, n);
-    case OP_GLOBALAVGPOOL:
-    case OP_GLOBALMAXPOOL:
-        return check_spatial_input(g, n);
-    case OP_BATCHNORM:
-        if ((rc = check_float_attr(g, n, "epsilon"))) return rc;
-        if ((rc = check_int_attr(g, n, "spatial", 1, 1))) return rc;
-        return check_int_attr(g, n, "training_mode", 0, 0);
-    case OP_GEMM:
-        if ((rc = check_float_attr(g, n, "alpha"))) return rc;
-        if ((rc = check_float_attr(g, n, "beta"))) return rc;
-        if ((rc = check_int_attr(g, n, "transA", 0, 1))) return rc;
-        return check_int_attr(g, n, "transB", 0, 1);
-    case OP_SOFTMAX:
-        return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
-    case OP_CLIP:
-        if (g->opset < 11 && n->ninputs > 1)
-            return refuse(g, n, "min/max inputs need opset 11 (this model is opset %lld)",
-                          (long long)g->opset);
-        if ((rc = check_float_attr(g, n, "min"))) return rc;
-        return check_float_attr(g, n, "max");
-    case OP_LEAKYRELU:
-        return check_float_attr(g, n, "alpha");
-    case OP_HARDSIGMOID:
-        if ((rc = check_float_attr(g, n, "alpha"))) return rc;
-        return check_float_attr(g, n, "beta");
-    case OP_QUANTIZELINEAR:
-    case OP_DEQUANTIZELINEAR:
-        return check_qdq(g, n);
-    case OP_RESHAPE:
-        return check_int_attr(g, n, "allowzero", 0, 0);
-    case OP_FLATTEN:
-        return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK);
-    case OP_SQUEEZE:
-    case OP_UNSQUEEZE:
-        if (n->ninputs > 1 && graph_attr_get(n, "axes"))
-            return refuse(g, n, "axes given both as attribute and input");
-        if (n->op == OP_UNSQUEEZE && n->ninputs < 2 && !graph_attr_get(n, "axes"))
-            return refuse(g, n, "axes are missing");
-        return check_ints_attr(g, n, "axes", 0, -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
-    case OP_TRANSPOSE:
-        return check_ints_attr(g, n, "perm", 0, 0, GRAPH_MAX_RANK - 1);
-    case OP_CONCAT:
-        if (!graph_attr_get(n, "axis")) return refuse(g, n, "attribute 'axis' is missing");
-        return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
-    case OP_PAD: {
-        const char *mode = graph_attr_string(n, "mode", "constant");
-        if (strcmp(mode, "constant") != 0)
-            return refuse(g, n, "pad mode '%s' is not supported", mode);
-        if (n->ninputs < 2 && !graph_attr_get(n, "pads")) return refuse(g, n, "pads are missing");
-        if ((rc = check_float_attr(g, n, "value"))) return rc;
-        return check_ints_attr(g, n, "pads", 0, -OPS_MAX_SPATIAL, OPS_MAX_SPATIAL);
-    }
-    case OP_SHAPE:
-        if ((rc = check_int_attr(g, n, "start", INT64_MIN, INT64_MAX))) return rc;
-        return check_int_attr(g, n, "end", INT64_MIN, INT64_MAX);
-    case OP_GATHER:
-        if ((rc = check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1))) return rc;
-        if (!is_shape_computable(g, n->inputs[0], 0, &(int){4096}))
-            return refuse(g, n, "Gather is supported only on constant data or shape tensors");
-        return 0;
-    case OP_SLICE:
-        if (n->ninputs == 1 && (!graph_attr_get(n, "starts") || !graph_attr_get(n, "ends")))
-            return refuse(g, n, "starts/ends are missing");
-        if (n->ninputs == 2) return refuse(g, n, "ends input is missing");
-        return 0;
-    case OP_CAST: {
-        const graph_attr *to = graph_attr_get(n, "to");
-        if (!to || to->type != ATTR_INT) return refuse(g, n, "attribute 'to' is missing");
-        if (!supported_cast_target(to->i))
-            return refuse(g, n, "cast to dtype %lld is not supported", (long long)to->i);
-        return 0;
-    }
-    case OP_CONSTANT:
-        return check_constant(g, n);
-    case OP_DROPOUT: {
-        /* Inference only: a training_mode input must be a constant false. */
-        const graph_tensor *tm = ops_input(g, n, 2);
-        if (tm && (!tm->data || tm->nbytes < 1 || ((const uint8_t *)tm->data)[0]))
-            return refuse(g, n, "training mode is not supported");
-        return 0;
-    }
-    default:
-        return 0;
-    }
+    if ((rc = check_float_attr(g, n, "epsilon"))) return rc;
+    if ((rc = check_int_attr(g, n, "spatial", 1, 1))) return rc;
+    return check_int_attr(g, n, "training_mode", 0, 0);
 }
+
+static int check_gemm(graph *g, const graph_node *n)
+{
+    int rc;
+    if ((rc = check_float_attr(g, n, "alpha"))) return rc;
+    if ((rc = check_float_attr(g, n, "beta"))) return rc;
+    if ((rc = check_int_attr(g, n, "transA", 0, 1))) return rc;
+    return check_int_attr(g, n, "transB", 0, 1);
+}
+
+static int check_softmax(graph *g, const graph_node *n)
+{
+    return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
+}
+
+static int check_clip(graph *g, const graph_node *n)
+{
+    int rc;
+    if (g->opset < 11 && n->ninputs > 1)
+        return refuse(g, n, "min/max inputs need opset 11 (this model is opset %lld)",
+                      (long long)g->opset);
+    if ((rc = check_float_attr(g, n, "min"))) return rc;
+    return check_float_attr(g, n, "max");
+}
+
+static int check_leakyrelu(graph *g, const graph_node *n)
+{
+    return check_float_attr(g, n, "alpha");
+}
+
+static int check_hardsigmoid(graph *g, const graph_node *n)
+{
+    int rc;
+    if ((rc = check_float_attr(g, n, "alpha"))) return rc;
+    return check_float_attr(g, n, "beta");
+}
+
+static int check_reshape(graph *g, const graph_node *n)
+{
+    return check_int_attr(g, n, "allowzero", 0, 0);
+}
+
+static int check_flatten(graph *g, const graph_node *n)
+{
+    return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK);
+}
+
+/* Squeeze and Unsqueeze: axes as an attribute (before opset 13) or an input. */
+static int check_squeeze(graph *g, const graph_node *n)
+{
+    if (n->ninputs > 1 && graph_attr_get(n, "axes"))
+        return refuse(g, n, "axes given both as attribute and input");
+    if (n->op == OP_UNSQUEEZE && n->ninputs < 2 && !graph_attr_get(n, "axes"))
+        return refuse(g, n, "axes are missing");
+    return check_ints_attr(g, n, "axes", 0, -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
+}
+
+static int check_transpose(graph *g, const graph_node *n)
+{
+    return check_ints_attr(g, n, "perm", 0, 0, GRAPH_MAX_RANK - 1);
+}
+
+static int check_concat(graph *g, const graph_node *n)
+{
+    if (!graph_attr_get(n, "axis")) return refuse(g, n, "attribute 'axis' is missing");
+    return check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1);
+}
+
+static int check_pad(graph *g, const graph_node *n)
+{
+    int rc;
+    const char *mode = graph_attr_string(n, "mode", "constant");
+    if (strcmp(mode, "constant") != 0) return refuse(g, n, "pad mode '%s' is not supported", mode);
+    if (n->ninputs < 2 && !graph_attr_get(n, "pads")) return refuse(g, n, "pads are missing");
+    if ((rc = check_float_attr(g, n, "value"))) return rc;
+    return check_ints_attr(g, n, "pads", 0, -OPS_MAX_SPATIAL, OPS_MAX_SPATIAL);
+}
+
+static int check_shape(graph *g, const graph_node *n)
+{
+    int rc;
+    if ((rc = check_int_attr(g, n, "start", INT64_MIN, INT64_MAX))) return rc;
+    return check_int_attr(g, n, "end", INT64_MIN, INT64_MAX);
+}
+
+static int check_gather(graph *g, const graph_node *n)
+{
+    int rc;
+    if ((rc = check_int_attr(g, n, "axis", -GRAPH_MAX_RANK, GRAPH_MAX_RANK - 1))) return rc;
+    if (!is_shape_computable(g, n->inputs[0], 0, &(int){4096}))
+        return refuse(g, n, "Gather is supported only on constant data or shape tensors");
+    return 0;
+}
+
+static int check_slice(graph *g, const graph_node *n)
+{
+    if (n->ninputs == 1 && (!graph_attr_get(n, "starts") || !graph_attr_get(n, "ends")))
+        return refuse(g, n, "starts/ends are missing");
+    if (n->ninputs == 2) return refuse(g, n, "ends input is missing");
+    return 0;
+}
+
+static int check_cast(graph *g, const graph_node *n)
+{
+    const graph_attr *to = graph_attr_get(n, "to");
+    if (!to || to->type != ATTR_INT) return refuse(g, n, "attribute 'to' is missing");
+    if (!supported_cast_target(to->i))
+        return refuse(g, n, "cast to dtype %lld is not supported", (long long)to->i);
+    return 0;
+}
+
+/* Inference only: a training_mode input must be a constant false. */
+static int check_dropout(graph *g, const graph_node *n)
+{
+    const graph_tensor *tm = ops_input(g, n, 2);
+    if (tm && (!tm->data || tm->nbytes < 1 || ((const uint8_t *)tm->data)[0]))
+        return refuse(g, n, "training mode is not supported");
+    return 0;
+}
+
+/* Each op's load-time check of its attributes (column 7 of ops.def), NULL
+ * when its arity is all there is to check. */
+static int (*const checks[OP_COUNT])(graph *g, const graph_node *n) = {
+#define OP(op, name, min_in, max_in, min_out, max_out, check, infer, kernel) [op] = check,
+#include "ops.def"
+#undef OP
+};
 
 int ops_check(graph *g, int node)
 {
@@ -447,7 +412,7 @@ int ops_check(graph *g, int node)
     int required = ar->min_in;
     for (int i = 0; i < required; i++)
         if (n->inputs[i] < 0) return refuse(g, n, "required input %d is missing", i);
-    return check_node(g, n);
+    return checks[n->op] ? checks[n->op](g, n) : 0;
 }
 
 /* Every op we run is a pure function of its inputs; only Dropout has a

@@ -185,8 +185,9 @@ static int broadcast(graph *g, const graph_node *n, const graph_tensor *a, const
     return 0;
 }
 
-static int infer_matmul(graph *g, const graph_node *n, const graph_tensor *a, const graph_tensor *b)
+static int infer_matmul(graph *g, const graph_node *n, const graph_tensor *a)
 {
+    const graph_tensor *b = ops_input(g, n, 1);
     if (a->rank < 1 || b->rank < 1) return infer_fail(g, n, "inputs must have rank >= 1");
     /* Numpy: a 1-D operand is promoted to a matrix and the added axis dropped. */
     int64_t m = a->rank == 1 ? 1 : a->dims[a->rank - 2], ka = a->dims[a->rank - 1];
@@ -206,8 +207,9 @@ static int infer_matmul(graph *g, const graph_node *n, const graph_tensor *a, co
     return set_out(g, n, 0, a->dtype, r, dims);
 }
 
-static int infer_gemm(graph *g, const graph_node *n, const graph_tensor *a, const graph_tensor *b)
+static int infer_gemm(graph *g, const graph_node *n, const graph_tensor *a)
 {
+    const graph_tensor *b = ops_input(g, n, 1);
     if (a->rank != 2 || b->rank != 2) return infer_fail(g, n, "A and B must be 2-D");
     bool ta = graph_attr_int(n, "transA", 0) != 0, tb = graph_attr_int(n, "transB", 0) != 0;
     int64_t m = a->dims[ta ? 1 : 0], ka = a->dims[ta ? 0 : 1];
@@ -455,7 +457,7 @@ static int infer_slice(graph *g, const graph_node *n, const graph_tensor *x)
     return set_out(g, n, 0, x->dtype, x->rank, dims);
 }
 
-static int infer_constant(graph *g, const graph_node *n)
+static int infer_constant(graph *g, const graph_node *n, const graph_tensor *x)
 {
     int64_t len;
     const graph_attr *a;
@@ -489,8 +491,10 @@ static int check_qdq_axis(graph *g, const graph_node *n, const graph_tensor *x)
     return 0;
 }
 
-static int infer_binary(graph *g, const graph_node *n, const graph_tensor *a, const graph_tensor *b)
+/* Element-wise with two inputs: numpy broadcasting, one dtype. */
+static int infer_binary(graph *g, const graph_node *n, const graph_tensor *a)
 {
+    const graph_tensor *b = ops_input(g, n, 1);
     int64_t dims[GRAPH_MAX_RANK];
     int r, rc;
     if (a->dtype != b->dtype)
@@ -499,6 +503,84 @@ static int infer_binary(graph *g, const graph_node *n, const graph_tensor *a, co
     if ((rc = broadcast(g, n, a, b, dims, &r))) return rc;
     return set_out(g, n, 0, a->dtype, r, dims);
 }
+
+/* Element-wise with one input: the output is input 0's dtype and shape. */
+static int infer_same(graph *g, const graph_node *n, const graph_tensor *x)
+{
+    return set_out(g, n, 0, x->dtype, x->rank, x->dims);
+}
+
+static int infer_global_pool(graph *g, const graph_node *n, const graph_tensor *x)
+{
+    if (x->rank < 3) return infer_fail(g, n, "input must have rank >= 3");
+    int64_t dims[GRAPH_MAX_RANK];
+    for (int i = 0; i < x->rank; i++)
+        dims[i] = i < 2 ? x->dims[i] : 1;
+    return set_out(g, n, 0, x->dtype, x->rank, dims);
+}
+
+static int infer_batchnorm(graph *g, const graph_node *n, const graph_tensor *x)
+{
+    if (x->rank < 2) return infer_fail(g, n, "input must have rank >= 2");
+    for (int i = 1; i < 5; i++) {
+        const graph_tensor *p = ops_input(g, n, i);
+        if (!p || p->rank != 1 || (p->dims[0] >= 0 && x->dims[1] >= 0 && p->dims[0] != x->dims[1]))
+            return infer_fail(g, n, "scale, bias, mean and var must be 1-D of the channel count");
+    }
+    return set_out(g, n, 0, x->dtype, x->rank, x->dims);
+}
+
+static int infer_softmax(graph *g, const graph_node *n, const graph_tensor *x)
+{
+    int64_t axis = 0;
+    int rc = norm_axis(g, n, graph_attr_int(n, "axis", g->opset < 13 ? 1 : -1), x->rank, &axis);
+    return rc ? rc : set_out(g, n, 0, x->dtype, x->rank, x->dims);
+}
+
+static int infer_clip(graph *g, const graph_node *n, const graph_tensor *x)
+{
+    for (int i = 1; i < 3; i++) {
+        const graph_tensor *b = ops_input(g, n, i);
+        if (b && graph_tensor_numel(b) != 1) return infer_fail(g, n, "min and max must be scalars");
+    }
+    return set_out(g, n, 0, x->dtype, x->rank, x->dims);
+}
+
+static int infer_dropout(graph *g, const graph_node *n, const graph_tensor *x)
+{
+    int rc = set_out(g, n, 0, x->dtype, x->rank, x->dims);
+    return rc ? rc : set_out(g, n, 1, TDM_DTYPE_BOOL, x->rank, x->dims);
+}
+
+static int infer_quantize(graph *g, const graph_node *n, const graph_tensor *x)
+{
+    const graph_tensor *zp = ops_input(g, n, 2);
+    int rc = check_qdq_axis(g, n, x);
+    return rc ? rc : set_out(g, n, 0, zp ? zp->dtype : TDM_DTYPE_UINT8, x->rank, x->dims);
+}
+
+static int infer_dequantize(graph *g, const graph_node *n, const graph_tensor *x)
+{
+    int rc = check_qdq_axis(g, n, x);
+    return rc ? rc : set_out(g, n, 0, TDM_DTYPE_FLOAT, x->rank, x->dims);
+}
+
+static int infer_cast(graph *g, const graph_node *n, const graph_tensor *x)
+{
+    return set_out(g, n, 0, (tdm_dtype)graph_attr_int(n, "to", TDM_DTYPE_FLOAT), x->rank, x->dims);
+}
+
+/* Each op's shape rule (column 8 of ops.def) and its least input count:
+ * only an op that takes no inputs (Constant) is inferred without input 0. */
+static const struct {
+    int (*infer)(graph *g, const graph_node *n, const graph_tensor *x);
+    int min_in;
+} rules[OP_COUNT] = {
+#define OP(op, name, min_in_, max_in, min_out, max_out, check, infer_, kernel)                     \
+    [op] = {.infer = infer_, .min_in = min_in_},
+#include "ops.def"
+#undef OP
+};
 
 int ops_infer(graph *g, int node)
 {
@@ -509,106 +591,10 @@ int ops_infer(graph *g, int node)
         if (t && t->rank < 0)
             return infer_fail(g, n, "the shape of input '%s' is unknown", t->name);
     }
-    if (n->op == OP_CONSTANT) return infer_constant(g, n);
-    const graph_tensor *x = ops_input(g, n, 0), *y = ops_input(g, n, 1);
-    if (!x) return infer_fail(g, n, "the first input is missing");
-    switch (n->op) {
-    case OP_CONV:
-        return infer_conv(g, n, x);
-    case OP_MAXPOOL:
-    case OP_AVGPOOL:
-        return infer_pool(g, n, x);
-    case OP_GLOBALAVGPOOL:
-    case OP_GLOBALMAXPOOL: {
-        if (x->rank < 3) return infer_fail(g, n, "input must have rank >= 3");
-        int64_t dims[GRAPH_MAX_RANK];
-        for (int i = 0; i < x->rank; i++)
-            dims[i] = i < 2 ? x->dims[i] : 1;
-        return set_out(g, n, 0, x->dtype, x->rank, dims);
-    }
-    case OP_BATCHNORM:
-        if (x->rank < 2) return infer_fail(g, n, "input must have rank >= 2");
-        for (int i = 1; i < 5; i++) {
-            const graph_tensor *p = ops_input(g, n, i);
-            if (!p || p->rank != 1 ||
-                (p->dims[0] >= 0 && x->dims[1] >= 0 && p->dims[0] != x->dims[1]))
-                return infer_fail(g, n,
-                                  "scale, bias, mean and var must be 1-D of the channel count");
-        }
-        return set_out(g, n, 0, x->dtype, x->rank, x->dims);
-    case OP_GEMM:
-        return infer_gemm(g, n, x, y);
-    case OP_MATMUL:
-        return infer_matmul(g, n, x, y);
-    case OP_SOFTMAX: {
-        int64_t axis = 0;
-        int rc = norm_axis(g, n, graph_attr_int(n, "axis", g->opset < 13 ? 1 : -1), x->rank, &axis);
-        return rc ? rc : set_out(g, n, 0, x->dtype, x->rank, x->dims);
-    }
-    case OP_CLIP:
-        for (int i = 1; i < 3; i++) {
-            const graph_tensor *b = ops_input(g, n, i);
-            if (b && graph_tensor_numel(b) != 1)
-                return infer_fail(g, n, "min and max must be scalars");
-        }
-        return set_out(g, n, 0, x->dtype, x->rank, x->dims);
-    case OP_RELU:
-    case OP_SIGMOID:
-    case OP_TANH:
-    case OP_LEAKYRELU:
-    case OP_HARDSIGMOID:
-    case OP_HARDSWISH:
-    case OP_EXP:
-    case OP_SQRT:
-    case OP_NEG:
-    case OP_ABS:
-    case OP_FAKEQUANT:
-    case OP_IDENTITY:
-        return set_out(g, n, 0, x->dtype, x->rank, x->dims);
-    case OP_DROPOUT: {
-        int rc = set_out(g, n, 0, x->dtype, x->rank, x->dims);
-        return rc ? rc : set_out(g, n, 1, TDM_DTYPE_BOOL, x->rank, x->dims);
-    }
-    case OP_ADD:
-    case OP_SUB:
-    case OP_MUL:
-    case OP_DIV:
-    case OP_MIN:
-    case OP_MAX:
-        return infer_binary(g, n, x, y);
-    case OP_QUANTIZELINEAR: {
-        const graph_tensor *zp = ops_input(g, n, 2);
-        int rc = check_qdq_axis(g, n, x);
-        return rc ? rc : set_out(g, n, 0, zp ? zp->dtype : TDM_DTYPE_UINT8, x->rank, x->dims);
-    }
-    case OP_DEQUANTIZELINEAR: {
-        int rc = check_qdq_axis(g, n, x);
-        return rc ? rc : set_out(g, n, 0, TDM_DTYPE_FLOAT, x->rank, x->dims);
-    }
-    case OP_RESHAPE:
-        return infer_reshape(g, n, x);
-    case OP_FLATTEN:
-        return infer_flatten(g, n, x);
-    case OP_SQUEEZE:
-        return infer_squeeze(g, n, x);
-    case OP_UNSQUEEZE:
-        return infer_unsqueeze(g, n, x);
-    case OP_TRANSPOSE:
-        return infer_transpose(g, n, x);
-    case OP_CONCAT:
-        return infer_concat(g, n, x);
-    case OP_PAD:
-        return infer_pad(g, n, x);
-    case OP_SHAPE:
-        return infer_shape(g, n, x);
-    case OP_GATHER:
-        return infer_gather(g, n, x);
-    case OP_SLICE:
-        return infer_slice(g, n, x);
-    case OP_CAST:
-        return set_out(g, n, 0, (tdm_dtype)graph_attr_int(n, "to", TDM_DTYPE_FLOAT), x->rank,
-                       x->dims);
-    default:
-        return infer_fail(g, n, "no shape inference for this operator");
-    }
+    bool known = n->op > OP_UNKNOWN && n->op < OP_COUNT && rules[n->op].infer;
+    const graph_tensor *x = ops_input(g, n, 0);
+    if (!x && (!known || rules[n->op].min_in > 0))
+        return infer_fail(g, n, "the first input is missing");
+    if (!known) return infer_fail(g, n, "no shape inference for this operator");
+    return rules[n->op].infer(g, n, x);
 }
