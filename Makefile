@@ -1,6 +1,7 @@
 # tandem — build, test, benchmark.
 #
-#   make                 build build/tandem and build/libtandem.a
+#   make                 build build/tandem, build/libtandem.a (engine, images) and
+#                        build/libtandem-service.a
 #   make deps            install the Debian packages building and running need
 #   make test-deps       ...and those the tests and benchmarks need (Debian, npm)
 #   make test            every test (unit, model conformance vs ONNX Runtime, service)
@@ -26,25 +27,32 @@ DNNL_LIBS := $(shell pkg-config --libs dnnl 2>/dev/null || echo -ldnnl)
 
 WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
         -Wwrite-strings -Wno-unused-parameter
-CFLAGS_ALL := -std=c17 -D_GNU_SOURCE $(OPTFLAGS) $(WARN) -fopenmp -Iinclude -Isrc -I$(BUILD)/gen \
-              $(PKG_CFLAGS) $(CFLAGS)
+# The layers, bottom up (ARCHITECTURE.md): common, engine, image, service, cli.
+LAYERS := common engine image service cli
+CFLAGS_ALL := -std=c17 -D_GNU_SOURCE $(OPTFLAGS) $(WARN) -fopenmp -Iinclude \
+              $(LAYERS:%=-Isrc/%) -I$(BUILD)/gen $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) $(DNNL_LIBS) -fopenmp -lm -lpthread $(LDLIBS)
 
 PROTO := /usr/include/onnx/onnx.proto
 GEN_C := $(BUILD)/gen/onnx.pb-c.c
 GEN_H := $(BUILD)/gen/onnx.pb-c.h
 
-# Every src/*.c except the program entry points goes into the library.
-MAIN_SRCS := src/main.c
-LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard src/*.c))
+# libtandem.a: the engine and the image library (with the ground floor they
+# stand on); libtandem-service.a: the service and the command line, less
+# the program's entry point.
+MAIN_SRCS := src/cli/main.c
+LIB_SRCS := $(wildcard src/common/*.c src/engine/*.c src/image/*.c)
+SERVICE_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard src/service/*.c src/cli/*.c))
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/onnx.pb-c.o
+SERVICE_OBJS := $(SERVICE_SRCS:src/%.c=$(BUILD)/obj/%.o)
 MAIN_OBJS := $(MAIN_SRCS:src/%.c=$(BUILD)/obj/%.o)
-TEST_SRCS := $(wildcard tests/unit/test_*.c)
-TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+LIBS := $(BUILD)/libtandem-service.a $(BUILD)/libtandem.a
+TEST_SRCS := $(wildcard tests/unit/*/test_*.c)
+TEST_BINS := $(addprefix $(BUILD)/tests/,$(basename $(notdir $(TEST_SRCS))))
 
 .PHONY: all deps test-deps test unit-test test-models bench fuzz models clean format print-cflags print-libs
 
-all: $(BUILD)/tandem $(BUILD)/libtandem.a
+all: $(BUILD)/tandem $(LIBS)
 
 $(GEN_C) $(GEN_H): $(PROTO)
 	@mkdir -p $(BUILD)/gen
@@ -54,33 +62,33 @@ $(BUILD)/obj/onnx.pb-c.o: $(GEN_C)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 $(OPTFLAGS) -I$(BUILD)/gen $(PKG_CFLAGS) -c $< -o $@
 
+# Files built in with EMBED(sym, "path") (src/common/embed.h) are pulled in
+# by the assembler, which -MMD does not see: each EMBED line adds the file to
+# the object's .d (and an empty rule for it, as -MP does for headers).
 $(BUILD)/obj/%.o: src/%.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
-
-# The built-in ImageNet labels as one C string literal, included by labels.c
-# (quotes, backslashes and '?' escaped: no trigraphs, no broken literals).
-$(BUILD)/gen/imagenet_labels.inc: data/imagenet_labels.txt
-	@mkdir -p $(dir $@)
-	sed -e 's/\r$$//' -e 's/[\\"?]/\\&/g' -e 's/.*/"&\\n"/' $< > $@.tmp && mv $@.tmp $@
-
-$(BUILD)/obj/labels.o: $(BUILD)/gen/imagenet_labels.inc
-
-# proxy.c embeds the sample image of GET /predict/test with .incbin.
-$(BUILD)/obj/proxy.o: data/sample.jpg
-# web.c embeds the page and the sample images the same way.
-$(BUILD)/obj/web.o: web/index.html $(wildcard data/samples/*.jpg)
+	@sed -n 's|^EMBED([^,]*, *"\([^"]*\)");.*|$@: \1\n\1:|p' $< >> $(@:.o=.d)
 
 $(BUILD)/libtandem.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/tandem: $(MAIN_OBJS) $(BUILD)/libtandem.a
+$(BUILD)/libtandem-service.a: $(SERVICE_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tandem: $(MAIN_OBJS) $(LIBS)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/graph_build.h tests/unit/backend_run.h $(BUILD)/libtandem.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libtandem.a $(LDLIBS_ALL)
+# Unit tests mirror src/: tests/unit/LAYER/test_NAME.c builds $(BUILD)/tests/test_NAME.
+TEST_HDRS := tests/unit/test.h tests/unit/graph_build.h tests/unit/backend_run.h
+define test_rule
+$$(BUILD)/tests/%: tests/unit/$(1)/%.c $$(TEST_HDRS) $$(LIBS)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS_ALL) -Itests/unit -o $$@ $$< $$(LIBS) $$(LDLIBS_ALL)
+endef
+$(foreach layer,$(LAYERS),$(eval $(call test_rule,$(layer))))
 
 deps:
 	scripts/deps.sh
@@ -108,12 +116,12 @@ fuzz:
 	BUILD=$(BUILD) fuzz/run.sh
 
 format:
-	clang-format -i src/*.c src/*.h include/tandem/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c
+	clang-format -i src/*/*.c src/*/*.h include/tandem/*.h tests/unit/*/*.c tests/unit/*.h fuzz/*.c
 
 clean:
 	rm -rf build
 
--include $(wildcard $(BUILD)/obj/*.d)
+-include $(wildcard $(BUILD)/obj/*/*.d)
 
 # For scripts that build outside make (fuzz/run.sh).
 print-cflags:

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the job record parser (queue.c's parse_job, through
+ * libFuzzer target for the job record parser (queue_job.c's parse_job, through
  * queue_parse_job_reply): the bytes are a Redis (RESP) reply as GET's
  * script returns it, {HGETALL job:{id}, GET result:{id}, EXISTS image:{id}}.
  * Any bytes must give a parsed job or a clear refusal with a message, never

@@ -1,10 +1,10 @@
 /*
- * libFuzzer target for the labels file parser (src/labels.c, LABELS_PATH and
+ * libFuzzer target for the labels file parser (src/image/labels.c, LABELS_PATH and
  * a sidecar's "labels"): any bytes must give one label per line (valid
  * UTF-8, no NUL, none longer than the limit) or a refusal with a
  * message. Parsed labels then name the classes of a ranking (tdm_topk, with
  * the first byte choosing a background offset) and go into the JSON answer
- * (api_top_json), as in the proxy.
+ * (codec_top_json), as in the proxy.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-#include "api.h"
+#include "codec.h"
 #include "image_internal.h"
 #include "tandem/image.h"
 
@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!top[i].label || top[i].index < 0 || top[i].index >= nclasses) abort();
         if (i && top[i].score > top[i - 1].score) abort();
     }
-    char *json = api_top_json(top, k);
+    char *json = codec_top_json(top, k);
     if (!json) abort();
     json_error_t jerr;
     json_t *back = json_loads(json, 0, &jerr);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "codec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -41,11 +42,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!img.data || img.len < 3) abort();
     if (!(img.data[0] == 0xff && img.data[1] == 0xd8) && img.data[0] != 0x89) abort();
     size_t b64_len = 0;
-    char *b64 = api_b64_encode(img.data, img.len, &b64_len);
+    char *b64 = codec_b64_encode(img.data, img.len, &b64_len);
     if (!b64) abort();
     unsigned char *back = NULL;
     size_t back_len = 0;
-    if (api_b64_decode(b64, b64_len, &back, &back_len, err, sizeof err) || back_len != img.len ||
+    if (codec_b64_decode(b64, b64_len, &back, &back_len, err, sizeof err) || back_len != img.len ||
         memcmp(back, img.data, img.len))
         abort();
     free(back);

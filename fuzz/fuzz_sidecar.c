@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the model sidecar (MODEL.onnx.json, src/image_model.c):
+ * libFuzzer target for the model sidecar (MODEL.onnx.json, src/image/image_model.c):
  * the first byte picks a model (a 32x32 or a 7x5 input), the rest is the
  * sidecar file. Any bytes must give a
  * usable preprocessing (sizes in range, finite normalisation, one label per

@@ -11,7 +11,7 @@ out=build/fuzz
 mkdir -p "$out"
 
 make -s CC=clang BUILD=$out OPTFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined" \
-    CFLAGS="-Wno-unused-command-line-argument" $out/libtandem.a
+    CFLAGS="-Wno-unused-command-line-argument" $out/libtandem.a $out/libtandem-service.a
 
 cflags=$(make -s --no-print-directory print-cflags BUILD=$out)
 libs=$(make -s --no-print-directory print-libs BUILD=$out)
@@ -22,7 +22,7 @@ for src in fuzz/fuzz_*.c; do
     bin=$out/$name
     # shellcheck disable=SC2086
     clang $cflags -Wno-unused-command-line-argument -O1 -g -fsanitize=fuzzer,address,undefined \
-        -o "$bin" "$src" $out/libtandem.a $libs
+        -o "$bin" "$src" $out/libtandem-service.a $out/libtandem.a $libs
     corpus=$out/corpus-$name
     mkdir -p "$corpus"
     if [ -x "fuzz/seeds_$name.sh" ]; then "fuzz/seeds_$name.sh" "$corpus"; fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seeds for fuzz_job: RESP replies of queue.c's GET script, {HGETALL job:{id},
+# Seeds for fuzz_job: RESP replies of queue_job.c's GET script (lua/get.lua), {HGETALL job:{id},
 # GET result:{id}, EXISTS image:{id}}: a done job, a queued one, a seed-style
 # job with only a result, an unknown one, and replies of the wrong shape.
 set -euo pipefail

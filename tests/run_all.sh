@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the C unit tests in $BUILD/tests/, then each integration
-# suite tests/suite_*.sh. Each prints its own "N passed, M failed" line; this
-# script adds them up and ends with the total. Exit status: non-zero if any
+# suite tests/suite_*.sh. Each prints its own "N passed, M failed" line (with
+# ", K skipped" appended when some tests could not run here); this script adds
+# them up and ends with the total. Exit status: non-zero if any
 # test failed or any program exited non-zero.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ if [ "$BUILD" != build ] && [ -d build/test-models ] && [ ! -e "$BUILD/test-mode
     ln -s "$(pwd)/build/test-models" "$BUILD/test-models"
 fi
 
-total_pass=0 total_fail=0 broken=()
+total_pass=0 total_fail=0 total_skip=0 broken=()
 
 run_one() { # name, command...
     local name=$1 out rc
@@ -29,6 +30,7 @@ run_one() { # name, command...
     if [ -n "$line" ]; then
         total_pass=$((total_pass + $(echo "$line" | awk '{print $1}')))
         total_fail=$((total_fail + $(echo "$line" | awk '{print $3}')))
+        total_skip=$((total_skip + $(echo "$line" | sed -n 's/.*, \([0-9][0-9]*\) skipped.*/\1/p' | grep . || echo 0)))
     fi
     if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
         broken+=("$name (exit $rc)")
@@ -52,5 +54,7 @@ echo
 if [ ${#broken[@]} -gt 0 ]; then
     printf 'failing: %s\n' "${broken[@]}"
 fi
-echo "$total_pass passed, $total_fail failed"
+skipped=""
+[ "$total_skip" -eq 0 ] || skipped=", $total_skip skipped"
+echo "$total_pass passed, $total_fail failed$skipped"
 [ ${#broken[@]} -eq 0 ] && [ "$total_fail" -eq 0 ]

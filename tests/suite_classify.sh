@@ -17,12 +17,8 @@ v2=$models/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 v1=$models/mobilenet_v1_0.5_128_quant.onnx
 cats='^(tabby|tiger cat|Egyptian cat|Persian cat|Siamese cat)$'
 
-pass=0 fail=0
-ok() { echo "ok - $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL - $1: ${2//$'\n'/ | }"; fail=$((fail + 1)); }
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
+tmp=$TMP
 
 # run NAME ARGS...: runs tandem classify, leaving stdout, stderr and status in
 # $tmp/NAME.out, $tmp/NAME.err, $rc.
@@ -38,7 +34,7 @@ best() { sed -n "s|^$(printf '%s' "$2" | sed 's/[.[\*^$/]/\\&/g'): ||p" "$tmp/$1
 
 if [ ! -x "$TANDEM" ]; then
     bad "setup" "$TANDEM is not built"
-    echo "$pass passed, $((fail)) failed"
+    finish
     exit 1
 fi
 for f in "$v2" "$v1" "$images/chelsea.png" "$images/coffee.png"; do
@@ -149,5 +145,4 @@ done
 run help --help
 if [ "$rc" -eq 0 ] && grep -q -- '--labels' "$tmp/help.out"; then ok "--help"; else bad "--help" "exit $rc"; fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -21,12 +21,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
-. tests/worker/lib.sh
+TEST_DATA=${TEST_DATA:-data}
+. tests/lib.sh
 
-SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
-FAST=$SHARED/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
-CAT=$SHARED/images/chelsea.png
+SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
+FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
+CAT=$TEST_DATA/images/chelsea.png
 if [ ! -x "$TANDEM" ] || [ ! -f "$SLOW" ] || [ ! -f "$FAST" ] || [ ! -f "$CAT" ]; then
     bad "prerequisites" "need $TANDEM, $SLOW, $FAST and $CAT"
     finish
@@ -50,7 +50,6 @@ processing_empty() {
     done
 }
 workers_up() { [ "$(rcli --scan --pattern 'worker:*' | wc -l)" -ge "$1" ]; }
-gone() { ! kill -0 "$1" 2>/dev/null; }
 # stop_sup PID: SIGTERM, wait for the exit; the status is in $SUP_RC.
 stop_sup() {
     kill -TERM "$1" 2>/dev/null
@@ -275,7 +274,7 @@ check "restart: supervisor starts 1 worker" wait_until 30 workers_up 1
 # rate PHASE SECONDS KILL: jobs/s over SECONDS (metrics:workers processed),
 # the queue kept fed; with KILL=1 the worker is SIGKILLed every 2 s. Sets
 # RATE, KILLS and FED (jobs enqueued, all named PHASE*).
-IMG=$SHARED/images/rocket.jpg
+IMG=$TEST_DATA/images/rocket.jpg
 rate() {
     local phase=$1 secs=$2 kill=$3 p0 p1 t0 t1 now last batch=0 victim
     KILLS=0 FED=0

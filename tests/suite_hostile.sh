@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hostile clients against the real proxy (issue #7, HTTP side): a private
 # redis-server, `tandem proxy` with the int8 fast model and `tandem worker`
-# with the int8 slow model from $SHARED/models/st-int8, and the clients of
+# with the int8 slow model from $TEST_DATA/models/st-int8, and the clients of
 # tests/hostile/client.py (Python stdlib, loopback only). Covers: many ?wait=
 # requests on many jobs released by the worker (a use-after-free under ASan),
 # ids no job can have (404 JSON, no lookup), URI and header limits (JSON),
@@ -14,13 +14,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-SHARED=${SHARED:-../shared}
-. tests/worker/lib.sh
+TEST_DATA=${TEST_DATA:-data}
+. tests/lib.sh
 
-FAST=$SHARED/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
-SLOW=$SHARED/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
-CAT=$SHARED/images/chelsea.png
-DOG=$SHARED/images/dog.jpg
+FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
+SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
+CAT=$TEST_DATA/images/chelsea.png
+DOG=$TEST_DATA/images/dog.jpg
 JGET=tests/proxy/jget.py
 CLIENT=tests/hostile/client.py
 PY=/usr/bin/python3
@@ -59,7 +59,6 @@ start_proxy() {
         return 1
     fi
 }
-health() { curl -s -m 2 "$URL/health" 2>/dev/null | grep -q '"health"'; }
 jget() { "$JGET" "$TMP/$1.body" "${@:2}"; }
 # req NAME curl-args...: body in $TMP/NAME.body, code in $CODE, seconds in $SECS.
 req() {

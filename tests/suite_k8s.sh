@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
-. tests/worker/lib.sh
+. tests/lib.sh
 
 K8S=deploy/k8s
 files=("$K8S"/*.yaml)

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
 TEST_DATA=${TEST_DATA:-data}
-. tests/worker/lib.sh
+. tests/lib.sh
 
 FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
 SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
@@ -75,7 +75,6 @@ check "a missing sync model stops the proxy at start (exit 1, names the file)" \
 # ---- start --------------------------------------------------------------------
 start_bg proxy "$TANDEM" proxy
 PROXY=$BG_PID
-health() { curl -s -m 2 "$URL/health" 2>/dev/null | grep -q '"health"'; }
 if ! wait_until 30 health; then
     bad "proxy answers /health within 30 s" "$(tail -5 "$TMP/proxy.log")"
     finish

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
 TEST_DATA=${TEST_DATA:-data}
-. tests/worker/lib.sh
+. tests/lib.sh
 
 FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
 SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
@@ -30,7 +30,6 @@ export REDIS_HOST=127.0.0.1 REDIS_PORT=$RPORT SYNC_MODEL_PATH=$FAST ASYNC_MODEL_
     SSE_MAX_STREAMS=60 SSE_HEARTBEAT_S=1 PREFER_WAIT_MAX_S=20
 URL=http://127.0.0.1:$PORT
 
-health() { curl -s -m 2 "$URL/health" 2>/dev/null | grep -q '"health"'; }
 start_proxy() {
     start_bg proxy "$TANDEM" proxy
     PROXY=$BG_PID

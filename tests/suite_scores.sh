@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
 TEST_DATA=${TEST_DATA:-data}
-. tests/worker/lib.sh
+. tests/lib.sh
 ST=$TEST_DATA/models/st-int8
 V1=$ST/mobilenet_v1_0.5_128_quant.onnx
 V2=$ST/mobilenet_v2_1.0_224_int8_per_tensor.onnx
@@ -34,8 +34,6 @@ URL=http://127.0.0.1:$PORT
 export REDIS_HOST=127.0.0.1 REDIS_PORT=$RPORT PORT NUM_WORKERS=1 SYNC_THREADS=1 \
     ENGINE_THREADS=1 LOG_LEVEL=info QUEUE_NAME=queue:jobs
 
-health() { curl -s -m 2 "$URL/health" 2>/dev/null | grep -q '"health"'; }
-gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # start NAME FAST SLOW [LABELS]: proxy and worker on these models.
 start() {

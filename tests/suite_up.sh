@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
 TEST_DATA=${TEST_DATA:-data}
-. tests/worker/lib.sh
+. tests/lib.sh
 ST=$TEST_DATA/models/st-int8
 CAT=$TEST_DATA/images/chelsea.png
 unset REDIS_HOST REDIS_PORT MODEL_MIRROR MODEL_SET TANDEM_ALLOW_TEST_MODELS SYNC_MODEL_PATH \
@@ -131,7 +131,6 @@ else
 fi
 redis_dir=$(grep -o '/tmp/tandem-redis-[A-Za-z0-9]*' "$TMP/up.log" | head -1)
 kill -TERM "$UP"
-gone() { ! kill -0 "$1" 2>/dev/null; }
 wait_until 40 gone "$UP"
 wait "$UP"
 rc=$?

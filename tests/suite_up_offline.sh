@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=$(realpath "${TANDEM:-$BUILD/tandem}")
 TEST_DATA=$(realpath "${TEST_DATA:-data}")
-. tests/worker/lib.sh
+. tests/lib.sh
 JGET=$(realpath tests/proxy/jget.py)
 unset REDIS_HOST REDIS_PORT MODEL_MIRROR MODEL_SET TANDEM_ALLOW_TEST_MODELS SYNC_MODEL_PATH \
     ASYNC_MODEL_PATH MODEL_DIR LABELS_PATH no_proxy NO_PROXY https_proxy http_proxy HTTPS_PROXY \
@@ -25,7 +25,6 @@ cats='"(tabby|tiger cat|Egyptian cat|Persian cat|Siamese cat)"'
 dogs='"(malamute|Siberian husky|Eskimo dog|German shepherd|[a-zA-Z ]*(terrier|hound|retriever|spaniel|schnauzer))"'
 
 [ -x "$TANDEM" ] || { bad "prerequisites" "no $TANDEM"; finish; exit 1; }
-gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # up_in NAME DIR: `tandem up` with DIR as the current directory; waits for /health.
 up_in() {

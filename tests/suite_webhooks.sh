@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
 TEST_DATA=${TEST_DATA:-data}
-. tests/worker/lib.sh
+. tests/lib.sh
 
 FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
 SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
@@ -92,7 +92,6 @@ start_bg listener /usr/bin/python3 tests/webhooks/listener.py "$HPORT" "$LOG"
 start_bg proxy "$TANDEM" proxy
 PROXY=$BG_PID
 start_bg worker "$TANDEM" worker
-health() { curl -s -m 2 "$URL/health" 2>/dev/null | grep -q '"health"'; }
 listening() { curl -s -m 2 -o /dev/null -X POST "$HOOK/ok/probe" 2>/dev/null; }
 if ! wait_until 30 health || ! wait_until 10 listening; then
     bad "proxy and listener answer within 30 s" "$(tail -5 "$TMP/proxy.log")"

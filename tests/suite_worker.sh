@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
 TEST_DATA=${TEST_DATA:-data}
-. tests/worker/lib.sh
+. tests/lib.sh
 
 SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 CAT=$TEST_DATA/images/chelsea.png
@@ -104,34 +104,6 @@ check "a vanished worker's job is requeued and done (heartbeat expired)" \
 check "the vanished worker is forgotten" \
     bash -c "[ \"\$(redis-cli -p $RPORT SISMEMBER workers deadhost-77-abcdef)\" = 0 ] &&
              [ \"\$(redis-cli -p $RPORT LLEN processing:deadhost-77-abcdef)\" = 0 ]"
-
-# ---- throughput (a figure, not a timed check) ----------------------------
-sum0=$(rcli HGET metrics:workers inference_ms_sum)
-cnt0=$(rcli HGET metrics:workers inference_count)
-t0=$(date +%s%N)
-enqueue_many 100 "$CAT" tput
-tput_done() { [ "$(rcli --scan --pattern 'result:tput*' | wc -l)" -eq 100 ]; }
-if wait_until 120 tput_done; then
-    t1=$(date +%s%N)
-    sum1=$(rcli HGET metrics:workers inference_ms_sum)
-    cnt1=$(rcli HGET metrics:workers inference_count)
-    for i in $(seq -f '%04g' 0 99); do rcli HMGET "job:tput$i" started finished | paste -sd' '; done \
-        >"$TMP/tput.txt"
-    /usr/bin/python3 - "$t0" "$t1" "$sum0" "$sum1" "$cnt0" "$cnt1" "$TMP/tput.txt" <<'PY'
-import sys
-t0, t1, s0, s1, c0, c1 = map(float, sys.argv[1:7])
-spans = [int(b) - int(a) for a, b in (l.split() for l in open(sys.argv[7]) if len(l.split()) == 2)]
-print("# per job, take to done: mean %.1f ms (image read, decode, inference, result)"
-      % (sum(spans) / max(1, len(spans))))
-secs = (t1 - t0) / 1e9
-ms = (s1 - s0) / max(1, c1 - c0)
-ideal = 2 * 1000 / ms
-print("# throughput: 100 jobs in %.2f s = %.1f jobs/s with 2 workers; mean inference %.1f ms, "
-      "inference alone would allow %.1f jobs/s on 2 cores: %.0f %% of that (decode and Redis I/O are the rest)" % (secs, 100 / secs, ms, ideal, 100 * (100 / secs) / ideal))
-PY
-else
-    bad "100 jobs complete for the throughput figure"
-fi
 
 # ---- 200 jobs while workers are killed -----------------------------------
 enqueue_many 200 "$CAT" kill
