@@ -54,7 +54,7 @@ TEST_BINS := $(addprefix $(BUILD)/tests/,$(basename $(notdir $(TEST_SRCS))))
 
 all: $(BUILD)/tandem $(LIBS)
 
-$(GEN_C) $(GEN_H): $(PROTO)
+$(GEN_C) $(GEN_H) &: $(PROTO)
 	@mkdir -p $(BUILD)/gen
 	protoc-c --c_out=$(BUILD)/gen -I$(dir $(PROTO)) $(PROTO)
 
