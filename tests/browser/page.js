@@ -29,6 +29,13 @@ function startWorker() {
   if (process.env.WORKER_PID_FILE) fs.writeFileSync(process.env.WORKER_PID_FILE, String(worker.pid));
 }
 
+// The page fetches a sample before it marks the answer as sending, so a wait
+// for the next stage could match the previous answer: clear it first.
+async function pickSample(page, name) {
+  await page.evaluate(() => { delete document.querySelector("#answer").dataset.stage; });
+  await page.click(`[data-s="${name}"]`);
+}
+
 async function main() {
   fs.mkdirSync(OUT, { recursive: true });
   const profile = fs.mkdtempSync("/tmp/tandem-chromium-");
@@ -136,16 +143,16 @@ async function main() {
     process.kill(-worker.pid, "SIGTERM");
     await exited;
     worker = null;
-    await page.click('[data-s="coffee"]');
+    await pickSample(page, "coffee");
     await page.waitForSelector('#answer[data-stage="fast"]', { timeout: 20000 });
-    await page.click('[data-s="astronaut"]');
+    await pickSample(page, "astronaut");
     await page.waitForSelector('#answer[data-stage="fast"] .warn', { timeout: 20000 });
     const full = await page.textContent("#answer .warn");
     check(`with the queue full the fast answer comes with a warning (${full.slice(0, 40)}…)`, /queue is full/.test(full));
 
     // Redis goes away: the fast answer still comes, with a readable warning.
     execSync(process.env.REDIS_STOP_CMD);
-    await page.click('[data-s="rocket"]');
+    await pickSample(page, "rocket");
     await page.waitForSelector('#answer[data-stage="fast"] .warn', { timeout: 20000 });
     const warn = await page.textContent("#answer .warn");
     await page.screenshot({ path: path.join(OUT, "redis-down.png") });
