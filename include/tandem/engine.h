@@ -99,6 +99,15 @@ int tdm_model_load_mem(const void *data, size_t len, const tdm_options *opt, tdm
                        char *err, size_t errlen);
 void tdm_model_free(tdm_model *model);
 
+/* Frees the model's own (plain) copy of each large weight that the sessions
+ * planned so far only read in a converted layout, so that a process holds
+ * one copy of its weights, not two. Sessions keep running unchanged; a
+ * session created afterwards first converts the freed weights back, exactly
+ * (slower, and the plain copies are held again until the next trim). Does
+ * nothing while a session of the model is being created. freed_bytes (may
+ * be NULL) receives the bytes freed. */
+int tdm_model_trim(tdm_model *model, size_t *freed_bytes);
+
 int tdm_model_ninputs(const tdm_model *model);
 int tdm_model_noutputs(const tdm_model *model);
 int tdm_model_input(const tdm_model *model, int i, tdm_tensor_info *out);

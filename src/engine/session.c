@@ -21,6 +21,9 @@
  *      the addend's buffer when nothing reads that buffer afterwards.
  *   4. Weights are converted once into the layout the primitive asked for
  *      and cached in the model, so sessions of one model share them.
+ *      tdm_model_trim then frees the model's plain copy of those no session
+ *      reads as they are (the cache restores them exactly when a later
+ *      session is planned), so a process holds one copy of its weights.
  *
  * Running (tdm_session_run): copy the input into its buffer, execute the
  * steps in order on the session's oneDNN stream (reference steps call
@@ -29,6 +32,7 @@
  * threads; OpenMP's thread count is set in the calling thread.
  */
 #include <limits.h>
+#include <malloc.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -429,13 +433,30 @@ out:
  * converted copy — cached in the model when the payload is the model's (so
  * every session shares it), owned by the session when the session's own
  * folding made it. */
+/* Marks a payload of the model's graph as read as it is by a session, so
+ * that tdm_model_trim keeps it. */
+static void pin(tdm_session *s, const void *data)
+{
+    tdm_model *m = s->model;
+    pthread_mutex_lock(&m->lock);
+    int i = 0;
+    while (i < m->npins && m->pins[i] != data)
+        i++;
+    if (i == m->npins) {
+        m->pins = xgrow(m->pins, &m->cap_pins, m->npins + 1, sizeof *m->pins);
+        m->pins[m->npins++] = data;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
 static int const_in(tdm_session *s, const dn_input *in, const void **out)
 {
+    bool shared = in->tensor >= 0 && !s->g->tensors[in->tensor].owns_data;
     if (in->qscale == 0.0f && dnnl_memory_desc_equal(&in->user_md, &in->md)) {
+        if (shared) pin(s, in->cdata);
         *out = in->cdata;
         return 0;
     }
-    bool shared = in->tensor >= 0 && !s->g->tensors[in->tensor].owns_data;
     tdm_model *m = s->model;
     void *data;
     int rc;
@@ -485,6 +506,135 @@ void session_model_weights_free(tdm_model *m)
         w = next;
     }
     m->weights = NULL;
+    free(m->pins);
+    m->pins = NULL;
+    m->npins = m->cap_pins = 0;
+    free(m->trimmed);
+    m->trimmed = NULL;
+    m->ntrimmed = m->cap_trimmed = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Trimming the model's plain weights (tdm_model_trim)                       */
+/* ------------------------------------------------------------------------ */
+
+/* Payloads below this stay: scalars and shapes are read off the model's
+ * graph (classifier.c, folding), and small ones save little. */
+#define TRIM_MIN_BYTES 4096
+
+/* A cache entry from which the payload at src comes back exactly: a change
+ * of layout only (same data type, no scale, no compensation bytes) that
+ * covers the whole payload. */
+static model_weight *exact_copy(tdm_model *m, const void *src, size_t nbytes)
+{
+    for (model_weight *w = m->weights; w; w = w->next)
+        if (w->src == src && w->qscale == 0.0f && w->md.data_type == w->user_md.data_type &&
+            w->md.extra.flags == 0 && dnnl_memory_desc_get_size(&w->user_md) == nbytes)
+            return w;
+    return NULL;
+}
+
+static bool pinned(const tdm_model *m, const graph_tensor *t)
+{
+    const char *lo = t->data, *hi = lo + t->nbytes;
+    for (int i = 0; i < m->npins; i++)
+        if ((const char *)m->pins[i] >= lo && (const char *)m->pins[i] < hi) return true;
+    return false;
+}
+
+int tdm_model_trim(tdm_model *m, size_t *freed_bytes)
+{
+    size_t freed = 0;
+    if (!m) return TDM_ERR_INVALID;
+    pthread_mutex_lock(&m->lock);
+    for (int i = 0; !m->creating && i < m->g->ntensors; i++) {
+        graph_tensor *t = &m->g->tensors[i];
+        if (!t->data || !t->owns_data || t->nbytes < TRIM_MIN_BYTES || pinned(m, t) ||
+            !exact_copy(m, t->data, t->nbytes))
+            continue;
+        m->trimmed = xgrow(m->trimmed, &m->cap_trimmed, m->ntrimmed + 1, sizeof *m->trimmed);
+        m->trimmed[m->ntrimmed++] = (model_trimmed){.tensor = i, .old = t->data};
+        free(t->data);
+        t->owns_data = false;
+        freed += t->nbytes;
+    }
+    pthread_mutex_unlock(&m->lock);
+    /* Small payloads came from the heap: give its free pages back too. */
+    if (freed) malloc_trim(0);
+    if (freed_bytes) *freed_bytes = freed;
+    return 0;
+}
+
+/* Converts the trimmed payloads back from their cached copies into new
+ * memory, and re-keys the cache entries of each (its old address, or an
+ * address inside it) to the new one. All or nothing: on failure the model
+ * stays trimmed. Under the model's lock. */
+static int restore_trimmed(tdm_session *s)
+{
+    tdm_model *m = s->model;
+    int n = m->ntrimmed, rc = 0;
+    void **fresh = xcalloc((size_t)n, sizeof *fresh);
+    dnnl_stream_t stream = NULL;
+    s->eng = dn_engine();
+    dnnl_status_t st = s->eng ? dnnl_stream_create(&stream, s->eng, dnnl_stream_default_flags)
+                              : dnnl_runtime_error;
+    if (st != dnnl_success) {
+        rc = sfail(s, TDM_ERR_BACKEND, "oneDNN could not create a stream");
+        goto out;
+    }
+    s->stream = stream;
+    for (int k = 0; k < n && !rc; k++) {
+        const graph_tensor *t = &m->g->tensors[m->trimmed[k].tensor];
+        const model_weight *w = exact_copy(m, m->trimmed[k].old, t->nbytes);
+        rc = w ? convert_const(s, w->data, &w->md, &w->user_md, 0.0f, &fresh[k])
+               : sfail(s, TDM_ERR_BACKEND, "the weight '%s' cannot be restored", t->name);
+    }
+    if (rc) goto out;
+    /* The old ranges were disjoint (live at once), so each entry moves once. */
+    for (model_weight *w = m->weights; w; w = w->next)
+        for (int k = 0; k < n; k++) {
+            const char *old = m->trimmed[k].old;
+            size_t nbytes = m->g->tensors[m->trimmed[k].tensor].nbytes;
+            if ((const char *)w->src >= old && (const char *)w->src < old + nbytes) {
+                w->src = (const char *)fresh[k] + ((const char *)w->src - old);
+                break;
+            }
+        }
+    for (int k = 0; k < n; k++) {
+        graph_tensor *t = &m->g->tensors[m->trimmed[k].tensor];
+        t->data = fresh[k];
+        t->owns_data = true;
+        fresh[k] = NULL;
+    }
+    m->ntrimmed = 0;
+out:
+    for (int k = 0; k < n; k++)
+        free(fresh[k]);
+    free(fresh);
+    if (stream) dnnl_stream_destroy(stream);
+    s->stream = NULL;
+    s->eng = NULL;
+    return rc;
+}
+
+/* Session planning starts: trimmed payloads come back first, and no trim
+ * runs until model_leave. */
+static int model_enter(tdm_session *s)
+{
+    tdm_model *m = s->model;
+    int rc = 0;
+    pthread_mutex_lock(&m->lock);
+    if (m->ntrimmed) rc = restore_trimmed(s);
+    if (!rc) m->creating++;
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+static void model_leave(tdm_model *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->creating--;
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -517,6 +667,7 @@ static int plan_ref(tdm_session *s, int node)
         if (t < 0) continue;
         st->in[k] = &s->g->tensors[t];
         st->in_data[k] = s->g->tensors[t].data;
+        if (st->in_data[k] && !s->g->tensors[t].owns_data) pin(s, st->in_data[k]);
         if (bufs_in[k] >= 0) use_buffer(s, bufs_in[k], idx);
     }
     for (int k = 0; k < n->noutputs; k++) {
@@ -762,6 +913,7 @@ static int plan(tdm_session *s)
     s->out_bytes = tensor_bytes(ot);
     if (ot->data) {
         s->out_const = ot->data;
+        if (!ot->owns_data) pin(s, ot->data);
     } else {
         if ((rc = get_plain(s, s->out_tensor, &s->out_buf))) return rc;
         use_buffer(s, s->out_buf, s->nsteps);
@@ -773,6 +925,7 @@ static int plan(tdm_session *s)
 int tdm_session_create(tdm_model *model, int batch, tdm_session **out, char *err, size_t errlen)
 {
     tdm_session *s = NULL;
+    bool entered = false;
     int rc;
     if (err && errlen) err[0] = '\0';
     if (!model || !out) {
@@ -787,6 +940,8 @@ int tdm_session_create(tdm_model *model, int batch, tdm_session **out, char *err
         rc = sfail(s, TDM_ERR_INVALID, "batch must be at least 1, not %d", batch);
         goto out;
     }
+    if ((rc = model_enter(s))) goto out;
+    entered = true;
     if ((rc = graph_clone(model->g, &s->g))) {
         rc = sfail(s, rc, "out of memory cloning the model");
         goto out;
@@ -834,6 +989,7 @@ int tdm_session_create(tdm_model *model, int batch, tdm_session **out, char *err
     *out = s;
     s = NULL;
 out:
+    if (entered) model_leave(model);
     if (s) {
         if (err && errlen) snprintf(err, errlen, "%s", s->err);
         tdm_session_free(s);

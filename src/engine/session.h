@@ -29,12 +29,29 @@ typedef struct model_weight {
     struct model_weight *next;
 } model_weight;
 
+/* A payload tdm_model_trim freed: the tensor of the model's graph, and the
+ * address it had (the key of its cache entries until they are restored). */
+typedef struct model_trimmed {
+    int tensor;
+    const void *old;
+} model_trimmed;
+
 struct tdm_model {
     graph *g; /* optimised at load time; batch may still be -1 */
     tdm_options opt;
     double load_ms;
-    pthread_mutex_t lock; /* guards weights */
+    pthread_mutex_t lock; /* guards what follows */
     model_weight *weights;
+    /* Payloads some session reads as they are (not through a converted
+     * copy): tdm_model_trim leaves them alone. */
+    const void **pins;
+    int npins, cap_pins;
+    int creating; /* sessions being planned: no trim meanwhile */
+    /* Freed by tdm_model_trim: the graph's tensor keeps its dangling data
+     * pointer (owns_data false) until the next tdm_session_create restores
+     * it; nothing reads a model's graph payloads in between. */
+    model_trimmed *trimmed;
+    int ntrimmed, cap_trimmed;
 };
 
 /* What a session's plan consists of, for tests and diagnostics. */

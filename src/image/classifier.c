@@ -227,6 +227,8 @@ out:
         return rc;
     }
     atomic_fetch_add(&m->refs, 1);
+    /* One copy of the weights: the session holds them in its own layout. */
+    tdm_model_trim(m->model, NULL);
     *out = c;
     return 0;
 }

@@ -324,6 +324,80 @@ static void agree(const char *path, double tol, double step, int *failed_)
     tdm_model_free(d);
 }
 
+/* Runs session s on a seeded input; returns the output (malloc'd) or NULL. */
+static void *run_session(tdm_session *s, unsigned seed, size_t *nout)
+{
+    tdm_tensor_info ii;
+    tdm_session_input_info(s, &ii);
+    size_t nin = tdm_session_input_bytes(s);
+    *nout = tdm_session_output_bytes(s);
+    void *in = malloc(nin), *out = malloc(*nout);
+    fill(in, nin / tdm_dtype_size(ii.dtype), ii.dtype, seed);
+    if (tdm_session_run(s, in, nin, out, *nout)) {
+        fprintf(stderr, "  %s\n", tdm_session_error(s));
+        free(out);
+        out = NULL;
+    }
+    free(in);
+    return out;
+}
+
+/* Same bytes from session s as from a session of the same batch on an
+ * untrimmed copy of the model. */
+static bool same_as_untrimmed(const char *path, tdm_session *s, int batch)
+{
+    tdm_model *m0 = load(path, TDM_BACKEND_DNNL, 1);
+    tdm_session *s0 = NULL;
+    char err[512];
+    size_t n0 = 0, n = 0;
+    if (!m0 || tdm_session_create(m0, batch, &s0, err, sizeof err)) return false;
+    void *y0 = run_session(s0, 7, &n0), *y = run_session(s, 7, &n);
+    bool same = y0 && y && n0 == n && !memcmp(y0, y, n);
+    free(y0);
+    free(y);
+    tdm_session_free(s0);
+    tdm_model_free(m0);
+    return same;
+}
+
+/* tdm_model_trim frees the plain copies of weights the sessions hold
+ * converted; the sessions still compute the same bytes, and a later session
+ * (another batch: other layouts may be wanted) gets them back exactly. */
+static void trim_model(const char *path, bool expect_freed, int *failed_)
+{
+    tdm_model *m = load(path, TDM_BACKEND_DNNL, 1);
+    ASSERT(m != NULL);
+    tdm_session *a = NULL, *b = NULL;
+    char err[512];
+    size_t freed = 0;
+    ASSERT_EQ(tdm_session_create(m, 1, &a, err, sizeof err), 0);
+    ASSERT_EQ(tdm_model_trim(m, &freed), 0);
+    fprintf(stderr, "  %s: trim freed %zu bytes\n", path, freed);
+    if (expect_freed) ASSERT(freed > (size_t)1 << 20);
+    ASSERT(same_as_untrimmed(path, a, 1));
+    ASSERT_EQ(tdm_model_trim(m, &freed), 0);
+    ASSERT_EQ(freed, 0);
+    ASSERT_EQ(tdm_session_create(m, 2, &b, err, sizeof err), 0);
+    ASSERT(same_as_untrimmed(path, b, 2));
+    ASSERT(same_as_untrimmed(path, a, 1));
+    ASSERT_EQ(tdm_model_trim(m, &freed), 0);
+    if (expect_freed) ASSERT(freed > (size_t)1 << 20);
+    ASSERT(same_as_untrimmed(path, b, 2));
+    tdm_session_free(a);
+    tdm_session_free(b);
+    tdm_model_free(m);
+}
+
+TEST(trim_keeps_one_copy_of_the_weights)
+{
+    trim_model(MNV2_INT8, false, failed_);
+    if (*failed_) return;
+    if (!exists(MNV2_F32)) {
+        SKIP("run `make test-models` for the float models");
+    }
+    trim_model(MNV2_F32, true, failed_);
+}
+
 TEST(dnnl_matches_ref_float_models)
 {
     if (!exists(MNV2_F32) || !exists(RN50_BN)) {
