@@ -77,6 +77,9 @@ static const struct opt opts[] = {
      "worker processes the supervisor keeps running"},
     {"SYNC_THREADS", OPT_INT, "0", 0, 256, FIELD(sync_threads), P | U,
      "sync inference threads in the proxy (0: one per CPU)"},
+    {"WORKER_NICE", OPT_INT, "10", 0, 19, FIELD(worker_nice), W | U,
+     "nice value of `tandem worker` and its workers (0: as the proxy), so the proxy's sync "
+     "answers win the CPUs they share"},
     {"ENGINE_THREADS", OPT_INT, "1", 1, 256, FIELD(engine_threads), P | W | U,
      "compute threads per inference"},
     {"PRECISION", OPT_PRECISION, "fp32", 0, 0, FIELD(precision), P | W | U,

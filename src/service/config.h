@@ -53,6 +53,7 @@ struct config {
     char async_model_path[CONFIG_PATH_MAX]; /* ASYNC_MODEL_PATH */
     char labels_path[CONFIG_PATH_MAX];      /* LABELS_PATH; "" = built-in ImageNet labels */
     int num_workers;                        /* NUM_WORKERS */
+    int worker_nice;                        /* WORKER_NICE: nice value of the workers */
     int sync_threads;         /* SYNC_THREADS; 0 in the environment = CPU count, resolved on load */
     int engine_threads;       /* ENGINE_THREADS: compute threads per inference */
     int precision;            /* PRECISION: tdm_precision */

@@ -34,6 +34,17 @@
  * what they held and exits 0.
  *
  * Worker ids are hostname-pid-random, unique across hosts and restarts.
+ *
+ * The supervisor sets its own nice value to WORKER_NICE before the first
+ * fork, so every child and every thread a child starts inherits it: the
+ * workers yield the CPUs to the proxy's sync answers (and to Redis) when they
+ * share them, and take whatever is left. With autogroup scheduling (Linux's
+ * default when the cpu cgroup is the root) a nice value only weighs against
+ * processes of the same session: when the supervisor leads its own session
+ * (setsid, a container's or a service's main process) the session holds only
+ * us, so its autogroup gets the same nice value; started from a shell or by
+ * `tandem up` we share the session with others and leave it alone. In
+ * separate cgroups (containers, services) the cgroups' CPU weights decide.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +54,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,6 +132,42 @@ static void install(int sig, void (*fn)(int))
     sa.sa_handler = fn;
     sigemptyset(&sa.sa_mask);
     sigaction(sig, &sa, NULL);
+}
+
+/* Sets this process's nice value (inherited by the children forked later);
+ * returns the value in force. Raising it needs no privilege; lowering it
+ * below what we were started with does, and then the higher value stays. */
+static int set_nice(int nice)
+{
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, 0);
+    if (cur == -1 && errno) cur = 0;
+    if (cur != nice && setpriority(PRIO_PROCESS, 0, nice)) {
+        LOG(WARN, "WORKER_NICE=%d: cannot change nice %d: %s", nice, cur, strerror(errno));
+        return cur;
+    }
+    return nice;
+}
+
+/* The autogroup's nice value, when this session is ours (see the top).
+ * The kernel refuses a change within 0.1 s of the previous one, system-wide,
+ * to unprivileged callers: a few tries. */
+static void set_group_nice(int nice)
+{
+    if (getsid(0) != getpid()) return;
+    for (int tries = 0; tries < 5; tries++) {
+        FILE *f = fopen("/proc/self/autogroup", "w");
+        if (!f) return; /* no autogroup scheduling in this kernel */
+        int bad = fprintf(f, "%d", nice) < 0;
+        bad |= fclose(f) != 0;
+        if (!bad) {
+            LOG(INFO, "session's autogroup at nice %d", nice);
+            return;
+        }
+        if (errno != EAGAIN) break;
+        sleep_ms(110);
+    }
+    LOG(WARN, "WORKER_NICE=%d: cannot set the session's autogroup: %s", nice, strerror(errno));
 }
 
 static void describe_exit(int st, char *buf, size_t cap)
@@ -341,8 +389,10 @@ int cli_worker(int argc, char **argv)
     install(SIGINT, on_stop);
     install(SIGCHLD, on_child);
     install(SIGPIPE, SIG_IGN);
-    LOG(INFO, "supervisor: %d workers, model %s, redis %s:%d", n, cfg.async_model_path,
-        cfg.redis_host, cfg.redis_port);
+    int nice = set_nice(cfg.worker_nice);
+    set_group_nice(nice);
+    LOG(INFO, "supervisor: %d workers, model %s, redis %s:%d, nice %d", n, cfg.async_model_path,
+        cfg.redis_host, cfg.redis_port, nice);
     for (int i = 0; i < n; i++)
         slots[i].ready_fd = -1;
     for (int i = 0; i < n; i++)

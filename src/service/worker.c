@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -385,8 +386,9 @@ int worker_run(const struct config *cfg, const char *id, int ready_fd, volatile 
         close(ready_fd);
         ready_fd = -1;
     }
-    LOG(INFO, "worker %s ready: model %s, redis %s:%d, queue %s", id, cfg->async_model_path,
-        cfg->redis_host, cfg->redis_port, cfg->queue_name);
+    LOG(INFO, "worker %s ready: model %s, redis %s:%d, queue %s, nice %d", id,
+        cfg->async_model_path, cfg->redis_host, cfg->redis_port, cfg->queue_name,
+        getpriority(PRIO_PROCESS, 0));
     double take_s = cfg->heartbeat_ttl / 3.0 < 1.0 ? cfg->heartbeat_ttl / 3.0 : 1.0;
     while (!*stop) {
         recover_own(&w);
