@@ -5,7 +5,7 @@
  * give the same label everywhere.
  *
  * What the model's output means is read off the optimised graph once, at
- * open: walking back from the output through ops that do not change values
+ * open (tdm_model_output_origin): walking back from the output through ops that do not change values
  * (reshapes, casts, quantisation round trips), a Softmax means probabilities;
  * anything else means logits, to which softmax is applied here. An 8-bit
  * output must come from a per-tensor QuantizeLinear, whose scale and zero
@@ -22,7 +22,6 @@
 #include <string.h>
 
 #include "image_internal.h"
-#include "session.h"
 
 /* Outputs wider than this are not class scores. */
 #define CLASSIFIER_MAX_CLASSES (1 << 24)
@@ -84,72 +83,19 @@ static void model_release(struct classifier_model *m)
     free(m);
 }
 
-/* One float or 8-bit value of a constant tensor's first element. */
-static int const_scalar(const graph *g, int t, double *out)
-{
-    if (t < 0) return -1;
-    const graph_tensor *c = &g->tensors[t];
-    if (!c->data || graph_tensor_numel(c) != 1) return -1;
-    switch (c->dtype) {
-    case TDM_DTYPE_FLOAT:
-        *out = *(const float *)c->data;
-        return 0;
-    case TDM_DTYPE_UINT8:
-        *out = *(const uint8_t *)c->data;
-        return 0;
-    case TDM_DTYPE_INT8:
-        *out = *(const int8_t *)c->data;
-        return 0;
-    default:
-        return -1;
-    }
-}
-
 /* Reads the output's meaning off the graph (see the top of this file). */
 static int read_output(struct classifier_model *m, char *err, size_t errlen)
 {
-    const graph *g = m->model->g;
-    int t = g->outputs[0];
-    int first = 1;
-    m->scores = TDM_SCORES_SOFTMAX;
-    for (int hops = 0; t >= 0 && hops < g->nnodes; hops++) {
-        int p = g->tensors[t].producer;
-        if (p < 0) break;
-        const graph_node *n = &g->nodes[p];
-        if (n->op == OP_SOFTMAX) {
-            m->scores = TDM_SCORES_PROBABILITIES;
-            break;
-        }
-        if (first && n->op == OP_QUANTIZELINEAR) {
-            double scale, zp = 0;
-            if (const_scalar(g, n->inputs[1], &scale) || !(scale > 0) ||
-                (n->ninputs > 2 && n->inputs[2] >= 0 && const_scalar(g, n->inputs[2], &zp)))
-                return fail(err, errlen, TDM_ERR_UNSUPPORTED,
-                            "%s: the quantised output '%s' has no per-tensor constant scale and "
-                            "zero point, so its scores cannot be read as numbers",
-                            m->name, g->tensors[t].name);
-            m->quantised = 1;
-            m->scale = (float)scale;
-            m->zero_point = (int)zp;
-        }
-        first = 0;
-        switch (n->op) {
-        case OP_QUANTIZELINEAR:
-        case OP_DEQUANTIZELINEAR:
-        case OP_FAKEQUANT:
-        case OP_RESHAPE:
-        case OP_FLATTEN:
-        case OP_SQUEEZE:
-        case OP_UNSQUEEZE:
-        case OP_IDENTITY:
-        case OP_DROPOUT:
-        case OP_CAST:
-            t = n->inputs[0];
-            continue;
-        default:
-            t = -1;
-        }
-    }
+    tdm_output_origin o;
+    char inner[300];
+    int rc = tdm_model_output_origin(m->model, 0, &o, inner, sizeof inner);
+    if (rc)
+        return fail(err, errlen, rc, "%s: %s, so its scores cannot be read as numbers", m->name,
+                    inner);
+    m->scores = o.softmax ? TDM_SCORES_PROBABILITIES : TDM_SCORES_SOFTMAX;
+    m->quantised = o.quantised;
+    m->scale = o.scale;
+    m->zero_point = o.zero_point;
     if ((m->out_dtype == TDM_DTYPE_UINT8 || m->out_dtype == TDM_DTYPE_INT8) && !m->quantised)
         return fail(err, errlen, TDM_ERR_UNSUPPORTED,
                     "%s: the %s output does not come from a QuantizeLinear, so its scores "
