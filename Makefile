@@ -82,7 +82,7 @@ $(BUILD)/tandem: $(MAIN_OBJS) $(LIBS)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 # Unit tests mirror src/: tests/unit/LAYER/test_NAME.c builds $(BUILD)/tests/test_NAME.
-TEST_HDRS := tests/unit/test.h tests/unit/graph_build.h tests/unit/backend_run.h
+TEST_HDRS := tests/unit/test.h tests/unit/graph_build.h tests/unit/backend_run.h tests/unit/tiny_model.h
 define test_rule
 $$(BUILD)/tests/%: tests/unit/$(1)/%.c $$(TEST_HDRS) $$(LIBS)
 	@mkdir -p $$(dir $$@)
