@@ -113,8 +113,11 @@ static void do_predict(struct proxy_thread *w, struct task *t)
     metrics_sync_inference(infer_ms);
     const char *label = ntop > 0 && top[0].label ? top[0].label : "";
 
-    size_t b64_len = 0;
-    b64 = codec_b64_encode(img.data, img.len, &b64_len);
+    /* A JSON body's base64 is stored as the client sent it when it is the
+     * very text encoding would give (api_image.b64). */
+    size_t b64_len = img.b64_len;
+    const char *b64_text = img.b64;
+    if (!b64_text) b64_text = b64 = codec_b64_encode(img.data, img.len, &b64_len);
     top_json = codec_top_json(top, ntop);
     /* The raw body is no longer needed past this point, but it lives in the
      * request until the answer: nothing to free early. */
@@ -124,11 +127,11 @@ static void do_predict(struct proxy_thread *w, struct task *t)
                            .model = p->model_name,
                            .scores = tdm_scores_name(p->info.scores),
                            .inference_ms = infer_ms};
-    if (!b64 || !top_json) {
+    if (!b64_text || !top_json) {
         reply_error(r, t->ep, 500, "out of memory");
         goto out;
     }
-    queue_new_job nj = {.image_b64 = b64,
+    queue_new_job nj = {.image_b64 = b64_text,
                         .image_b64_len = b64_len,
                         .sync_label = label,
                         .sync_model = p->model_name,

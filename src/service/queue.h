@@ -148,8 +148,8 @@ int queue_id_valid(const char *id);
 /* ---- proxy side ---- */
 
 typedef struct queue_new_job {
-    const char *image_b64; /* base64 of the image file (the seed's image:{id} value) */
-    size_t image_b64_len;
+    const char *image_b64; /* base64 of the image file (the seed's image:{id} value): */
+    size_t image_b64_len;  /* its length (image_b64 need not be NUL-terminated) */
     const char *sync_label; /* may be NULL */
     const char *sync_model; /* may be NULL */
     const char *sync_top5;  /* JSON text, may be NULL */

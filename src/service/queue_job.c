@@ -70,8 +70,7 @@ int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id
                                 job->callback_url ? job->callback_url : ""};
         size_t lens[14];
         for (int i = 0; i < 14; i++)
-            lens[i] = strlen(args[i]);
-        lens[6] = job->image_b64_len;
+            lens[i] = i == 6 ? job->image_b64_len : strlen(args[i]);
         redisReply *r = NULL;
         long long v = 0;
         int rc = qi_script(q, S_CREATE, 5, 14, args, lens, &r);
