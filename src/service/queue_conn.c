@@ -20,10 +20,13 @@
 #include "log.h"
 #include "sentinel.h"
 
+#include <errno.h>
+#include <hiredis/sds.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define BACKOFF_MIN_MS 100
@@ -226,12 +229,22 @@ int qi_command(queue *q, int argc, const char **argv, const size_t *lens, redisR
 
 int qi_send(queue *q, int argc, const char **argv, const size_t *lens)
 {
-    int rc = qi_ensure_connected(q), done = 0;
+    int rc = qi_ensure_connected(q);
     if (rc) return rc;
     if (redisAppendCommandArgv(q->c, argc, argv, lens) != REDIS_OK)
         return qi_fail(q, QUEUE_ERR_NOMEM, "out of memory sending a command");
-    while (!done)
-        if (redisBufferWrite(q->c, &done) != REDIS_OK) return connection_lost(q);
+    /* What the socket takes now, without waiting for Redis to read: a big
+     * command (an image) fills Redis's receive buffer, and the caller has
+     * better things to do meanwhile. hiredis's blocking redisGetReply
+     * writes the rest of its output buffer before it reads. This is
+     * redisBufferWrite's own step, with MSG_DONTWAIT. */
+    ssize_t n = send(q->c->fd, q->c->obuf, sdslen(q->c->obuf), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0)
+        sdsrange(q->c->obuf, n, -1);
+    else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        snprintf(q->c->errstr, sizeof q->c->errstr, "%s", strerror(errno));
+        return connection_lost(q);
+    }
     return 0;
 }
 

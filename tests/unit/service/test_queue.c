@@ -341,6 +341,47 @@ TEST(create_in_two_steps_writes_what_create_writes)
     redisFree(c);
 }
 
+/* An image bigger than the socket takes at once: begin sends a part, the
+ * rest leaves when finish reads the answer, and Redis holds all of it. */
+TEST(create_in_two_steps_sends_a_big_image_whole)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    size_t n = 8u << 20;
+    char *big = malloc(n + 1);
+    ASSERT(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[(i * 7) % 64];
+    big[n] = '\0';
+    queue_new_job j = staged_job;
+    j.image_b64 = big;
+    j.image_b64_len = n;
+    char id[QUEUE_ID_MAX + 1], k[64];
+    for (int round = 0; round < 2; round++) {
+        queue_staged st;
+        queue_create_begin(q, &j, &st);
+        ASSERT(st.sent);
+        if (round == 0) {
+            ASSERT_EQ(queue_create_finish(q, &j, &st, id, sizeof id), 0);
+            snprintf(k, sizeof k, "image:%s", id);
+            char *img = raw_str(c, "GET %s", k);
+            ASSERT(img && strlen(img) == n && !memcmp(img, big, n));
+            free(img);
+        } else {
+            queue_create_abandon(q, &st);
+            snprintf(k, sizeof k, "image:%s", st.id);
+            ASSERT_EQ(raw_int(c, "EXISTS %s", k), 0);
+        }
+    }
+    ASSERT_EQ(queue_ping(q), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 1);
+    free(big);
+    queue_close(q);
+    redisFree(c);
+}
+
 TEST(create_in_two_steps_when_full_or_abandoned_leaves_no_image)
 {
     redisContext *c = redis();
