@@ -6,7 +6,9 @@
  *   queue:jobs          list    job ids (the name is QUEUE_NAME); the proxy LPUSHes,
  *                               workers BLMOVE from the RIGHT
  *   image:{id}          string  base64 of the image file, EX job_ttl; deleted when the job
- *                               is done (or its TTL cut to image_keep_s, IMAGE_KEEP_DONE)
+ *                               is done (or its TTL cut to image_keep_s, IMAGE_KEEP_DONE);
+ *                               EX QUEUE_STAGE_TTL_S while the proxy computes, before its job
+ *                               exists (queue_create_begin)
  *   result:{id}         string  the async label, EX job_ttl
  *   job:{id}            hash    status queued|running|done|failed|expired, attempts,
  *                               deaths (workers that died while running it), error,
@@ -148,8 +150,8 @@ int queue_id_valid(const char *id);
 /* ---- proxy side ---- */
 
 typedef struct queue_new_job {
-    const char *image_b64; /* base64 of the image file (the seed's image:{id} value) */
-    size_t image_b64_len;
+    const char *image_b64; /* base64 of the image file (the seed's image:{id} value): */
+    size_t image_b64_len;  /* its length (image_b64 need not be NUL-terminated) */
     const char *sync_label; /* may be NULL */
     const char *sync_model; /* may be NULL */
     const char *sync_top5;  /* JSON text, may be NULL */
@@ -161,6 +163,28 @@ typedef struct queue_new_job {
 /* Reserves a fresh random id and, atomically, stores image, status record and
  * LPUSHes the id. id_out receives id_len characters and a NUL. */
 int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id_cap);
+
+/* queue_create_job in two steps, so that the image travels while the caller
+ * computes the sync fields: queue_create_begin picks the id and sends
+ * SET image:{id} NX EX QUEUE_STAGE_TTL_S without waiting for the answer;
+ * queue_create_finish (job now with its sync fields; image, id_len,
+ * max_backlog and callback_url as given to begin) reads that answer and
+ * makes the image a job in one script (deleting it when the queue is full),
+ * with the outcomes of queue_create_job, which it falls back to when the
+ * image could not be set aside (the id taken, Redis away when begin ran).
+ * Between the two nothing else may use q; a caller that will not finish
+ * calls queue_create_abandon, which reads the answer and deletes the image.
+ * An image whose proxy died in between expires after QUEUE_STAGE_TTL_S. */
+#define QUEUE_STAGE_TTL_S 60
+typedef struct queue_staged {
+    int sent; /* 1 while the SET's answer is unread */
+    char id[QUEUE_ID_MAX + 1];
+} queue_staged;
+
+void queue_create_begin(queue *q, const queue_new_job *job, queue_staged *st);
+int queue_create_finish(queue *q, const queue_new_job *job, queue_staged *st, char *id_out,
+                        size_t id_cap);
+void queue_create_abandon(queue *q, queue_staged *st);
 
 typedef struct queue_job {
     char status[16]; /* queued|running|done|failed|expired; "done" for a seed-style

@@ -30,6 +30,7 @@ EMBED(lua_lib_dead_letter, "src/service/lua/lib/dead_letter.lua");
 EMBED(lua_lib_requeue, "src/service/lua/lib/requeue.lua");
 EMBED(lua_lib_requeue_args, "src/service/lua/lib/requeue_args.lua");
 EMBED(lua_create, "src/service/lua/create.lua");
+EMBED(lua_register, "src/service/lua/register.lua");
 EMBED(lua_get, "src/service/lua/get.lua");
 EMBED(lua_start, "src/service/lua/start.lua");
 EMBED(lua_done, "src/service/lua/done.lua");
@@ -69,6 +70,7 @@ static const struct {
     unsigned libs;
 } scripts[S_COUNT] = {
     [S_CREATE] = {lua_create, lua_create_end, 0},
+    [S_REGISTER] = {lua_register, lua_register_end, 0},
     [S_GET] = {lua_get, lua_get_end, 0},
     [S_START] = {lua_start, lua_start_end, LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD},
     [S_DONE] = {lua_done, lua_done_end, LIB_NOTIFY | LIB_KEEP_TTL},
