@@ -256,6 +256,18 @@ int queue_job_start(queue *q, const char *id, const char *worker, int max_attemp
                     queue_start *out);
 void queue_start_clear(queue_start *s);
 
+/* A batch: after queue_take gave ids[0], moves up to max - 1 more ids from
+ * the queue into processing:{worker} without blocking and starts every job
+ * of the batch as queue_job_start does, ids[0] included, in one atomic step.
+ * *n = 0 when ids[0] is to run alone (queue_job_start then): a job whose
+ * worker died while running it (so one that kills workers cannot count
+ * deaths against others), or keys of another type. The batch also stops
+ * before such a job or an entry that is no job id. Otherwise ids[0..*n) and
+ * starts[0..*n) are the jobs taken, in queue order, each to be freed with
+ * queue_start_clear (also when an error is returned: *n says how many). */
+int queue_take_more(queue *q, const char *worker, int max_attempts, int max,
+                    char (*ids)[QUEUE_ID_MAX + 1], queue_start *starts, int *n);
+
 typedef struct queue_result {
     const char *label;
     const char *top5; /* JSON text */
