@@ -9,7 +9,8 @@
 # (status record, agreement with a fast answer, webhook scheduled, metrics,
 # one log line, stored once); a model whose input fixes its batch runs one job
 # at a time and says so; a worker SIGKILLed in the middle of a batch loses no
-# job of it and stores none twice, and the jobs of that batch then run alone.
+# job of it and stores none twice, and the jobs of that batch then run alone;
+# bench/batch.sh runs (tiny, figures unchecked).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -171,5 +172,16 @@ check "kill: nothing dead-lettered; queue and processing lists empty" \
     bash -c "[ \"\$(redis-cli -p $RPORT LLEN queue:dead)\" = 0 ] &&
              [ \"\$(redis-cli -p $RPORT LLEN queue:jobs)\" = 0 ]" && processing_empty
 check "kill: the jobs after the killed batch still ran in a batch" grep -q 'batch of' "$TMP/kil.log"
+
+# ---- bench/batch.sh runs (its figures are not checked) ----------------------
+if [ -f "$BUILD/test-models/resnet50_op13.onnx" ]; then
+    JOBS_F32=4 JOBS_INT8=8 BATCHES="1 2" ROUNDS=1 bench/batch.sh >"$TMP/bench.txt" 2>&1
+    rc=$?
+    check "bench/batch.sh prints jobs/s, latency and RSS per BATCH_MAX for both models" \
+        bash -c "[ $rc -eq 0 ] && [ \"\$(grep -c '^BATCH_MAX=[12] .* jobs/s .* first result .* last .* RSS' '$TMP/bench.txt')\" = 4 ] &&
+                 [ \"\$(grep -c '^best: BATCH_MAX=' '$TMP/bench.txt')\" = 2 ]"
+else
+    echo "# bench/batch.sh not run: $BUILD/test-models missing (make test-models)"
+fi
 
 finish
