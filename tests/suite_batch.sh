@@ -184,4 +184,7 @@ else
     echo "# bench/batch.sh not run: $BUILD/test-models missing (make test-models)"
 fi
 
+check "no sanitizer report in any log" \
+    bash -c "! grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' '$TMP'/*.log"
+
 finish

@@ -451,7 +451,11 @@ static void process_take(struct worker *w, const char *first)
     }
     snprintf(ids[0], sizeof ids[0], "%s", first);
     int rc = queue_take_more(w->q, w->id, w->cfg->max_attempts, w->batch, ids, st, &n);
-    if (rc == QUEUE_ERR_REPLY && n == 0) rc = 0; /* the single path says why */
+    if (rc == QUEUE_ERR_REPLY && n == 0) {
+        /* The single path says why; anything the script moved goes back. */
+        w->recover = 1;
+        rc = 0;
+    }
     if (rc) {
         /* What was taken and started stays in our processing list for recover_own. */
         redis_error(w, first, rc);
