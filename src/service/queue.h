@@ -17,7 +17,7 @@
  *                               webhook_attempts, webhook_error; EX job_ttl
  *   done:{id}           list    one element once the job is final (done, failed, expired);
  *                               what GET /job/{id}?wait= blocks on; EX 60 s
- *   processing:{worker} list    the job a worker holds (reliable-queue pattern)
+ *   processing:{worker} list    the jobs a worker holds: one, or a batch (reliable-queue pattern)
  *   worker:{worker}     string  heartbeat, EX heartbeat_ttl
  *   workers             set     worker ids known to be running or to have run
  *   queue:dead          list    ids of jobs given up (max_attempts failures, max_deaths
