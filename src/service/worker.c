@@ -133,22 +133,6 @@ static int load_model(struct worker *w)
     tdm_classifier_info info;
     tdm_classifier_get_info(w->clf, &info);
     w->model_name = info.model_name;
-    w->batch = 1;
-    if (cfg->batch_max > 1) {
-        int allowed = 1;
-        err[0] = '\0';
-        rc = tdm_classifier_set_batch(w->clf,
-                                      cfg->batch_max < BATCH_CAP ? cfg->batch_max : BATCH_CAP,
-                                      &allowed, err, sizeof err);
-        if (rc)
-            LOG(WARN, "BATCH_MAX=%d: cannot plan batches: %s (%s); jobs run one at a time",
-                cfg->batch_max, err, tdm_strerror(rc));
-        else if (allowed < cfg->batch_max)
-            LOG(WARN, "BATCH_MAX=%d: %s, so jobs run one at a time", cfg->batch_max, err);
-        else
-            LOG(INFO, "batches of up to %d jobs when a backlog waits", allowed);
-        w->batch = rc ? 1 : allowed;
-    }
     return 0;
 }
 
@@ -438,6 +422,25 @@ static void process(struct worker *w, const char *id)
     run_jobs(w, ids, &st, 1);
 }
 
+/* The classifier's sessions for batches of up to BATCH_MAX jobs; one job at
+ * a time when the model's input fixes its batch or the plan fails. */
+static void plan_batches(struct worker *w)
+{
+    int max = w->cfg->batch_max < BATCH_CAP ? w->cfg->batch_max : BATCH_CAP, allowed = 1;
+    char err[512] = "";
+    w->batch = 1;
+    if (max < 2) return;
+    int rc = tdm_classifier_set_batch(w->clf, max, &allowed, err, sizeof err);
+    if (rc)
+        LOG(WARN, "BATCH_MAX=%d: cannot plan batches: %s (%s); jobs run one at a time", max, err,
+            tdm_strerror(rc));
+    else if (allowed < max)
+        LOG(WARN, "BATCH_MAX=%d: %s, so jobs run one at a time", max, err);
+    else
+        LOG(INFO, "batches of up to %d jobs when a backlog waits", allowed);
+    w->batch = rc ? 1 : allowed;
+}
+
 /* After the take of job first: more jobs from a backlog, up to w->batch,
  * run as one batch; or first alone. */
 static void process_take(struct worker *w, const char *first)
@@ -484,6 +487,7 @@ int worker_run(const struct config *cfg, const char *id, int ready_fd, volatile 
         status = WORKER_EXIT_MODEL;
         goto out;
     }
+    plan_batches(&w);
     queue_options qo;
     queue_options_from_config(cfg, &qo);
     parse_hook(&w);
