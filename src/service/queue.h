@@ -19,7 +19,7 @@
  *                               webhook_attempts, webhook_error; EX job_ttl
  *   done:{id}           list    one element once the job is final (done, failed, expired);
  *                               what GET /job/{id}?wait= blocks on; EX 60 s
- *   processing:{worker} list    the job a worker holds (reliable-queue pattern)
+ *   processing:{worker} list    the jobs a worker holds: one, or a batch (reliable-queue pattern)
  *   worker:{worker}     string  heartbeat, EX heartbeat_ttl
  *   workers             set     worker ids known to be running or to have run
  *   queue:dead          list    ids of jobs given up (max_attempts failures, max_deaths
@@ -279,6 +279,18 @@ typedef struct queue_start {
 int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
                     queue_start *out);
 void queue_start_clear(queue_start *s);
+
+/* A batch: after queue_take gave ids[0], moves up to max - 1 more ids from
+ * the queue into processing:{worker} without blocking and starts every job
+ * of the batch as queue_job_start does, ids[0] included, in one atomic step.
+ * *n = 0 when ids[0] is to run alone (queue_job_start then): a job whose
+ * worker died while running it (so one that kills workers cannot count
+ * deaths against others), or keys of another type. The batch also stops
+ * before such a job or an entry that is no job id. Otherwise ids[0..*n) and
+ * starts[0..*n) are the jobs taken, in queue order, each to be freed with
+ * queue_start_clear (also when an error is returned: *n says how many). */
+int queue_take_more(queue *q, const char *worker, int max_attempts, int max,
+                    char (*ids)[QUEUE_ID_MAX + 1], queue_start *starts, int *n);
 
 typedef struct queue_result {
     const char *label;

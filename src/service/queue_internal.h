@@ -60,6 +60,7 @@ enum {
     S_HOOK_CLAIM,
     S_HOOK_RECORD,
     S_INVALID,
+    S_TAKE_MORE,
     S_COUNT
 };
 _Static_assert(S_COUNT <= 32, "queue.sha holds 32 scripts");

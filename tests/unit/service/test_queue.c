@@ -1432,4 +1432,114 @@ TEST(start_says_why_an_image_cannot_be_read)
     redisFree(c);
 }
 
+/* A batch: the first job by queue_take, up to max - 1 more in one step,
+ * every one in the processing list and started, in queue order; an empty
+ * queue gives a batch of one. */
+TEST(take_more_takes_and_starts_a_backlog)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char made[6][QUEUE_ID_MAX + 1], ids[4][QUEUE_ID_MAX + 1];
+    queue_start st[4];
+    int n = -1;
+    for (int i = 0; i < 6; i++)
+        ASSERT_EQ(create(q, made[i]), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_STR_EQ(ids[0], made[0]);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 4);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 4);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 2);
+    for (int i = 0; i < 4; i++) {
+        ASSERT_STR_EQ(ids[i], made[i]);
+        ASSERT_EQ(st[i].skip, 0);
+        ASSERT_EQ(st[i].attempts, 1);
+        ASSERT_EQ(st[i].image_state, QUEUE_IMAGE_OK);
+        ASSERT_STR_EQ(st[i].image, "aGVsbG8=");
+        queue_start_clear(&st[i]);
+        queue_job j;
+        ASSERT_EQ(queue_get_job(q, ids[i], &j), 0);
+        ASSERT_STR_EQ(j.status, "running");
+        ASSERT_STR_EQ(j.worker, "w1");
+        queue_job_clear(&j);
+    }
+    /* Each ends on its own. */
+    queue_result res = {.label = "tabby", .top5 = "[]", .model = "slow.onnx", .inference_ms = 3};
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(queue_job_done(q, ids[i], "w1", &res), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
+    /* Two left: a batch of two, then of one on an empty queue. */
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 2);
+    ASSERT_STR_EQ(ids[1], made[5]);
+    for (int i = 0; i < n; i++)
+        queue_start_clear(&st[i]);
+    ASSERT_EQ(queue_requeue_worker(q, "w1", 1, &(long long){0}), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 2);
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 1, ids, st, &n), 0); /* max 1: itself */
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(st[0].attempts, 1); /* the requeue refunded the attempt */
+    queue_start_clear(&st[0]);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 1);
+    queue_stats s;
+    ASSERT_EQ(queue_get_stats(q, &s), 0);
+    ASSERT_EQ(s.processed, 4);
+    queue_close(q);
+    redisFree(c);
+}
+
+/* A job whose worker died while running it runs alone, a batch stops before
+ * one, and before an entry that is no job id (queue_take dead-letters it). */
+TEST(take_more_keeps_jobs_that_killed_a_worker_and_bad_entries_out)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char made[4][QUEUE_ID_MAX + 1], ids[4][QUEUE_ID_MAX + 1];
+    queue_start st[4];
+    int n = -1;
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(create(q, made[i]), 0);
+    redisReply *r = redisCommand(c, "HSET job:%s deaths 1", made[0]);
+    freeReplyObject(r);
+    r = redisCommand(c, "HSET job:%s deaths 1", made[2]);
+    freeReplyObject(r);
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_STR_EQ(ids[0], made[0]);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 0); /* alone: started the single way, nothing else moved */
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 1);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 3);
+    char *status = raw_str(c, "HGET job:%s status", made[0]);
+    ASSERT_STR_EQ(status, "queued");
+    free(status);
+    ASSERT_EQ(queue_requeue_worker(q, "w1", 1, &(long long){0}), 0);
+    r = redisCommand(c, "RPOP queue:jobs"); /* made[0] goes */
+    freeReplyObject(r);
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_STR_EQ(ids[0], made[1]);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 1); /* made[2] has a death: the batch stops before it */
+    queue_start_clear(&st[0]);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 2);
+    /* An entry that is no job id behind a good job. */
+    r = redisCommand(c, "DEL queue:jobs");
+    freeReplyObject(r);
+    r = redisCommand(c, "LPUSH queue:jobs %s NOT-AN-ID", made[3]);
+    freeReplyObject(r);
+    ASSERT_EQ(queue_take(q, "w2", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_EQ(queue_take_more(q, "w2", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 1);
+    queue_start_clear(&st[0]);
+    ASSERT_EQ(queue_take(q, "w2", 1, ids[0], sizeof ids[0]), QUEUE_ERR_INVALID);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 1);
+    queue_close(q);
+    redisFree(c);
+}
+
 TEST_MAIN()
