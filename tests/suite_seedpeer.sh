@@ -92,7 +92,7 @@ echo "== 3. the peer service"
 start_redis || { bad "redis-server did not start"; finish; exit 1; }
 PORT=$(free_port)
 export REDIS_HOST=127.0.0.1 REDIS_PORT=$RPORT PORT SYNC_MODEL_PATH=$FAST ASYNC_MODEL_PATH=$SLOW \
-    NUM_WORKERS=2 SYNC_THREADS=1 ENGINE_THREADS=1
+    NUM_WORKERS=2 ENGINE_THREADS=1
 URL=http://127.0.0.1:$PORT
 start_bg proxy $PY bench/seed/proxy.py
 start_bg worker $PY bench/seed/worker.py

@@ -5,8 +5,10 @@ GET /job/{id} reading result:{id}.
 
 A benchmark peer for tandem (bench/seed.sh), not part of the product.
 Environment: PORT (8000), REDIS_HOST, REDIS_PORT, SYNC_MODEL_PATH,
-QUEUE_NAME, LABELS_PATH, SYNC_THREADS (ORT intra-op threads, 0 = ORT's
-default).
+QUEUE_NAME, LABELS_PATH, ENGINE_THREADS (ORT intra-op threads per inference,
+1 as in tandem; 0 = ORT's default, one per core). FastAPI runs the sync
+handler in its thread pool, so requests are served concurrently: ORT's Run
+releases the GIL (a ctypes call), and so do PIL's decode and resize.
 """
 import base64
 import binascii
@@ -29,7 +31,7 @@ SYNC_MODEL_PATH = os.environ.get("SYNC_MODEL_PATH", "/models/mobilenet_v2.onnx")
 SAMPLE = os.path.join(common.ROOT, "data", "sample.jpg")
 
 app = FastAPI()
-classifier = common.Classifier(SYNC_MODEL_PATH, int(os.environ.get("SYNC_THREADS", "0")))
+classifier = common.Classifier(SYNC_MODEL_PATH, int(os.environ.get("ENGINE_THREADS", "1")))
 store = redis.Redis(host=common.REDIS_HOST, port=common.REDIS_PORT, retry_on_timeout=True)
 
 
