@@ -66,6 +66,30 @@ PY
 check "ort.py = onnxruntime-node within 1e-4, f32 $(basename "$F32")" cmp_ort "$F32" f32
 check "ort.py = onnxruntime-node within 1e-4, int8 $(basename "$FAST")" cmp_ort "$FAST" u8
 
+# The random-weight test models answer the same label for every image, so
+# the f32 preprocessing is checked on the scores: the peer's top-5 softmax
+# on dog.jpg against the probabilities `tandem classify` prints.
+cmp_scores() { # model
+    "$TANDEM" classify --model "$1" --threads 1 --top 5 "$IMG" >"$TMP/tandem_top5.txt" || return 1
+    $PY - "$1" "$IMG" "$TMP/tandem_top5.txt" <<'PY'
+import sys
+import numpy as np
+sys.path.insert(0, "bench/seed")
+import common
+model, img, ref = sys.argv[1:]
+c = common.Classifier(model, 1)
+out = c.session.run(None, {c.input.name: c.preprocess(open(img, "rb").read())})[0].reshape(-1).astype(np.float64)
+p = np.exp(out - out.max())
+p /= p.sum()
+want = [(float(l.split(None, 1)[0]), l.split(None, 1)[1].strip()) for l in open(ref).read().splitlines()[1:]]
+got = [(p[k], c.labels[k]) for k in np.argsort(-p)[:len(want)]]
+worst = max(abs(a[0] - b[0]) for a, b in zip(got, want))
+print("peer top-5 %s | tandem %s | max |diff| %.4f" % (["%.4f %s" % g for g in got], ["%.4f %s" % w for w in want], worst))
+sys.exit(0 if [g[1] for g in got] == [w[1] for w in want] and worst <= 2e-3 else 1)
+PY
+}
+check "peer preprocessing + ORT = tandem classify's top-5 (labels, scores within 2e-3), $(basename "$SLOW")" cmp_scores "$SLOW"
+
 echo "== 2. ORT errors become exceptions with ORT's message"
 errs=$($PY - "$F32" <<'PY' 2>&1
 import sys
