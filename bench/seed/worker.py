@@ -1,8 +1,10 @@
 """The seed's worker, built as its spec says: a ProcessPoolExecutor of
 NUM_WORKERS processes, each with its own ResNet50 session and Redis
 connection; the main process waits on the queue (BRPOP queue:jobs) and hands
-each job id to the pool, at most NUM_WORKERS at a time; a pool process reads
-image:{id}, runs the slow model and stores SET result:{id} <label> EX 3600.
+each job id to the pool; a pool process reads image:{id}, runs the slow model
+and stores SET result:{id} <label> EX 3600. The main process keeps at most
+2 x NUM_WORKERS jobs in the pool: one running and one waiting per process, so
+no process idles between jobs while the rest stay in Redis.
 
 A benchmark peer for tandem (bench/seed.sh), not part of the product.
 Environment: REDIS_HOST, REDIS_PORT, ASYNC_MODEL_PATH, NUM_WORKERS (2),
@@ -56,7 +58,7 @@ def process_job(job_id):
 def main():
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING").upper())
     store = redis.Redis(host=common.REDIS_HOST, port=common.REDIS_PORT, retry_on_timeout=True)
-    slots = threading.Semaphore(NUM_WORKERS)
+    slots = threading.Semaphore(2 * NUM_WORKERS)
     with ProcessPoolExecutor(max_workers=NUM_WORKERS, initializer=init_process) as pool:
         # Start every process (and load its model) before taking jobs.
         list(pool.map(warm, range(NUM_WORKERS * 4)))
