@@ -127,7 +127,8 @@ run_stack() {
         ready() { grep -q '^ready' "$TMP/seed-worker.log"; }
     fi
     if ! wait_until 60 health || ! wait_until 60 ready; then
-        echo "$name did not start: $(tail -3 "$TMP/$name-proxy.log" "$TMP/$name-worker.log")" >&2
+        echo "$name did not start:" >&2
+        tail -n 5 "$TMP/$name-proxy.log" "$TMP/$name-worker.log" >&2
         return 1
     fi
     # Warm-up: the first requests and jobs touch every page of the sessions.
