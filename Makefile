@@ -82,7 +82,7 @@ $(BUILD)/tandem: $(MAIN_OBJS) $(LIBS)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 # Unit tests mirror src/: tests/unit/LAYER/test_NAME.c builds $(BUILD)/tests/test_NAME.
-TEST_HDRS := tests/unit/test.h tests/unit/graph_build.h tests/unit/backend_run.h
+TEST_HDRS := tests/unit/test.h tests/unit/graph_build.h tests/unit/backend_run.h tests/unit/tiny_model.h
 define test_rule
 $$(BUILD)/tests/%: tests/unit/$(1)/%.c $$(TEST_HDRS) $$(LIBS)
 	@mkdir -p $$(dir $$@)
@@ -106,11 +106,15 @@ models: $(BUILD)/tandem
 unit-test: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "=== $$t"; $$t; done
 
-test: all $(TEST_BINS) test-models
+test: all $(TEST_BINS) test-models $(BUILD)/pace
 	BUILD=$(BUILD) tests/run_all.sh
 
-bench: all test-models
+bench: all test-models $(BUILD)/pace
 	BUILD=$(BUILD) bench/run.sh
+
+# The load generator of bench/service.sh (bench/pace.c says why it is C).
+$(BUILD)/pace: bench/pace.c
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(PKG_LIBS)
 
 fuzz:
 	BUILD=$(BUILD) fuzz/run.sh

@@ -10,8 +10,8 @@
 #   0. the models' compute (`tandem bench`, 1 engine thread, as the service
 #      runs them) and the image's decode + resize (`tandem classify --timing`).
 #   1. POST /predict raw dog.jpg, and base64 JSON, at a fixed 10 req/s
-#      (bench/service_pace.py: an open-loop pacer, because Debian's wrk has
-#      no fixed-rate mode), workers not running: raw p50 vs sync compute +
+#      ($BUILD/pace from bench/pace.c: an open-loop pacer, because Debian's
+#      wrk has no fixed-rate mode), workers not running: raw p50 vs sync compute +
 #      decode/resize + 1.5 ms; JSON p50 vs raw p50 + 0.5 ms.
 #   2. the same at the machine's limit (wrk, 2 threads, 4 connections):
 #      req/s and p50/p99, vs what the CPUs allow (CPUs / sync p50).
@@ -38,6 +38,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TANDEM=${TANDEM:-$BUILD/tandem}
+PACE=${PACE:-$BUILD/pace}
 TEST_DATA=${TEST_DATA:-data}
 DURATION=${DURATION:-20}
 JOBS=${JOBS:-60}
@@ -58,6 +59,7 @@ for f in "$TANDEM" "$SYNC_MODEL" "$ASYNC_MODEL" "$IMAGE"; do
     fi
 done
 command -v wrk >/dev/null || { echo "bench/service.sh: wrk not installed (make deps)" >&2; exit 1; }
+[ -x "$PACE" ] || { echo "bench/service.sh: $PACE missing (make $PACE)" >&2; exit 1; }
 own_table=0
 if [ -z "${BENCH_TABLE:-}" ]; then
     BENCH_TABLE=$TMP/table.tsv
@@ -120,9 +122,9 @@ echo
 echo "== 1. POST /predict at 10 req/s for ${DURATION} s ($n requests, $(stat -c %s "$IMAGE") B $(basename "$IMAGE"), no workers)"
 for kind in raw json; do
     if [ $kind = raw ]; then
-        r=$(bench/service_pace.py "$URL/predict" "$IMAGE" image/jpeg 10 "$n")
+        r=$("$PACE" "$URL/predict" "$IMAGE" image/jpeg 10 "$n")
     else
-        r=$(bench/service_pace.py "$URL/predict" "$TMP/body.json" application/json 10 "$n")
+        r=$("$PACE" "$URL/predict" "$TMP/body.json" application/json 10 "$n")
     fi
     p50=$(num p50_ms <<<"$r")
     p99=$(num p99_ms <<<"$r")
@@ -216,7 +218,7 @@ echo
 echo "== 4. POST /predict raw at 10 req/s for ${DURATION} s while 2 workers drain a backlog"
 backlog=$((DURATION * 40))
 enqueue_many "$backlog" "$IMAGE" busy
-r=$(bench/service_pace.py "$URL/predict" "$IMAGE" image/jpeg 10 "$n")
+r=$("$PACE" "$URL/predict" "$IMAGE" image/jpeg 10 "$n")
 left=$(rcli LLEN queue:jobs)
 p50=$(num p50_ms <<<"$r")
 p99=$(num p99_ms <<<"$r")

@@ -16,3 +16,10 @@ printf '\x01[1,2,{"a":null}]' >"$dir/json_array"
 printf '\x02\xff\xd8\xff\xe0\x00\x10JFIF' >"$dir/raw_jpeg"
 printf '\x03\x89PNG\r\n\x1a\n\x00\x00' >"$dir/raw_png"
 printf '\x07GIF89a' >"$dir/gif"
+# A base64 string long enough (>= 1024 characters) to be set aside while
+# jansson parses the rest, alone and beside others.
+big=$( (printf '\xff\xd8\xff\xe0'; head -c 1200 /dev/zero) | base64 -w0)
+printf '\x01{"image_data": "%s"}' "$big" >"$dir/json_big"
+printf '\x01{"other": "%s", "image_data": "%s", "callback_url": "http://h/"}' "$big" "$jpg" \
+    >"$dir/json_big_other"
+printf '\x01{"x": "\\"%s\\"", "image_data": ["%s"]}' "$big" "$big" >"$dir/json_big_escaped"

@@ -4,7 +4,9 @@
 #   scripts/deps.sh --test   that, plus what only the tests and benchmarks use:
 #                            clang (fuzzing), torchvision (test models), wrk,
 #                            chromium (browser test), python3-kubernetes (manifest
-#                            checks), bc and iproute2 (multi-host suite), and from
+#                            checks), bc and iproute2 (multi-host suite),
+#                            python3-fastapi, -uvicorn, -redis (the seed peer of
+#                            bench/seed.sh), and from
 #                            npm ONNX Runtime, playwright-core, kubernetes-models
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +14,7 @@ case "${1:-}" in
 --test) with_tests=1 ;;
 "") with_tests=0 ;;
 -h | --help)
-    sed -n '2,8p' "$0"
+    sed -n '2,10p' "$0"
     exit 0
     ;;
 *)
@@ -32,6 +34,7 @@ if [ "$with_tests" = 1 ]; then
     packages+=(
         clang libclang-rt-14-dev libomp-14-dev curl wrk bc iproute2 procps
         python3-torchvision python3-onnx python3-numpy python3-pil python3-yaml python3-kubernetes
+        python3-fastapi python3-uvicorn python3-redis
         chromium
     )
     # The machine image ships Node.js with its own npm; Debian's npm would clash with it.

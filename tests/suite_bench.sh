@@ -43,6 +43,38 @@ check "bench/table.py: header, one line per figure, met/missed counted" \
              grep -q '^another *| 3.00 *| <= 2 *| no' '$TMP/table.txt' &&
              grep -q '^1 targets met, 1 missed' '$TMP/table.txt'"
 
+# The load generator of bench/service.sh, against a server that counts bodies.
+PACE=${PACE:-$BUILD/pace}
+SPORT=$(free_port)
+cat >"$TMP/sink.py" <<'PY'
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        ok = body == open(sys.argv[2], "rb").read() and self.headers["Content-Type"] == "image/jpeg"
+        self.send_response(200 if ok else 400)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+PY
+start_bg sink /usr/bin/python3 "$TMP/sink.py" "$SPORT" "$TEST_DATA/images/dog.jpg"
+wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SPORT" 2>/dev/null
+"$PACE" "http://127.0.0.1:$SPORT/x" "$TEST_DATA/images/dog.jpg" image/jpeg 40 20 >"$TMP/pace.json"
+check "pace: 20 requests at 40/s, each body and type received whole ($(cat "$TMP/pace.json"))" \
+    /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); \
+        sys.exit(not (r['ok'] == 20 and r['codes'] == {'200': 20} and 0 < r['p50_ms'] <= r['p99_ms'] \
+                      and 30 <= r['rate'] <= 45))" "$TMP/pace.json"
+kill "$BG_PID" 2>/dev/null
+wait_until 10 bash -c "! exec 3<>/dev/tcp/127.0.0.1/$SPORT" 2>/dev/null
+"$PACE" "http://127.0.0.1:$SPORT/x" "$TEST_DATA/images/dog.jpg" image/jpeg 100 5 >"$TMP/pace.json"
+check "pace: a refused connection counts as an error, not a latency" \
+    /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); \
+        sys.exit(not (r['ok'] == 0 and r['errors'] == 5 and r['p50_ms'] is None))" "$TMP/pace.json"
+"$PACE" x y z 0 1 2>/dev/null
+check "pace: a bad rate exits 2" test $? -eq 2
+
 check "bench/soak.sh --help documents DURATION, RATE, KILL_EVERY" \
     bash -c "bench/soak.sh --help | grep -q DURATION && bench/soak.sh --help | grep -q KILL_EVERY &&
              bench/soak.sh --help | grep -q RATE"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The layering of src/ (tools/layers.py): no include or call cycles between
 # files, and every include and call points to the same or a lower layer
-# (common < engine < image < service < cli). The checker is first shown to
+# (common < engine < image < service < cli), and no layer includes the
+# engine's or the image library's private headers. The checker is first shown to
 # catch a cycle and an upward edge in a small tree of its own.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,12 @@ rc=$?
 check "checker exits 1 on a bad tree" test "$rc" -eq 1
 check "checker names the cycle" grep -q '^cycle: engine/a engine/b$' <<<"$out"
 check "checker names the upward include" grep -q '^upward: common/c (common) -> engine/a (engine)' <<<"$out"
-rm "$t/src/common/c.c"
+mkdir -p "$t/src/service"
+printf '#include "a.h"\n' >"$t/src/service/d.c"
+out=$($CHECK --root "$t" --no-calls 2>&1)
+check "checker names an include of the engine's private header" \
+    grep -q '^private: src/service/d.c includes src/engine/a.h' <<<"$out"
+rm "$t/src/common/c.c" "$t/src/service/d.c"
 printf '#include "b.h"\n' >"$t/src/engine/b.c"
 check "checker passes a clean tree" $CHECK --root "$t" --no-calls >/dev/null
 

@@ -11,6 +11,8 @@ header without a .c is a node of its own, include/tandem/NAME.h is the node
            or with --no-calls).
 The layers, bottom up: common < engine < image < service < cli. An edge may
 stay in its layer or go down; a cycle between nodes is an error in any layer.
+The libraries' own headers (src/engine/*.h, src/image/*.h) are private: the
+layers above reach them through include/tandem/ only.
 Exit status 1 with a list of the cycles and upward edges, 0 when clean.
 --dot prints the graph (Graphviz) instead of checking it; --layers limits
 the report to problems that start in the given layers.
@@ -25,6 +27,8 @@ import sys
 LAYERS = ["common", "engine", "image", "service", "cli"]
 # Public headers and the layer that owns them.
 PUBLIC = {"engine.h": "engine", "image.h": "image", "classifier.h": "image"}
+# Layers whose headers under src/ nobody else may include.
+PRIVATE = {"engine", "image"}
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
@@ -78,6 +82,21 @@ def include_edges(root, files):
             if a != b:
                 edges.setdefault((a, b), []).append("%s includes %s" % (f, m.group(1)))
     return edges
+
+
+def private_includes(root, files):
+    """#include lines that reach into a library layer's private headers from outside it."""
+    out = []
+    for f in files:
+        with open(os.path.join(root, f), encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        for m in INCLUDE_RE.finditer(text):
+            target = resolve(root, f, m.group(1))
+            if target is None or not target.startswith("src/"):
+                continue
+            if layer_of(target) in PRIVATE and layer_of(target) != layer_of(f):
+                out.append((f, target))
+    return out
 
 
 def nm_symbols(obj):
@@ -221,6 +240,10 @@ def main():
         if nodes[a] in checked and rank[nodes[b]] > rank[nodes[a]]:
             problems += 1
             print("upward: %s (%s) -> %s (%s): %s" % (a, nodes[a], b, nodes[b], edges[(a, b)][0]))
+    for f, target in private_includes(root, files):
+        if layer_of(f) in checked:
+            problems += 1
+            print("private: %s includes %s (use include/tandem/)" % (f, target))
     if problems:
         print("%d layering problem(s) in %d nodes, %d edges" % (problems, len(nodes), len(edges)))
         return 1

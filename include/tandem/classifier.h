@@ -90,6 +90,24 @@ int tdm_classifier_run(tdm_classifier *c, int k, tdm_label_score *top, char *err
 int tdm_classifier_classify(tdm_classifier *c, const void *data, size_t len, int k,
                             tdm_label_score *top, char *err, size_t errlen);
 
+/* Batches: several images in one run. tdm_classifier_set_batch plans
+ * sessions for the powers of two up to max (they share the model's converted
+ * weights; each has its own activations), and *allowed is the most images a
+ * run may then take: max, or 1 when the model's input fixes its batch (err
+ * then says so; not an error). Images go into slots 0..*allowed-1 (slot 0
+ * is the image of tdm_classifier_set_image); a run of n slots is split into
+ * power-of-two sessions, largest first (7 = 4 + 2 + 1), so no session runs
+ * on padding; then each slot's top-k is read on its own. */
+int tdm_classifier_set_batch(tdm_classifier *c, int max, int *allowed, char *err, size_t errlen);
+/* The image of one slot (0 <= slot < *allowed); a failure leaves it empty. */
+int tdm_classifier_set_image_at(tdm_classifier *c, int slot, const void *data, size_t len,
+                                char *err, size_t errlen);
+/* Runs the model on slots 0..n-1, each of which must hold an image. */
+int tdm_classifier_run_batch(tdm_classifier *c, int n, char *err, size_t errlen);
+/* The k best classes of a slot of the last run, as tdm_classifier_run. */
+int tdm_classifier_topk_at(tdm_classifier *c, int slot, int k, tdm_label_score *top, char *err,
+                           size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

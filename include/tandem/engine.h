@@ -114,6 +114,21 @@ int tdm_model_input(const tdm_model *model, int i, tdm_tensor_info *out);
 int tdm_model_output(const tdm_model *model, int i, tdm_tensor_info *out);
 const tdm_options *tdm_model_options(const tdm_model *model);
 
+/* Where the values of output i come from, read off the optimised graph by
+ * walking back through ops that do not change values (reshapes, casts,
+ * quantisation round trips). */
+typedef struct tdm_output_origin {
+    int softmax;   /* a Softmax wrote them: they are probabilities */
+    int quantised; /* a per-tensor QuantizeLinear wrote them, and then */
+    float scale;   /* value = (q - zero_point) * scale */
+    int zero_point;
+} tdm_output_origin;
+
+/* TDM_ERR_UNSUPPORTED when output i is written by a QuantizeLinear whose
+ * scale and zero point are not per-tensor constants. */
+int tdm_model_output_origin(const tdm_model *model, int i, tdm_output_origin *out, char *err,
+                            size_t errlen);
+
 /* Plans a session for a batch size (>= 1): shapes, buffers and kernels are
  * fixed here so that tdm_session_run() allocates nothing. */
 int tdm_session_create(tdm_model *model, int batch, tdm_session **out, char *err, size_t errlen);

@@ -290,3 +290,79 @@ const tdm_options *tdm_model_options(const tdm_model *model)
 {
     return model ? &model->opt : NULL;
 }
+
+/* One float or 8-bit value of a constant tensor's first element. */
+static int const_scalar(const graph *g, int t, double *out)
+{
+    if (t < 0) return -1;
+    const graph_tensor *c = &g->tensors[t];
+    if (!c->data || graph_tensor_numel(c) != 1) return -1;
+    switch (c->dtype) {
+    case TDM_DTYPE_FLOAT:
+        *out = *(const float *)c->data;
+        return 0;
+    case TDM_DTYPE_UINT8:
+        *out = *(const uint8_t *)c->data;
+        return 0;
+    case TDM_DTYPE_INT8:
+        *out = *(const int8_t *)c->data;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* Ops through which a value reaches the output unchanged, as far as the
+ * output's meaning goes. */
+static int passes_values(graph_op op)
+{
+    switch (op) {
+    case OP_QUANTIZELINEAR:
+    case OP_DEQUANTIZELINEAR:
+    case OP_FAKEQUANT:
+    case OP_RESHAPE:
+    case OP_FLATTEN:
+    case OP_SQUEEZE:
+    case OP_UNSQUEEZE:
+    case OP_IDENTITY:
+    case OP_DROPOUT:
+    case OP_CAST:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int tdm_model_output_origin(const tdm_model *model, int i, tdm_output_origin *out, char *err,
+                            size_t errlen)
+{
+    if (!model || !out || i < 0 || i >= model->g->noutputs)
+        return fail(err, errlen, TDM_ERR_INVALID, "no output %d", i);
+    const graph *g = model->g;
+    memset(out, 0, sizeof *out);
+    int t = g->outputs[i];
+    for (int hops = 0; t >= 0 && hops < g->nnodes; hops++) {
+        int p = g->tensors[t].producer;
+        if (p < 0) break;
+        const graph_node *n = &g->nodes[p];
+        if (n->op == OP_SOFTMAX) {
+            out->softmax = 1;
+            break;
+        }
+        /* Only the last quantisation step decides what the output's integers mean. */
+        if (hops == 0 && n->op == OP_QUANTIZELINEAR) {
+            double scale, zp = 0;
+            if (const_scalar(g, n->inputs[1], &scale) || !(scale > 0) ||
+                (n->ninputs > 2 && n->inputs[2] >= 0 && const_scalar(g, n->inputs[2], &zp)))
+                return fail(err, errlen, TDM_ERR_UNSUPPORTED,
+                            "the quantised output '%s' has no per-tensor constant scale and "
+                            "zero point",
+                            g->tensors[t].name);
+            out->quantised = 1;
+            out->scale = (float)scale;
+            out->zero_point = (int)zp;
+        }
+        t = passes_values(n->op) ? n->inputs[0] : -1;
+    }
+    return 0;
+}

@@ -5,7 +5,7 @@
  * give the same label everywhere.
  *
  * What the model's output means is read off the optimised graph once, at
- * open: walking back from the output through ops that do not change values
+ * open (tdm_model_output_origin): walking back from the output through ops that do not change values
  * (reshapes, casts, quantisation round trips), a Softmax means probabilities;
  * anything else means logits, to which softmax is applied here. An 8-bit
  * output must come from a per-tensor QuantizeLinear, whose scale and zero
@@ -22,10 +22,11 @@
 #include <string.h>
 
 #include "image_internal.h"
-#include "session.h"
 
 /* Outputs wider than this are not class scores. */
 #define CLASSIFIER_MAX_CLASSES (1 << 24)
+/* Sessions of batch 1, 2, 4, ... 2^(CLASSIFIER_SESSIONS-1). */
+#define CLASSIFIER_SESSIONS 8
 
 /* What every handle on one model shares; immutable after open. */
 struct classifier_model {
@@ -41,13 +42,18 @@ struct classifier_model {
     int zero_point;
 };
 
+enum { SLOT_EMPTY, SLOT_IMAGE, SLOT_RESULT };
+
+/* Slot i's input is in + i * in_len, its output out + i * out_len, so a
+ * session of batch b runs on b consecutive slots in place. */
 struct tdm_classifier {
     struct classifier_model *m;
-    tdm_session *session;
+    tdm_session *sessions[CLASSIFIER_SESSIONS]; /* [i]: batch 1 << i, NULL until planned */
+    int nslots;
+    unsigned char *slot; /* SLOT_* of each slot */
     void *in, *out;
-    size_t in_len, out_len;
-    float *prob; /* nclasses probabilities of the last run */
-    int has_image;
+    size_t in_len, out_len; /* of one image */
+    float *prob;            /* nclasses probabilities of the slot read last */
 };
 
 static int fail(char *err, size_t errlen, int status, const char *fmt, ...)
@@ -84,72 +90,19 @@ static void model_release(struct classifier_model *m)
     free(m);
 }
 
-/* One float or 8-bit value of a constant tensor's first element. */
-static int const_scalar(const graph *g, int t, double *out)
-{
-    if (t < 0) return -1;
-    const graph_tensor *c = &g->tensors[t];
-    if (!c->data || graph_tensor_numel(c) != 1) return -1;
-    switch (c->dtype) {
-    case TDM_DTYPE_FLOAT:
-        *out = *(const float *)c->data;
-        return 0;
-    case TDM_DTYPE_UINT8:
-        *out = *(const uint8_t *)c->data;
-        return 0;
-    case TDM_DTYPE_INT8:
-        *out = *(const int8_t *)c->data;
-        return 0;
-    default:
-        return -1;
-    }
-}
-
 /* Reads the output's meaning off the graph (see the top of this file). */
 static int read_output(struct classifier_model *m, char *err, size_t errlen)
 {
-    const graph *g = m->model->g;
-    int t = g->outputs[0];
-    int first = 1;
-    m->scores = TDM_SCORES_SOFTMAX;
-    for (int hops = 0; t >= 0 && hops < g->nnodes; hops++) {
-        int p = g->tensors[t].producer;
-        if (p < 0) break;
-        const graph_node *n = &g->nodes[p];
-        if (n->op == OP_SOFTMAX) {
-            m->scores = TDM_SCORES_PROBABILITIES;
-            break;
-        }
-        if (first && n->op == OP_QUANTIZELINEAR) {
-            double scale, zp = 0;
-            if (const_scalar(g, n->inputs[1], &scale) || !(scale > 0) ||
-                (n->ninputs > 2 && n->inputs[2] >= 0 && const_scalar(g, n->inputs[2], &zp)))
-                return fail(err, errlen, TDM_ERR_UNSUPPORTED,
-                            "%s: the quantised output '%s' has no per-tensor constant scale and "
-                            "zero point, so its scores cannot be read as numbers",
-                            m->name, g->tensors[t].name);
-            m->quantised = 1;
-            m->scale = (float)scale;
-            m->zero_point = (int)zp;
-        }
-        first = 0;
-        switch (n->op) {
-        case OP_QUANTIZELINEAR:
-        case OP_DEQUANTIZELINEAR:
-        case OP_FAKEQUANT:
-        case OP_RESHAPE:
-        case OP_FLATTEN:
-        case OP_SQUEEZE:
-        case OP_UNSQUEEZE:
-        case OP_IDENTITY:
-        case OP_DROPOUT:
-        case OP_CAST:
-            t = n->inputs[0];
-            continue;
-        default:
-            t = -1;
-        }
-    }
+    tdm_output_origin o;
+    char inner[300];
+    int rc = tdm_model_output_origin(m->model, 0, &o, inner, sizeof inner);
+    if (rc)
+        return fail(err, errlen, rc, "%s: %s, so its scores cannot be read as numbers", m->name,
+                    inner);
+    m->scores = o.softmax ? TDM_SCORES_PROBABILITIES : TDM_SCORES_SOFTMAX;
+    m->quantised = o.quantised;
+    m->scale = o.scale;
+    m->zero_point = o.zero_point;
     if ((m->out_dtype == TDM_DTYPE_UINT8 || m->out_dtype == TDM_DTYPE_INT8) && !m->quantised)
         return fail(err, errlen, TDM_ERR_UNSUPPORTED,
                     "%s: the %s output does not come from a QuantizeLinear, so its scores "
@@ -186,15 +139,16 @@ static int handle_new(struct classifier_model *m, tdm_classifier **out, char *er
     int rc;
     if (!c) return fail(err, errlen, TDM_ERR_NOMEM, "out of memory");
     c->m = m;
-    rc = tdm_session_create(m->model, 1, &c->session, err, errlen);
+    c->nslots = 1;
+    rc = tdm_session_create(m->model, 1, &c->sessions[0], err, errlen);
     if (rc) goto out;
-    rc = tdm_session_output_info(c->session, &oi);
+    rc = tdm_session_output_info(c->sessions[0], &oi);
     if (rc) {
         fail(err, errlen, rc, "%s: no output description", m->name);
         goto out;
     }
-    c->in_len = tdm_session_input_bytes(c->session);
-    c->out_len = tdm_session_output_bytes(c->session);
+    c->in_len = tdm_session_input_bytes(c->sessions[0]);
+    c->out_len = tdm_session_output_bytes(c->sessions[0]);
     size_t esize = tdm_dtype_size(oi.dtype);
     if (oi.dtype != TDM_DTYPE_FLOAT && oi.dtype != TDM_DTYPE_UINT8 && oi.dtype != TDM_DTYPE_INT8) {
         rc = fail(err, errlen, TDM_ERR_UNSUPPORTED, "%s: output '%s' is %s, not class scores",
@@ -219,7 +173,9 @@ static int handle_new(struct classifier_model *m, tdm_classifier **out, char *er
     c->in = malloc(c->in_len);
     c->out = malloc(c->out_len);
     c->prob = malloc(sizeof *c->prob * n);
-    if (!c->in || !c->out || !c->prob) rc = fail(err, errlen, TDM_ERR_NOMEM, "out of memory");
+    c->slot = calloc(1, 1);
+    if (!c->in || !c->out || !c->prob || !c->slot)
+        rc = fail(err, errlen, TDM_ERR_NOMEM, "out of memory");
 out:
     if (rc) {
         c->m = NULL;
@@ -293,7 +249,9 @@ int tdm_classifier_share(tdm_classifier *c, tdm_classifier **out, char *err, siz
 void tdm_classifier_close(tdm_classifier *c)
 {
     if (!c) return;
-    tdm_session_free(c->session);
+    for (int i = 0; i < CLASSIFIER_SESSIONS; i++)
+        tdm_session_free(c->sessions[i]);
+    free(c->slot);
     free(c->in);
     free(c->out);
     free(c->prob);
@@ -313,27 +271,117 @@ void tdm_classifier_get_info(const tdm_classifier *c, tdm_classifier_info *out)
     out->pp = &m->pp;
 }
 
-int tdm_classifier_set_image(tdm_classifier *c, const void *data, size_t len, char *err,
-                             size_t errlen)
+int tdm_classifier_set_image_at(tdm_classifier *c, int slot, const void *data, size_t len,
+                                char *err, size_t errlen)
 {
-    c->has_image = 0;
-    int rc = tdm_image_to_input(data, len, &c->m->pp, c->in, c->in_len, err, errlen);
-    if (!rc) c->has_image = 1;
+    if (!c || slot < 0 || slot >= c->nslots)
+        return fail(err, errlen, TDM_ERR_INVALID, "no slot %d (the batch holds %d)", slot,
+                    c ? c->nslots : 0);
+    c->slot[slot] = SLOT_EMPTY;
+    int rc = tdm_image_to_input(data, len, &c->m->pp, (char *)c->in + (size_t)slot * c->in_len,
+                                c->in_len, err, errlen);
+    if (!rc) c->slot[slot] = SLOT_IMAGE;
     return rc;
 }
 
-/* The output row as probabilities in c->prob. */
-static void to_probabilities(tdm_classifier *c)
+int tdm_classifier_set_image(tdm_classifier *c, const void *data, size_t len, char *err,
+                             size_t errlen)
+{
+    return tdm_classifier_set_image_at(c, 0, data, len, err, errlen);
+}
+
+int tdm_classifier_set_batch(tdm_classifier *c, int max, int *allowed, char *err, size_t errlen)
+{
+    tdm_tensor_info ii;
+    int rc = 0;
+    if (!c || !allowed || max < 1 || max > 1 << (CLASSIFIER_SESSIONS - 1))
+        return fail(err, errlen, TDM_ERR_INVALID, "a batch is 1 to %d images",
+                    1 << (CLASSIFIER_SESSIONS - 1));
+    if (err && errlen) err[0] = '\0';
+    rc = tdm_model_input(c->m->model, 0, &ii);
+    if (rc) return fail(err, errlen, rc, "%s: no input description", c->m->name);
+    if (max > 1 && (ii.rank < 1 || ii.dims[0] >= 0)) {
+        fail(err, errlen, 0, "%s: its input '%s' fixes the batch to %lld", c->m->name,
+             ii.name ? ii.name : "?", ii.rank < 1 ? 1LL : (long long)ii.dims[0]);
+        max = 1;
+    }
+    void *in = realloc(c->in, (size_t)max * c->in_len);
+    if (in) c->in = in;
+    void *out = realloc(c->out, (size_t)max * c->out_len);
+    if (out) c->out = out;
+    unsigned char *slot = realloc(c->slot, (size_t)max);
+    if (slot) c->slot = slot;
+    if (!in || !out || !slot) return fail(err, errlen, TDM_ERR_NOMEM, "out of memory");
+    for (int i = c->nslots; i < max; i++)
+        c->slot[i] = SLOT_EMPTY;
+    c->nslots = max;
+    for (int i = 1; i < CLASSIFIER_SESSIONS && !rc; i++) {
+        int b = 1 << i;
+        if (b > max) {
+            tdm_session_free(c->sessions[i]);
+            c->sessions[i] = NULL;
+            continue;
+        }
+        if (c->sessions[i]) continue;
+        rc = tdm_session_create(c->m->model, b, &c->sessions[i], err, errlen);
+        if (!rc && (tdm_session_input_bytes(c->sessions[i]) != (size_t)b * c->in_len ||
+                    tdm_session_output_bytes(c->sessions[i]) != (size_t)b * c->out_len))
+            rc = fail(err, errlen, TDM_ERR_UNSUPPORTED,
+                      "%s: a batch of %d does not take %d inputs and give %d outputs", c->m->name,
+                      b, b, b);
+    }
+    /* The new sessions took the plain weights back (see tdm_model_trim). */
+    tdm_model_trim(c->m->model, NULL);
+    if (rc) {
+        /* Back to what batch 1 needs; the buffers stay large enough. */
+        for (int i = 1; i < CLASSIFIER_SESSIONS; i++) {
+            tdm_session_free(c->sessions[i]);
+            c->sessions[i] = NULL;
+        }
+        c->nslots = 1;
+        return rc;
+    }
+    *allowed = max;
+    return 0;
+}
+
+int tdm_classifier_run_batch(tdm_classifier *c, int n, char *err, size_t errlen)
+{
+    if (!c || n < 1 || n > c->nslots)
+        return fail(err, errlen, TDM_ERR_INVALID, "a run of %d slots (the batch holds %d)", n,
+                    c ? c->nslots : 0);
+    for (int i = 0; i < n; i++)
+        if (c->slot[i] == SLOT_EMPTY)
+            return fail(err, errlen, TDM_ERR_INVALID, "slot %d has no image", i);
+    for (int off = 0; off < n;) {
+        int i = CLASSIFIER_SESSIONS - 1;
+        while (!c->sessions[i] || 1 << i > n - off)
+            i--;
+        int b = 1 << i;
+        int rc = tdm_session_run(c->sessions[i], (char *)c->in + (size_t)off * c->in_len,
+                                 (size_t)b * c->in_len, (char *)c->out + (size_t)off * c->out_len,
+                                 (size_t)b * c->out_len);
+        if (rc) return fail(err, errlen, rc, "%s", tdm_session_error(c->sessions[i]));
+        off += b;
+    }
+    for (int i = 0; i < n; i++)
+        c->slot[i] = SLOT_RESULT;
+    return 0;
+}
+
+/* The output row of a slot as probabilities in c->prob. */
+static void to_probabilities(tdm_classifier *c, int slot)
 {
     const struct classifier_model *m = c->m;
+    const char *row = (const char *)c->out + (size_t)slot * c->out_len;
     int n = m->nclasses;
     for (int i = 0; i < n; i++) {
         if (m->out_dtype == TDM_DTYPE_FLOAT)
-            c->prob[i] = ((const float *)c->out)[i];
+            c->prob[i] = ((const float *)row)[i];
         else if (m->out_dtype == TDM_DTYPE_UINT8)
-            c->prob[i] = (float)(((const uint8_t *)c->out)[i] - m->zero_point) * m->scale;
+            c->prob[i] = (float)(((const uint8_t *)row)[i] - m->zero_point) * m->scale;
         else
-            c->prob[i] = (float)(((const int8_t *)c->out)[i] - m->zero_point) * m->scale;
+            c->prob[i] = (float)(((const int8_t *)row)[i] - m->zero_point) * m->scale;
     }
     if (m->scores != TDM_SCORES_SOFTMAX) return;
     float max = -INFINITY;
@@ -348,14 +396,23 @@ static void to_probabilities(tdm_classifier *c)
         c->prob[i] = (float)(c->prob[i] / sum);
 }
 
+int tdm_classifier_topk_at(tdm_classifier *c, int slot, int k, tdm_label_score *top, char *err,
+                           size_t errlen)
+{
+    if (!c || !top || k < 1 || slot < 0 || slot >= c->nslots)
+        return fail(err, errlen, TDM_ERR_INVALID, "bad arguments");
+    if (c->slot[slot] != SLOT_RESULT)
+        return fail(err, errlen, TDM_ERR_INVALID, "slot %d has no result", slot);
+    to_probabilities(c, slot);
+    return tdm_topk(&c->m->pp, c->prob, TDM_DTYPE_FLOAT, c->m->nclasses, k, top);
+}
+
 int tdm_classifier_run(tdm_classifier *c, int k, tdm_label_score *top, char *err, size_t errlen)
 {
     if (!c || !top || k < 1) return fail(err, errlen, TDM_ERR_INVALID, "bad arguments");
-    if (!c->has_image) return fail(err, errlen, TDM_ERR_INVALID, "no image set");
-    int rc = tdm_session_run(c->session, c->in, c->in_len, c->out, c->out_len);
-    if (rc) return fail(err, errlen, rc, "%s", tdm_session_error(c->session));
-    to_probabilities(c);
-    return tdm_topk(&c->m->pp, c->prob, TDM_DTYPE_FLOAT, c->m->nclasses, k, top);
+    if (c->slot[0] == SLOT_EMPTY) return fail(err, errlen, TDM_ERR_INVALID, "no image set");
+    int rc = tdm_classifier_run_batch(c, 1, err, errlen);
+    return rc ? rc : tdm_classifier_topk_at(c, 0, k, top, err, errlen);
 }
 
 int tdm_classifier_classify(tdm_classifier *c, const void *data, size_t len, int k,

@@ -76,6 +76,12 @@ typedef struct api_image {
     size_t len;
     unsigned char *owned; /* the decoded copy when the body was JSON, else NULL */
     char *callback_url;   /* a JSON body's "callback_url" (unchecked), else NULL */
+    /* The base64 the body carried, when it is exactly codec_b64_encode's text
+     * of data (what the proxy stores in Redis, so it need not encode it
+     * again): into body, or into b64_owned; else NULL. */
+    const char *b64;
+    size_t b64_len;
+    char *b64_owned;
 } api_image;
 
 void api_image_clear(api_image *img);
@@ -85,9 +91,17 @@ void api_image_clear(api_image *img);
  * Content-Type image/jpeg, image/png or application/octet-stream. Without a
  * Content-Type the body is recognised by its first byte. The image must
  * start like a JPEG or a PNG; whether it decodes is the engine's business.
- * For raw bodies out->data points into body, which must outlive out. */
+ * For raw bodies out->data, and out->b64 for JSON ones, may point into body,
+ * which must outlive out. */
 int api_parse_predict(const char *content_type, const void *body, size_t len, api_image *out,
                       char *err, size_t errlen);
+
+/* The JSON body alone, as api_parse_predict takes it. set_aside 1 lets
+ * jansson parse the body with its big base64 string set aside (api.c says
+ * why that gives the same answer); 0 has jansson read all of it: for the
+ * tests and the fuzzer, which check that both give the same answer. */
+int api_parse_json_body(const char *body, size_t len, int set_aside, api_image *out, char *err,
+                        size_t errlen);
 
 /* ---- answers (each returns a malloc'd NUL-terminated JSON text, or NULL
  * when out of memory) ---- */

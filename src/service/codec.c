@@ -11,10 +11,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The 6-bit value of a character of the standard alphabet (-1 for others). */
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
 /* Padded standard base64 with nothing else in it, by OpenSSL; 0 for anything
  * else (EVP_DecodeBlock alone would take whitespace at either end and '='
- * inside). buf holds at least len / 4 * 3 bytes. */
-static int b64_decode_plain(const char *text, size_t len, unsigned char *buf, size_t *out_len)
+ * inside). buf holds at least len / 4 * 3 bytes. *canonical: 1 when the bits
+ * the padding leaves over are zero too, so that the text is exactly what
+ * codec_b64_encode gives for the decoded bytes. */
+static int b64_decode_plain(const char *text, size_t len, unsigned char *buf, size_t *out_len,
+                            int *canonical)
 {
     if (len == 0 || len % 4 || len > INT_MAX) return 0;
     size_t pad = text[len - 1] != '=' ? 0 : text[len - 2] != '=' ? 1 : 2;
@@ -22,12 +34,21 @@ static int b64_decode_plain(const char *text, size_t len, unsigned char *buf, si
     int n = EVP_DecodeBlock(buf, (const unsigned char *)text, (int)len);
     if (n < 0 || (size_t)n != len / 4 * 3) return 0;
     *out_len = (size_t)n - pad;
+    *canonical = pad == 0 || (b64_value(text[len - 1 - pad]) & (pad == 1 ? 3 : 15)) == 0;
     return 1;
 }
 
 int codec_b64_decode(const char *text, size_t len, unsigned char **out, size_t *out_len, char *err,
                      size_t errlen)
 {
+    return codec_b64_decode_ex(text, len, out, out_len, NULL, err, errlen);
+}
+
+int codec_b64_decode_ex(const char *text, size_t len, unsigned char **out, size_t *out_len,
+                        int *canonical, char *err, size_t errlen)
+{
+    int canon = 0;
+    if (canonical) *canonical = 0;
     static const int variants[] = {
         sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
         sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
@@ -37,8 +58,9 @@ int codec_b64_decode(const char *text, size_t len, unsigned char **out, size_t *
         snprintf(err, errlen, "out of memory decoding %zu bytes of base64", len);
         return CODEC_ERR_NOMEM;
     }
-    if (b64_decode_plain(text, len, buf, out_len)) {
+    if (b64_decode_plain(text, len, buf, out_len, &canon)) {
         *out = buf;
+        if (canonical) *canonical = canon;
         return CODEC_OK;
     }
     /* Padded standard base64 is what nearly every client sends; the other

@@ -33,6 +33,13 @@ typedef enum {
  * where bad input stops the decoder. */
 int codec_b64_decode(const char *text, size_t len, unsigned char **out, size_t *out_len, char *err,
                      size_t errlen);
+/* The same; *canonical is set to 1 when text is exactly what
+ * codec_b64_encode gives for the decoded bytes (padded standard base64 in one
+ * piece, the bits left over by the padding zero), so whoever stores the
+ * image's base64 can keep the text instead of encoding it again; 0 otherwise
+ * (and on failure). */
+int codec_b64_decode_ex(const char *text, size_t len, unsigned char **out, size_t *out_len,
+                        int *canonical, char *err, size_t errlen);
 /* Standard base64 with padding, NUL-terminated; NULL if out of memory. */
 char *codec_b64_encode(const void *data, size_t len, size_t *out_len);
 

@@ -110,6 +110,8 @@ static const struct opt opts[] = {
      "backlog above which new jobs are refused (0: no bound)"},
     {"MAX_ATTEMPTS", OPT_INT, "3", 1, 100, FIELD(max_attempts), W | U,
      "tries per job before it is failed and dead-lettered"},
+    {"BATCH_MAX", OPT_INT, "1", 1, 32, FIELD(batch_max), W | U,
+     "jobs a worker takes from a backlog and runs as one batch (1: one at a time)"},
     {"HEARTBEAT_TTL", OPT_INT, "10", 2, 3600, FIELD(heartbeat_ttl), W | U,
      "seconds a silent worker counts as alive"},
     {"SSE_MAX_STREAMS", OPT_INT, "256", 1, 65536, FIELD(sse_max_streams), P | U,

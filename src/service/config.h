@@ -70,6 +70,7 @@ struct config {
     long long png_max_cache;  /* PNG_MAX_CHUNK_CACHE */
     long long max_queue;      /* MAX_QUEUE; 0 = unbounded */
     int max_attempts;         /* MAX_ATTEMPTS */
+    int batch_max;            /* BATCH_MAX: jobs one worker runs as one batch */
     int heartbeat_ttl;        /* HEARTBEAT_TTL, seconds */
     int sse_max_streams;      /* SSE_MAX_STREAMS */
     int sse_heartbeat_s;      /* SSE_HEARTBEAT_S */

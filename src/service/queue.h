@@ -6,7 +6,9 @@
  *   queue:jobs          list    job ids (the name is QUEUE_NAME); the proxy LPUSHes,
  *                               workers BLMOVE from the RIGHT
  *   image:{id}          string  base64 of the image file, EX job_ttl; deleted when the job
- *                               is done (or its TTL cut to image_keep_s, IMAGE_KEEP_DONE)
+ *                               is done (or its TTL cut to image_keep_s, IMAGE_KEEP_DONE);
+ *                               EX QUEUE_STAGE_TTL_S while the proxy computes, before its job
+ *                               exists (queue_create_begin)
  *   result:{id}         string  the async label, EX job_ttl
  *   job:{id}            hash    status queued|running|done|failed|expired, attempts,
  *                               deaths (workers that died while running it), error,
@@ -17,7 +19,7 @@
  *                               webhook_attempts, webhook_error; EX job_ttl
  *   done:{id}           list    one element once the job is final (done, failed, expired);
  *                               what GET /job/{id}?wait= blocks on; EX 60 s
- *   processing:{worker} list    the job a worker holds (reliable-queue pattern)
+ *   processing:{worker} list    the jobs a worker holds: one, or a batch (reliable-queue pattern)
  *   worker:{worker}     string  heartbeat, EX heartbeat_ttl
  *   workers             set     worker ids known to be running or to have run
  *   queue:dead          list    ids of jobs given up (max_attempts failures, max_deaths
@@ -148,8 +150,8 @@ int queue_id_valid(const char *id);
 /* ---- proxy side ---- */
 
 typedef struct queue_new_job {
-    const char *image_b64; /* base64 of the image file (the seed's image:{id} value) */
-    size_t image_b64_len;
+    const char *image_b64; /* base64 of the image file (the seed's image:{id} value): */
+    size_t image_b64_len;  /* its length (image_b64 need not be NUL-terminated) */
     const char *sync_label; /* may be NULL */
     const char *sync_model; /* may be NULL */
     const char *sync_top5;  /* JSON text, may be NULL */
@@ -161,6 +163,28 @@ typedef struct queue_new_job {
 /* Reserves a fresh random id and, atomically, stores image, status record and
  * LPUSHes the id. id_out receives id_len characters and a NUL. */
 int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id_cap);
+
+/* queue_create_job in two steps, so that the image travels while the caller
+ * computes the sync fields: queue_create_begin picks the id and sends
+ * SET image:{id} NX EX QUEUE_STAGE_TTL_S without waiting for the answer;
+ * queue_create_finish (job now with its sync fields; image, id_len,
+ * max_backlog and callback_url as given to begin) reads that answer and
+ * makes the image a job in one script (deleting it when the queue is full),
+ * with the outcomes of queue_create_job, which it falls back to when the
+ * image could not be set aside (the id taken, Redis away when begin ran).
+ * Between the two nothing else may use q; a caller that will not finish
+ * calls queue_create_abandon, which reads the answer and deletes the image.
+ * An image whose proxy died in between expires after QUEUE_STAGE_TTL_S. */
+#define QUEUE_STAGE_TTL_S 60
+typedef struct queue_staged {
+    int sent; /* 1 while the SET's answer is unread */
+    char id[QUEUE_ID_MAX + 1];
+} queue_staged;
+
+void queue_create_begin(queue *q, const queue_new_job *job, queue_staged *st);
+int queue_create_finish(queue *q, const queue_new_job *job, queue_staged *st, char *id_out,
+                        size_t id_cap);
+void queue_create_abandon(queue *q, queue_staged *st);
 
 typedef struct queue_job {
     char status[16]; /* queued|running|done|failed|expired; "done" for a seed-style
@@ -255,6 +279,18 @@ typedef struct queue_start {
 int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
                     queue_start *out);
 void queue_start_clear(queue_start *s);
+
+/* A batch: after queue_take gave ids[0], moves up to max - 1 more ids from
+ * the queue into processing:{worker} without blocking and starts every job
+ * of the batch as queue_job_start does, ids[0] included, in one atomic step.
+ * *n = 0 when ids[0] is to run alone (queue_job_start then): a job whose
+ * worker died while running it (so one that kills workers cannot count
+ * deaths against others), or keys of another type. The batch also stops
+ * before such a job or an entry that is no job id. Otherwise ids[0..*n) and
+ * starts[0..*n) are the jobs taken, in queue order, each to be freed with
+ * queue_start_clear (also when an error is returned: *n says how many). */
+int queue_take_more(queue *q, const char *worker, int max_attempts, int max,
+                    char (*ids)[QUEUE_ID_MAX + 1], queue_start *starts, int *n);
 
 typedef struct queue_result {
     const char *label;

@@ -20,10 +20,13 @@
 #include "log.h"
 #include "sentinel.h"
 
+#include <errno.h>
+#include <hiredis/sds.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define BACKOFF_MIN_MS 100
@@ -183,21 +186,21 @@ int qi_ensure_connected(queue *q)
     return 0;
 }
 
-/* Runs one command; on success *out is a non-error reply the caller frees. */
-int qi_command(queue *q, int argc, const char **argv, const size_t *lens, redisReply **out)
+static int connection_lost(queue *q)
 {
-    int rc = qi_ensure_connected(q);
-    if (rc) return rc;
-    redisReply *r = redisCommandArgv(q->c, argc, argv, lens);
-    if (!r) {
-        qi_fail(q, QUEUE_ERR_IO, "redis %s: %s", q->endpoint,
-                q->c->errstr[0] ? q->c->errstr : "connection lost");
-        drop_connection(q);
-        /* The next call retries at once: a single broken connection (e.g.
-         * Redis restarted) should not cost a back-off delay. */
-        q->next_try_ms = 0;
-        return QUEUE_ERR_IO;
-    }
+    qi_fail(q, QUEUE_ERR_IO, "redis %s: %s", q->endpoint,
+            q->c->errstr[0] ? q->c->errstr : "connection lost");
+    drop_connection(q);
+    /* The next call retries at once: a single broken connection (e.g.
+     * Redis restarted) should not cost a back-off delay. */
+    q->next_try_ms = 0;
+    return QUEUE_ERR_IO;
+}
+
+/* What qi_command makes of a reply (NULL: the connection broke). */
+static int take_reply(queue *q, redisReply *r, redisReply **out)
+{
+    if (!r) return connection_lost(q);
     if (r->type == REDIS_REPLY_ERROR) {
         /* A master demoted by a failover: find the new one, at once. At
          * maxmemory with noeviction Redis refuses writes with "-OOM ..."
@@ -214,6 +217,43 @@ int qi_command(queue *q, int argc, const char **argv, const size_t *lens, redisR
     }
     *out = r;
     return 0;
+}
+
+/* Runs one command; on success *out is a non-error reply the caller frees. */
+int qi_command(queue *q, int argc, const char **argv, const size_t *lens, redisReply **out)
+{
+    int rc = qi_ensure_connected(q);
+    if (rc) return rc;
+    return take_reply(q, redisCommandArgv(q->c, argc, argv, lens), out);
+}
+
+int qi_send(queue *q, int argc, const char **argv, const size_t *lens)
+{
+    int rc = qi_ensure_connected(q);
+    if (rc) return rc;
+    if (redisAppendCommandArgv(q->c, argc, argv, lens) != REDIS_OK)
+        return qi_fail(q, QUEUE_ERR_NOMEM, "out of memory sending a command");
+    /* What the socket takes now, without waiting for Redis to read: a big
+     * command (an image) fills Redis's receive buffer, and the caller has
+     * better things to do meanwhile. hiredis's blocking redisGetReply
+     * writes the rest of its output buffer before it reads. This is
+     * redisBufferWrite's own step, with MSG_DONTWAIT. */
+    ssize_t n = send(q->c->fd, q->c->obuf, sdslen(q->c->obuf), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0)
+        sdsrange(q->c->obuf, n, -1);
+    else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        snprintf(q->c->errstr, sizeof q->c->errstr, "%s", strerror(errno));
+        return connection_lost(q);
+    }
+    return 0;
+}
+
+int qi_receive(queue *q, redisReply **out)
+{
+    void *r = NULL;
+    if (!q->c) return qi_fail(q, QUEUE_ERR_IO, "redis %s: connection lost", q->endpoint);
+    if (redisGetReply(q->c, &r) != REDIS_OK) r = NULL;
+    return take_reply(q, r, out);
 }
 
 /* A blocking command: the read timeout covers the blocking time too. */

@@ -46,6 +46,7 @@ struct queue {
 /* The scripts (queue_script.c); KEYS and ARGV are described atop each .lua. */
 enum {
     S_CREATE,
+    S_REGISTER,
     S_GET,
     S_START,
     S_DONE,
@@ -59,6 +60,7 @@ enum {
     S_HOOK_CLAIM,
     S_HOOK_RECORD,
     S_INVALID,
+    S_TAKE_MORE,
     S_COUNT
 };
 _Static_assert(S_COUNT <= 32, "queue.sha holds 32 scripts");
@@ -80,6 +82,10 @@ int64_t qi_now_ms(int clock);
 int qi_ensure_connected(queue *q);
 /* One command; on success *out is a non-error reply the caller frees. */
 int qi_command(queue *q, int argc, const char **argv, const size_t *lens, redisReply **out);
+/* One command sent without waiting for its reply, which qi_receive reads
+ * (before any other command on q); the same outcomes as qi_command. */
+int qi_send(queue *q, int argc, const char **argv, const size_t *lens);
+int qi_receive(queue *q, redisReply **out);
 /* A blocking command: the read timeout covers block_s too. */
 int qi_blocking(queue *q, double block_s, int argc, const char **argv, redisReply **out);
 /* EVALSHA of script which with nkeys keys first among args (lens NULL: strlen). */

@@ -6,7 +6,10 @@
  * id exists (an atomic SET NX over all of them), applies the backlog
  * bound, and writes image, status and the LPUSH in the same step; the
  * proxy answers only after it returned (and, with REDIS_MIN_REPLICAS,
- * after WAIT said enough replicas hold it). Reading a job is one script
+ * after WAIT said enough replicas hold it). The proxy sends the image
+ * first, while its model computes (queue_create_begin: SET NX with a short
+ * TTL, the answer read later), and a second script makes it a job
+ * (queue_create_finish). Reading a job is one script
  * too (its hash, result and whether its image exists), and its reply is
  * parsed by code the fuzzer reaches without Redis (queue_parse_job_reply).
  * Waiting is a BLPOP on the jobs' done:{id} markers and a wake key.
@@ -70,8 +73,7 @@ int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id
                                 job->callback_url ? job->callback_url : ""};
         size_t lens[14];
         for (int i = 0; i < 14; i++)
-            lens[i] = strlen(args[i]);
-        lens[6] = job->image_b64_len;
+            lens[i] = i == 6 ? job->image_b64_len : strlen(args[i]);
         redisReply *r = NULL;
         long long v = 0;
         int rc = qi_script(q, S_CREATE, 5, 14, args, lens, &r);
@@ -88,6 +90,87 @@ int queue_create_job(queue *q, const queue_new_job *job, char *id_out, size_t id
     }
     return qi_fail(q, QUEUE_ERR_BUSY, "no free job id of length %d after %d tries", job->id_len,
                    CREATE_TRIES);
+}
+
+void queue_create_begin(queue *q, const queue_new_job *job, queue_staged *st)
+{
+    char ttl[16];
+    struct qi_job_keys k;
+    st->sent = 0;
+    if (!job || !job->image_b64 || job->id_len < QUEUE_ID_MIN || job->id_len > QUEUE_ID_MAX ||
+        random_id(st->id, job->id_len))
+        return; /* finish does it all the usual way, and says what went wrong */
+    qi_job_keys(&k, st->id, NULL);
+    snprintf(ttl, sizeof ttl, "%d",
+             q->job_ttl < QUEUE_STAGE_TTL_S ? q->job_ttl : QUEUE_STAGE_TTL_S);
+    const char *argv[6] = {"SET", k.image, job->image_b64, "NX", "EX", ttl};
+    size_t lens[6] = {3, strlen(k.image), job->image_b64_len, 2, 2, strlen(ttl)};
+    st->sent = qi_send(q, 6, argv, lens) == 0;
+}
+
+/* The answer to begin's SET: 0 and *staged, or the error queue_create_job
+ * would have met (the connection, -OOM, -READONLY). */
+static int staged_answer(queue *q, queue_staged *st, int *staged)
+{
+    redisReply *r = NULL;
+    st->sent = 0;
+    int rc = qi_receive(q, &r);
+    if (rc) return rc;
+    *staged = r->type == REDIS_REPLY_STATUS; /* +OK; nil when the id was taken */
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_create_finish(queue *q, const queue_new_job *job, queue_staged *st, char *id_out,
+                        size_t id_cap)
+{
+    int staged = 0;
+    if (!st->sent) return queue_create_job(q, job, id_out, id_cap);
+    int rc = staged_answer(q, st, &staged);
+    if (rc) return rc;
+    if (!staged || id_cap < (size_t)job->id_len + 1)
+        return queue_create_job(q, job, id_out, id_cap);
+    char max[24], now[24];
+    struct qi_job_keys k;
+    qi_job_keys(&k, st->id, NULL);
+    snprintf(max, sizeof max, "%ld", job->max_backlog > 0 ? job->max_backlog : 0L);
+    snprintf(now, sizeof now, "%lld", (long long)qi_now_ms(CLOCK_REALTIME));
+    const char *args[13] = {k.job,
+                            k.image,
+                            k.result,
+                            q->qname,
+                            k.done,
+                            st->id,
+                            q->ttl,
+                            max,
+                            now,
+                            job->sync_label ? job->sync_label : "",
+                            job->sync_model ? job->sync_model : "",
+                            job->sync_top5 ? job->sync_top5 : "",
+                            job->callback_url ? job->callback_url : ""};
+    redisReply *r = NULL;
+    long long v = 0;
+    if ((rc = qi_script(q, S_REGISTER, 5, 13, args, NULL, &r))) return rc;
+    rc = qi_reply_int(q, r, &v);
+    freeReplyObject(r);
+    if (rc) return rc;
+    if (v == -1) return qi_fail(q, QUEUE_ERR_FULL, "backlog at its bound of %s jobs", max);
+    /* The id turned out taken (its image was deleted), or the image outlived
+     * its short TTL: the usual way, with a fresh id. */
+    if (v != 1) return queue_create_job(q, job, id_out, id_cap);
+    if ((rc = qi_replicated(q, "the new job"))) return rc;
+    memcpy(id_out, st->id, (size_t)job->id_len + 1);
+    return 0;
+}
+
+void queue_create_abandon(queue *q, queue_staged *st)
+{
+    int staged = 0;
+    if (!st->sent || staged_answer(q, st, &staged) || !staged) return;
+    struct qi_job_keys k;
+    qi_job_keys(&k, st->id, NULL);
+    redisReply *r = NULL;
+    if (!qi_command(q, 2, (const char *[]){"DEL", k.image}, NULL, &r)) freeReplyObject(r);
 }
 
 void queue_job_clear(queue_job *job)

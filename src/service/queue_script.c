@@ -29,7 +29,9 @@ EMBED(lua_lib_keep_ttl, "src/service/lua/lib/keep_ttl.lua");
 EMBED(lua_lib_dead_letter, "src/service/lua/lib/dead_letter.lua");
 EMBED(lua_lib_requeue, "src/service/lua/lib/requeue.lua");
 EMBED(lua_lib_requeue_args, "src/service/lua/lib/requeue_args.lua");
+EMBED(lua_lib_start, "src/service/lua/lib/start.lua");
 EMBED(lua_create, "src/service/lua/create.lua");
+EMBED(lua_register, "src/service/lua/register.lua");
 EMBED(lua_get, "src/service/lua/get.lua");
 EMBED(lua_start, "src/service/lua/start.lua");
 EMBED(lua_done, "src/service/lua/done.lua");
@@ -43,12 +45,14 @@ EMBED(lua_notify, "src/service/lua/notify.lua");
 EMBED(lua_hook_claim, "src/service/lua/hook_claim.lua");
 EMBED(lua_hook_record, "src/service/lua/hook_record.lua");
 EMBED(lua_invalid, "src/service/lua/invalid.lua");
+EMBED(lua_take_more, "src/service/lua/take_more.lua");
 
 enum {
     LIB_NOTIFY = 1,   /* notify() and hook() */
     LIB_KEEP_TTL = 2, /* keep_ttl() */
     LIB_DEAD = 4,     /* dead_letter() */
-    LIB_REQUEUE = 8   /* requeue() and its ARGV table a (needs the three above) */
+    LIB_REQUEUE = 8,  /* requeue() and its ARGV table a (needs the three above) */
+    LIB_START = 16    /* start_job() (needs the first three) */
 };
 
 static const struct {
@@ -61,6 +65,7 @@ static const struct {
     {lua_lib_dead_letter, lua_lib_dead_letter_end, LIB_DEAD},
     {lua_lib_requeue, lua_lib_requeue_end, LIB_REQUEUE},
     {lua_lib_requeue_args, lua_lib_requeue_args_end, LIB_REQUEUE},
+    {lua_lib_start, lua_lib_start_end, LIB_START},
 };
 
 #define ALL_LIBS (LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD | LIB_REQUEUE)
@@ -69,8 +74,9 @@ static const struct {
     unsigned libs;
 } scripts[S_COUNT] = {
     [S_CREATE] = {lua_create, lua_create_end, 0},
+    [S_REGISTER] = {lua_register, lua_register_end, 0},
     [S_GET] = {lua_get, lua_get_end, 0},
-    [S_START] = {lua_start, lua_start_end, LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD},
+    [S_START] = {lua_start, lua_start_end, LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD | LIB_START},
     [S_DONE] = {lua_done, lua_done_end, LIB_NOTIFY | LIB_KEEP_TTL},
     [S_FAIL] = {lua_fail, lua_fail_end, LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD},
     [S_EXPIRED] = {lua_expired, lua_expired_end, LIB_NOTIFY | LIB_KEEP_TTL},
@@ -82,6 +88,8 @@ static const struct {
     [S_HOOK_CLAIM] = {lua_hook_claim, lua_hook_claim_end, 0},
     [S_HOOK_RECORD] = {lua_hook_record, lua_hook_record_end, 0},
     [S_INVALID] = {lua_invalid, lua_invalid_end, LIB_DEAD},
+    [S_TAKE_MORE] = {lua_take_more, lua_take_more_end,
+                     LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD | LIB_START},
 };
 
 /* The text of scripts[which]: its libraries, then itself (caller frees). */

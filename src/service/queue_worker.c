@@ -7,7 +7,9 @@
  * a script that also records why: done, failed (requeued or, at
  * max_attempts, dead-lettered), expired, refused, or put back by a
  * requeue. A job costs three round trips: the take, the start (status,
- * attempt and the image in one script) and the completion. Entries that
+ * attempt and the image in one script) and the completion; a batch (take
+ * more) costs the take of its first job, one script that moves the others
+ * and starts them all, and a completion per job. Entries that
  * are no job id, and jobs whose keys Redis refuses, are dead-lettered with
  * the reason rather than run or dropped.
  */
@@ -145,6 +147,17 @@ static int start_image(queue *q, const char *id, const redisReply *r, queue_star
     return 0;
 }
 
+/* One start_job answer (lua/lib/start.lua) into out. */
+static int start_reply(queue *q, const char *id, const redisReply *r, queue_start *out)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER)
+        return qi_fail(q, QUEUE_ERR_REPLY, "redis: unexpected start reply");
+    out->skip = r->element[0]->integer != 0;
+    out->attempts = (int)r->element[1]->integer;
+    return out->skip ? 0 : start_image(q, id, r, out);
+}
+
 int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
                     queue_start *out)
 {
@@ -162,15 +175,57 @@ int queue_job_start(queue *q, const char *id, const char *worker, int max_attemp
     redisReply *r = NULL;
     int rc = qi_script(q, S_START, 7, 14, args, NULL, &r);
     if (rc) return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
-        freeReplyObject(r);
-        return qi_fail(q, QUEUE_ERR_REPLY, "redis: unexpected start reply");
-    }
-    out->skip = r->element[0]->integer != 0;
-    out->attempts = (int)r->element[1]->integer;
-    if (!out->skip) rc = start_image(q, id, r, out);
+    rc = start_reply(q, id, r, out);
     freeReplyObject(r);
+    return rc;
+}
+
+int queue_take_more(queue *q, const char *worker, int max_attempts, int max,
+                    char (*ids)[QUEUE_ID_MAX + 1], queue_start *starts, int *n)
+{
+    if (!qi_worker_id_valid(worker) || max_attempts < 1 || max < 1 || !ids || !starts || !n ||
+        !queue_id_valid(ids[0]))
+        return qi_fail(q, QUEUE_ERR_INVALID, "bad take-more arguments");
+    *n = 0;
+    char kproc[KEY_MAX], more[16], idmin[8], idmax[8], now[24], maxa[16];
+    qi_key(kproc, "processing:", worker);
+    snprintf(more, sizeof more, "%d", max - 1);
+    snprintf(idmin, sizeof idmin, "%d", QUEUE_ID_MIN);
+    snprintf(idmax, sizeof idmax, "%d", QUEUE_ID_MAX);
+    snprintf(now, sizeof now, "%lld", (long long)qi_now_ms(CLOCK_REALTIME));
+    snprintf(maxa, sizeof maxa, "%d", max_attempts);
+    const char *args[14] = {q->qname, kproc,  q->kdead,    q->kmetrics, ids[0],
+                            more,     idmin,  idmax,       worker,      now,
+                            maxa,     q->ttl, q->dead_max, q->dead_age};
+    redisReply *r = NULL;
+    int rc = qi_script(q, S_TAKE_MORE, 4, 14, args, NULL, &r);
+    if (rc) return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 || r->elements > 2 * (size_t)max) {
+        freeReplyObject(r);
+        return qi_fail(q, QUEUE_ERR_REPLY, "redis: unexpected take-more reply");
+    }
+    /* Every job named here is in our processing list, started: each gets
+     * its entry, even when a later one's reply is odd (the caller's error
+     * path puts back what the list still holds). */
+    int got = 0;
+    for (size_t i = 0; i < r->elements; i += 2) {
+        const redisReply *id = r->element[i];
+        if (id->type != REDIS_REPLY_STRING || id->len > QUEUE_ID_MAX) {
+            rc = qi_fail(q, QUEUE_ERR_REPLY, "redis: unexpected take-more reply");
+            break;
+        }
+        memcpy(ids[got], id->str, id->len);
+        ids[got][id->len] = '\0';
+        starts[got] = (queue_start){0};
+        int src = start_reply(q, ids[got], r->element[i + 1], &starts[got]);
+        got++;
+        if (src) {
+            rc = src;
+            break;
+        }
+    }
+    freeReplyObject(r);
+    *n = got;
     return rc;
 }
 

@@ -29,8 +29,18 @@
  *
  * A job is three round trips to Redis: the take (BLMOVE), the start (status
  * running, attempt counted, and the image returned in the same script) and
- * the completion (queue_job_done, or a failure). In between, compute() turns
- * the image's bytes into a result and touches no Redis.
+ * the completion (queue_job_done, or a failure). In between, the classifier
+ * turns the image's bytes into a result and touches no Redis.
+ *
+ * Batches (BATCH_MAX > 1): the take still blocks for one job only; then one
+ * script (queue_take_more) moves up to BATCH_MAX - 1 more from a backlog
+ * into the processing list and starts them all, so the recovery above
+ * covers every job of a batch. Their images fill the classifier's slots and
+ * run as one batch; each job then ends on its own (result, status record,
+ * agreement, webhook, metrics, log line), with its share of the batch's
+ * inference time as its inference_ms. A job whose worker died while running
+ * it runs alone (queue.h). A model whose input fixes its batch runs one job
+ * at a time, and the worker says so at start.
  *
  * TANDEM_TEST_HOOK (config.c) lets the fault suites make a job kill its
  * worker or stall it; it does nothing unless set.
@@ -55,6 +65,7 @@
 #include "tandem/classifier.h"
 
 #define TOPK 5
+#define BATCH_CAP 32 /* BATCH_MAX's upper bound (config.c) */
 #define RETRY_SLEEP_MS 200
 #define DONE_RETRY_S 10
 
@@ -64,6 +75,7 @@ struct worker {
     volatile sig_atomic_t *stop;
     const char *model_name; /* file name part of the model path */
     tdm_classifier *clf;
+    int batch; /* jobs one take may hold: BATCH_MAX, or 1 if the model fixes its batch */
     queue *q;
     int redis_down;
     /* taking back our own processing list (see the top of the file) */
@@ -81,7 +93,6 @@ struct worker {
     enum { HOOK_NONE, HOOK_KILL, HOOK_SLEEP } hook;
     char hook_prefix[QUEUE_ID_MAX + 1];
     int hook_ms;
-    double prep_ms; /* the last compute()'s base64 + image decode and preprocessing */
 };
 
 /* Sleeps up to ms, in short steps so that a stop request is seen quickly. */
@@ -239,51 +250,6 @@ static int decode_b64(const char *b64, size_t len, unsigned char **bin, size_t *
     return rc ? rc : codec_b64_decode(b64, len, bin, bin_len, err, sizeof err);
 }
 
-/* The compute step: the image's base64 text in, a result out (res points
- * into *top5 and the classifier, valid until the next call). No Redis here.
- * On failure, reason says why (for the job record). */
-static int compute(struct worker *w, const char *b64, size_t len, queue_result *res, char **top5,
-                   char *reason, size_t reason_len)
-{
-    unsigned char *bin = NULL;
-    size_t bin_len = 0;
-    char err[256];
-    tdm_label_score top[TOPK];
-    double t0 = mono_s();
-    int rc = decode_b64(b64, len, &bin, &bin_len);
-    if (rc) {
-        snprintf(reason, reason_len, "image:{id} is not valid base64");
-        goto out;
-    }
-    rc = tdm_classifier_set_image(w->clf, bin, bin_len, err, sizeof err);
-    if (rc) {
-        snprintf(reason, reason_len, "bad image: %s", err);
-        goto out;
-    }
-    w->prep_ms = (mono_s() - t0) * 1000.0;
-    t0 = mono_s();
-    int n = tdm_classifier_run(w->clf, TOPK, top, err, sizeof err);
-    double ms = (mono_s() - t0) * 1000.0;
-    if (n < 0) {
-        rc = n;
-        snprintf(reason, reason_len, "inference failed: %s", err);
-        goto out;
-    }
-    if (n < 1 || !top[0].label) {
-        rc = TDM_ERR_INVALID;
-        snprintf(reason, reason_len, "the model's output has no labelled class");
-        goto out;
-    }
-    *top5 = codec_top_json(top, n);
-    res->label = top[0].label;
-    res->top5 = *top5;
-    res->model = w->model_name;
-    res->inference_ms = ms;
-out:
-    free(bin);
-    return rc;
-}
-
 /* Retries a completion while Redis is away: the result is worth keeping. */
 static int record_done(struct worker *w, const char *id, const queue_result *res)
 {
@@ -296,44 +262,53 @@ static int record_done(struct worker *w, const char *id, const queue_result *res
     }
 }
 
-static void process(struct worker *w, const char *id)
+/* The job stays in our processing list: recover_own puts it back once
+ * Redis answers again (or the supervisor, if we die first). */
+static void redis_error(struct worker *w, const char *id, int rc)
 {
-    int final = 0, rc;
-    char *top5 = NULL;
-    char reason[384];
-    queue_start st = {0};
-    queue_result res = {0};
-    double t0 = mono_s(), t1 = 0;
-    LOG(INFO, "Processing job: %s", id);
-    /* Redis before: the job marked running, its image in hand. */
-    rc = queue_job_start(w->q, id, w->id, w->cfg->max_attempts, &st);
-    if (rc == QUEUE_ERR_REPLY) {
-        /* Redis refuses the job's keys (another producer's job:{id} of
-         * another type): it would come back for ever, so it goes. */
-        snprintf(reason, sizeof reason, "redis refused to start the job: %s", queue_errstr(w->q));
-        rc = queue_job_refuse(w->q, w->id, id, reason);
-        if (rc) goto redis_error;
-        LOG(WARN, "job %s moved to queue:dead: %s", id, reason);
-        goto out;
+    w->recover = 1;
+    note_redis(w, rc);
+    LOG(WARN, "job %s: %s (%s)", id, queue_strerror(rc), queue_errstr(w->q));
+}
+
+static void fail_job(struct worker *w, const char *id, const queue_start *st, const char *reason)
+{
+    int final = 0;
+    int rc = queue_job_fail(w->q, id, w->id, reason, w->cfg->max_attempts, &final);
+    if (rc) {
+        redis_error(w, id, rc);
+        return;
     }
-    if (rc) goto redis_error;
-    if (st.skip) {
+    LOG(WARN, "job %s failed (attempt %d of %d): %s%s", id, st->attempts, w->cfg->max_attempts,
+        reason, final ? "; moved to queue:dead" : "; requeued");
+}
+
+/* A started job up to its image in the classifier's slot: 1 when it is
+ * there, 0 when the job ended here (no work, expired, failed) or stays for
+ * recovery after a Redis error. */
+static int prepare(struct worker *w, const char *id, const queue_start *st, int slot)
+{
+    char reason[384], err[256];
+    unsigned char *bin = NULL;
+    size_t bin_len = 0;
+    if (st->skip) {
         LOG(INFO, "job %s needs no work (it has a result or was given up)", id);
-        goto out;
+        return 0;
     }
     if (hook_hits(w, id, HOOK_KILL)) {
         LOG(WARN, "test hook: job %s kills its worker", id);
         raise(SIGKILL);
     }
-    if (st.image_state == QUEUE_IMAGE_GONE) {
+    if (st->image_state == QUEUE_IMAGE_GONE) {
         LOG(WARN, "job %s: its image has expired", id);
-        rc = queue_job_expired(w->q, id, w->id);
-        if (rc) goto redis_error;
-        goto out;
+        int rc = queue_job_expired(w->q, id, w->id);
+        if (rc) redis_error(w, id, rc);
+        return 0;
     }
-    if (st.image_state == QUEUE_IMAGE_BAD) {
+    if (st->image_state == QUEUE_IMAGE_BAD) {
         snprintf(reason, sizeof reason, "image:{id} cannot be read: %s", queue_errstr(w->q));
-        goto job_failed;
+        fail_job(w, id, st, reason);
+        return 0;
     }
     if (hook_hits(w, id, HOOK_SLEEP)) {
         LOG(WARN, "test hook: job %s stalls its worker for %d ms", id, w->hook_ms);
@@ -341,35 +316,175 @@ static void process(struct worker *w, const char *id)
         while (nanosleep(&left, &left) && errno == EINTR)
             ;
     }
-    /* The compute step, then Redis after: the result, or the failure. */
-    t1 = mono_s();
-    if (compute(w, st.image, st.image_len, &res, &top5, reason, sizeof reason)) goto job_failed;
-    double t2 = mono_s();
-    rc = record_done(w, id, &res);
-    if (rc) goto redis_error;
-    LOG(INFO, "Async prediction: %s (job %s, %.1f ms)", res.label, id, res.inference_ms);
-    /* Where an idle system's created -> stored time goes (the record's
-     * created -> started is the take itself). */
-    LOG(DEBUG,
-        "job %s: start and image %.1f ms, decode and preprocess %.1f ms, inference %.1f ms, "
-        "result stored %.1f ms",
-        id, (t1 - t0) * 1e3, w->prep_ms, res.inference_ms, (mono_s() - t2) * 1e3);
-    goto out;
-job_failed:
-    rc = queue_job_fail(w->q, id, w->id, reason, w->cfg->max_attempts, &final);
-    if (rc) goto redis_error;
-    LOG(WARN, "job %s failed (attempt %d of %d): %s%s", id, st.attempts, w->cfg->max_attempts,
-        reason, final ? "; moved to queue:dead" : "; requeued");
-    goto out;
-redis_error:
-    /* The id stays in our processing list: recover_own puts it back once
-     * Redis answers again (or the supervisor, if we die first). */
-    w->recover = 1;
-    note_redis(w, rc);
-    LOG(WARN, "job %s: %s (%s)", id, queue_strerror(rc), queue_errstr(w->q));
-out:
+    if (decode_b64(st->image, st->image_len, &bin, &bin_len)) {
+        fail_job(w, id, st, "image:{id} is not valid base64");
+        return 0;
+    }
+    int rc = tdm_classifier_set_image_at(w->clf, slot, bin, bin_len, err, sizeof err);
+    free(bin);
+    if (rc) {
+        snprintf(reason, sizeof reason, "bad image: %s", err);
+        fail_job(w, id, st, reason);
+        return 0;
+    }
+    return 1;
+}
+
+/* A job whose slot ran: its result stored, or its failure recorded. */
+static void finish(struct worker *w, const char *id, const queue_start *st, int slot, double ms)
+{
+    char err[256];
+    tdm_label_score top[TOPK];
+    int n = tdm_classifier_topk_at(w->clf, slot, TOPK, top, err, sizeof err);
+    if (n < 0) {
+        char reason[384];
+        snprintf(reason, sizeof reason, "inference failed: %s", err);
+        fail_job(w, id, st, reason);
+        return;
+    }
+    if (n < 1 || !top[0].label) {
+        fail_job(w, id, st, "the model's output has no labelled class");
+        return;
+    }
+    char *top5 = codec_top_json(top, n);
+    queue_result res = {
+        .label = top[0].label, .top5 = top5, .model = w->model_name, .inference_ms = ms};
+    int rc = record_done(w, id, &res);
+    if (rc)
+        redis_error(w, id, rc);
+    else
+        LOG(INFO, "Async prediction: %s (job %s, %.1f ms)", res.label, id, ms);
     free(top5);
-    queue_start_clear(&st);
+}
+
+/* Started jobs ids[0..n), all in our processing list: their images go into
+ * the classifier's slots, run as one batch, and each job ends on its own. */
+static void run_jobs(struct worker *w, char (*ids)[QUEUE_ID_MAX + 1], queue_start *st, int n)
+{
+    int job_of[BATCH_CAP]; /* slot -> index of its job */
+    int used = 0;
+    double tp = mono_s();
+    for (int i = 0; i < n; i++)
+        if (prepare(w, ids[i], &st[i], used)) job_of[used++] = i;
+    tp = (mono_s() - tp) * 1000.0;
+    if (used) {
+        char err[256];
+        double t0 = mono_s();
+        int rc = tdm_classifier_run_batch(w->clf, used, err, sizeof err);
+        double ms = (mono_s() - t0) * 1000.0;
+        if (used > 1) {
+            char list[BATCH_CAP * (QUEUE_ID_MAX + 1) + 1];
+            size_t o = 0;
+            for (int s = 0; s < used; s++)
+                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", s ? " " : "",
+                                      ids[job_of[s]]);
+            LOG(INFO, "batch of %d jobs (%s): %.1f ms, %.1f ms a job", used, list, ms, ms / used);
+        }
+        double tf = mono_s();
+        for (int s = 0; s < used; s++) {
+            int i = job_of[s];
+            if (rc) {
+                char reason[384];
+                snprintf(reason, sizeof reason, "inference failed: %s", err);
+                fail_job(w, ids[i], &st[i], reason);
+            } else {
+                finish(w, ids[i], &st[i], s, ms / used);
+            }
+        }
+        /* Where an idle system's created -> stored time goes, with the
+         * start's line of process() (the record's created -> started is
+         * the take itself). */
+        LOG(DEBUG, "job %s%s: decode and preprocess %.1f ms, inference %.1f ms, stored %.1f ms",
+            ids[job_of[0]], used > 1 ? " and the rest of its batch" : "", tp, ms,
+            (mono_s() - tf) * 1000.0);
+    }
+    for (int i = 0; i < n; i++)
+        queue_start_clear(&st[i]);
+}
+
+/* One job the way it came: started on its own. */
+static void process(struct worker *w, const char *id)
+{
+    char ids[1][QUEUE_ID_MAX + 1];
+    queue_start st = {0};
+    snprintf(ids[0], sizeof ids[0], "%s", id);
+    LOG(INFO, "Processing job: %s", id);
+    /* Redis before: the job marked running, its image in hand. */
+    double t0 = mono_s();
+    int rc = queue_job_start(w->q, id, w->id, w->cfg->max_attempts, &st);
+    LOG(DEBUG, "job %s: started, image in hand, in %.1f ms", id, (mono_s() - t0) * 1000.0);
+    if (rc == QUEUE_ERR_REPLY) {
+        /* Redis refuses the job's keys (another producer's job:{id} of
+         * another type): it would come back for ever, so it goes. */
+        char reason[384];
+        snprintf(reason, sizeof reason, "redis refused to start the job: %s", queue_errstr(w->q));
+        rc = queue_job_refuse(w->q, w->id, id, reason);
+        if (rc)
+            redis_error(w, id, rc);
+        else
+            LOG(WARN, "job %s moved to queue:dead: %s", id, reason);
+        queue_start_clear(&st);
+        return;
+    }
+    if (rc) {
+        redis_error(w, id, rc);
+        queue_start_clear(&st);
+        return;
+    }
+    run_jobs(w, ids, &st, 1);
+}
+
+/* The classifier's sessions for batches of up to BATCH_MAX jobs; one job at
+ * a time when the model's input fixes its batch or the plan fails. */
+static void plan_batches(struct worker *w)
+{
+    int max = w->cfg->batch_max < BATCH_CAP ? w->cfg->batch_max : BATCH_CAP, allowed = 1;
+    char err[512] = "";
+    w->batch = 1;
+    if (max < 2) return;
+    int rc = tdm_classifier_set_batch(w->clf, max, &allowed, err, sizeof err);
+    if (rc)
+        LOG(WARN, "BATCH_MAX=%d: cannot plan batches: %s (%s); jobs run one at a time", max, err,
+            tdm_strerror(rc));
+    else if (allowed < max)
+        LOG(WARN, "BATCH_MAX=%d: %s, so jobs run one at a time", max, err);
+    else
+        LOG(INFO, "batches of up to %d jobs when a backlog waits", allowed);
+    w->batch = rc ? 1 : allowed;
+}
+
+/* After the take of job first: more jobs from a backlog, up to w->batch,
+ * run as one batch; or first alone. */
+static void process_take(struct worker *w, const char *first)
+{
+    char ids[BATCH_CAP][QUEUE_ID_MAX + 1];
+    queue_start st[BATCH_CAP];
+    int n = 0;
+    if (w->batch < 2) {
+        process(w, first);
+        return;
+    }
+    snprintf(ids[0], sizeof ids[0], "%s", first);
+    int rc = queue_take_more(w->q, w->id, w->cfg->max_attempts, w->batch, ids, st, &n);
+    if (rc == QUEUE_ERR_REPLY && n == 0) {
+        /* The single path says why; anything the script moved goes back. */
+        w->recover = 1;
+        rc = 0;
+    }
+    if (rc) {
+        /* What was taken and started stays in our processing list for recover_own. */
+        redis_error(w, first, rc);
+        for (int i = 0; i < n; i++)
+            queue_start_clear(&st[i]);
+        return;
+    }
+    if (n == 0) {
+        process(w, first);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        LOG(INFO, "Processing job: %s", ids[i]);
+    run_jobs(w, ids, st, n);
 }
 
 int worker_run(const struct config *cfg, const char *id, int ready_fd, volatile sig_atomic_t *stop)
@@ -384,6 +499,7 @@ int worker_run(const struct config *cfg, const char *id, int ready_fd, volatile 
         status = WORKER_EXIT_MODEL;
         goto out;
     }
+    plan_batches(&w);
     queue_options qo;
     queue_options_from_config(cfg, &qo);
     parse_hook(&w);
@@ -420,7 +536,7 @@ int worker_run(const struct config *cfg, const char *id, int ready_fd, volatile 
             continue;
         }
         note_redis(&w, rc);
-        process(&w, job);
+        process_take(&w, job);
     }
     /* Leaving: no more beats (a late one would outlive us), anything still
      * held goes back to the queue, then we go. */

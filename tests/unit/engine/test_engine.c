@@ -176,6 +176,36 @@ TEST(model_and_session_info)
     tdm_model_free(m);
 }
 
+/* What the outputs hold: probabilities behind a dequantisation (MobileNetV2
+ * int8), 8-bit probabilities with their scale (MobileNetV1 int8), logits
+ * (the torchvision export). */
+TEST(output_origin)
+{
+    char err[512];
+    tdm_output_origin o;
+    tdm_model *m = load(MNV2_INT8, TDM_BACKEND_DNNL, 1);
+    ASSERT(m != NULL);
+    ASSERT_EQ(tdm_model_output_origin(m, 0, &o, err, sizeof err), 0);
+    ASSERT_EQ(o.softmax, 1);
+    ASSERT_EQ(o.quantised, 0);
+    ASSERT_EQ(tdm_model_output_origin(m, 1, &o, err, sizeof err), TDM_ERR_INVALID);
+    tdm_model_free(m);
+
+    ASSERT((m = load(MNV1_INT8, TDM_BACKEND_DNNL, 1)) != NULL);
+    ASSERT_EQ(tdm_model_output_origin(m, 0, &o, err, sizeof err), 0);
+    ASSERT_EQ(o.softmax, 1);
+    ASSERT_EQ(o.quantised, 1);
+    ASSERT(o.scale > 0 && o.scale < 0.01f); /* 8-bit probabilities: about 1/256 */
+    tdm_model_free(m);
+
+    if (!exists(MNV2_F32)) SKIP("run `make test-models` for the float models");
+    ASSERT((m = load(MNV2_F32, TDM_BACKEND_DNNL, 1)) != NULL);
+    ASSERT_EQ(tdm_model_output_origin(m, 0, &o, err, sizeof err), 0);
+    ASSERT_EQ(o.softmax, 0);
+    ASSERT_EQ(o.quantised, 0);
+    tdm_model_free(m);
+}
+
 TEST(batch_handling)
 {
     char err[512];

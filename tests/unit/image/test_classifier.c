@@ -211,4 +211,100 @@ TEST(bad_input_refused)
     ASSERT(strstr(err, "LICENSE"));
 }
 
+static const char *const batch_images[] = {
+    "images/chelsea.png", "images/dog.jpg",    "images/eagle.jpg",    "images/giraffe.jpg",
+    "images/rocket.jpg",  "images/coffee.png", "images/astronaut.png"};
+#define NBATCH ((int)(sizeof batch_images / sizeof batch_images[0]))
+
+/* Seven images in one batch (run as 4 + 2 + 1) rank as they do one at a
+ * time, within tol, on a model with a dynamic batch axis. */
+static void batch_equals_single(int *failed_, const char *model, int data_rel, double tol)
+{
+    char err[512] = "", path[512];
+    tdm_classifier *c = open_model(model, data_rel, NULL, err, sizeof err);
+    if (!c) TEST_FAIL_("%s", err);
+    int allowed = 0;
+    ASSERT_EQ(tdm_classifier_set_batch(c, 8, &allowed, err, sizeof err), 0);
+    ASSERT_EQ(allowed, 8);
+    tdm_label_score one[NBATCH][5], many[5];
+    uint8_t *img[NBATCH];
+    size_t len[NBATCH];
+    for (int i = 0; i < NBATCH; i++) {
+        data_path(path, sizeof path, batch_images[i]);
+        img[i] = read_all(path, &len[i]);
+        ASSERT(img[i]);
+        ASSERT_EQ(tdm_classifier_classify(c, img[i], len[i], 5, one[i], err, sizeof err), 5);
+    }
+    /* Slot 0 is the image of tdm_classifier_classify: the slots are set after. */
+    for (int i = 0; i < NBATCH; i++) {
+        ASSERT_EQ(tdm_classifier_set_image_at(c, i, img[i], len[i], err, sizeof err), 0);
+        free(img[i]);
+    }
+    ASSERT_EQ(tdm_classifier_run_batch(c, NBATCH, err, sizeof err), 0);
+    for (int i = 0; i < NBATCH; i++) {
+        ASSERT_EQ(tdm_classifier_topk_at(c, i, 5, many, err, sizeof err), 5);
+        ASSERT_EQ(many[0].index, one[i][0].index);
+        for (int k = 0; k < 5; k++)
+            ASSERT_NEAR(many[k].score, one[i][k].score, tol);
+    }
+    /* The batch-1 calls still work after a batch, on slot 0. */
+    tdm_label_score top[5];
+    ASSERT_EQ(chelsea(c, top), 5);
+    ASSERT_EQ(top[0].index, one[0][0].index);
+    tdm_classifier_close(c);
+}
+
+TEST(batch_equals_single_int8)
+{
+    batch_equals_single(failed_, V2, 1, 1e-3);
+}
+
+TEST(batch_equals_single_f32)
+{
+    if (access(F32, R_OK)) SKIP("%s missing (make test-models)", F32);
+    batch_equals_single(failed_, F32, 0, 1e-4);
+}
+
+TEST(batch_misuse_refused)
+{
+    char err[512] = "";
+    tdm_classifier *c = open_model(V2, 1, NULL, err, sizeof err);
+    if (!c) TEST_FAIL_("%s", err);
+    int allowed = 0;
+    tdm_label_score top[5];
+    ASSERT_EQ(tdm_classifier_set_batch(c, 0, &allowed, err, sizeof err), TDM_ERR_INVALID);
+    ASSERT_EQ(tdm_classifier_set_batch(c, 4, &allowed, err, sizeof err), 0);
+    ASSERT_EQ(allowed, 4);
+    ASSERT_EQ(tdm_classifier_set_image_at(c, 4, "x", 1, err, sizeof err), TDM_ERR_INVALID);
+    ASSERT_EQ(tdm_classifier_set_image_at(c, 1, "not an image", 12, err, sizeof err),
+              TDM_ERR_IMAGE);
+    ASSERT_EQ(tdm_classifier_run_batch(c, 2, err, sizeof err), TDM_ERR_INVALID);
+    ASSERT(strstr(err, "slot 0 has no image"));
+    ASSERT_EQ(tdm_classifier_run_batch(c, 5, err, sizeof err), TDM_ERR_INVALID);
+    ASSERT_EQ(tdm_classifier_topk_at(c, 0, 5, top, err, sizeof err), TDM_ERR_INVALID);
+    /* A smaller batch again frees the larger sessions. */
+    ASSERT_EQ(tdm_classifier_set_batch(c, 2, &allowed, err, sizeof err), 0);
+    ASSERT_EQ(allowed, 2);
+    ASSERT_EQ(chelsea(c, top), 5);
+    ASSERT(is_cat(top[0].label));
+    tdm_classifier_close(c);
+}
+
+/* MobileNetV1's input is [1,128,128,3]: one image at a time, said in err. */
+TEST(fixed_batch_stays_one)
+{
+    char err[512] = "";
+    tdm_classifier *c = open_model(V1, 1, NULL, err, sizeof err);
+    if (!c) TEST_FAIL_("%s", err);
+    int allowed = 0;
+    ASSERT_EQ(tdm_classifier_set_batch(c, 4, &allowed, err, sizeof err), 0);
+    ASSERT_EQ(allowed, 1);
+    ASSERT(strstr(err, "fixes the batch to 1"));
+    ASSERT_EQ(tdm_classifier_set_image_at(c, 1, "x", 1, err, sizeof err), TDM_ERR_INVALID);
+    tdm_label_score top[5];
+    ASSERT_EQ(chelsea(c, top), 5);
+    ASSERT(is_cat(top[0].label));
+    tdm_classifier_close(c);
+}
+
 TEST_MAIN()

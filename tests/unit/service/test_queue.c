@@ -271,6 +271,221 @@ TEST(ids_are_unique_and_backlog_is_bounded)
     redisFree(c);
 }
 
+/* ---- creating a job in two steps (queue_create_begin/finish) ---- */
+
+static const queue_new_job staged_job = {.image_b64 = "aGVsbG8=",
+                                         .image_b64_len = 8,
+                                         .sync_label = "tabby",
+                                         .sync_model = "fast.onnx",
+                                         .id_len = 6};
+
+/* Waits until key exists (seen from another connection). */
+static int appears(redisContext *c, const char *prefix, const char *id)
+{
+    char k[64];
+    snprintf(k, sizeof k, "%s%s", prefix, id);
+    for (int i = 0; i < 200; i++) {
+        if (raw_int(c, "EXISTS %s", k) == 1) return 1;
+        usleep(5000);
+    }
+    return 0;
+}
+
+TEST(create_in_two_steps_writes_what_create_writes)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    queue_staged st;
+    queue_create_begin(q, &staged_job, &st);
+    ASSERT(st.sent);
+    /* The image is in Redis before finish, with a short TTL. */
+    ASSERT(appears(c, "image:", st.id));
+    char k[64];
+    snprintf(k, sizeof k, "image:%s", st.id);
+    long long ttl = raw_int(c, "TTL %s", k);
+    ASSERT(ttl > 0 && ttl <= QUEUE_STAGE_TTL_S);
+    snprintf(k, sizeof k, "job:%s", st.id);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 0);
+    char id[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(queue_create_finish(q, &staged_job, &st, id, sizeof id), 0);
+    ASSERT_STR_EQ(id, st.id);
+    snprintf(k, sizeof k, "image:%s", id);
+    char *img = raw_str(c, "GET %s", k);
+    ASSERT_STR_EQ(img, "aGVsbG8=");
+    free(img);
+    ttl = raw_int(c, "TTL %s", k);
+    ASSERT(ttl > 3590 && ttl <= 3600);
+    snprintf(k, sizeof k, "job:%s", id);
+    ASSERT(raw_int(c, "TTL %s", k) > 3590);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 1);
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "queued");
+    ASSERT_STR_EQ(j.sync_label, "tabby");
+    ASSERT_STR_EQ(j.sync_model, "fast.onnx");
+    ASSERT_EQ(j.attempts, 0);
+    ASSERT(j.created_ms > 0);
+    queue_job_clear(&j);
+    /* Another job (the connection is in step), one with a callback. */
+    queue_new_job cb = staged_job;
+    cb.callback_url = "http://127.0.0.1:9/hook";
+    queue_create_begin(q, &cb, &st);
+    ASSERT_EQ(queue_create_finish(q, &cb, &st, id, sizeof id), 0);
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.callback_url, "http://127.0.0.1:9/hook");
+    queue_job_clear(&j);
+    ASSERT_EQ(raw_int(c, "DBSIZE%s", ""), 5); /* 2 x (image, job), the queue */
+    queue_close(q);
+    redisFree(c);
+}
+
+/* An image bigger than the socket takes at once: begin sends a part, the
+ * rest leaves when finish reads the answer, and Redis holds all of it. */
+TEST(create_in_two_steps_sends_a_big_image_whole)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    size_t n = 8u << 20;
+    char *big = malloc(n + 1);
+    ASSERT(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[(i * 7) % 64];
+    big[n] = '\0';
+    queue_new_job j = staged_job;
+    j.image_b64 = big;
+    j.image_b64_len = n;
+    char id[QUEUE_ID_MAX + 1], k[64];
+    for (int round = 0; round < 2; round++) {
+        queue_staged st;
+        queue_create_begin(q, &j, &st);
+        ASSERT(st.sent);
+        if (round == 0) {
+            ASSERT_EQ(queue_create_finish(q, &j, &st, id, sizeof id), 0);
+            snprintf(k, sizeof k, "image:%s", id);
+            char *img = raw_str(c, "GET %s", k);
+            ASSERT(img && strlen(img) == n && !memcmp(img, big, n));
+            free(img);
+        } else {
+            queue_create_abandon(q, &st);
+            snprintf(k, sizeof k, "image:%s", st.id);
+            ASSERT_EQ(raw_int(c, "EXISTS %s", k), 0);
+        }
+    }
+    ASSERT_EQ(queue_ping(q), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 1);
+    free(big);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(create_in_two_steps_when_full_or_abandoned_leaves_no_image)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    queue_new_job full = staged_job;
+    full.max_backlog = 1;
+    queue_staged st;
+    queue_create_begin(q, &full, &st);
+    ASSERT(appears(c, "image:", st.id));
+    ASSERT_EQ(queue_create_finish(q, &full, &st, id, sizeof id), QUEUE_ERR_FULL);
+    char k[64];
+    snprintf(k, sizeof k, "image:%s", st.id);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 1);
+    /* Abandoned (the inference failed): the image goes, the connection stays usable. */
+    queue_create_begin(q, &staged_job, &st);
+    ASSERT(appears(c, "image:", st.id));
+    queue_create_abandon(q, &st);
+    snprintf(k, sizeof k, "image:%s", st.id);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 0);
+    ASSERT_EQ(queue_ping(q), 0);
+    ASSERT_EQ(raw_int(c, "DBSIZE%s", ""), 3); /* the first job only */
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(create_in_two_steps_takes_a_fresh_id_when_it_must)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], k[64];
+    queue_staged st;
+    /* The id is found taken (an old job's record): its image goes, a fresh id is used. */
+    queue_create_begin(q, &staged_job, &st);
+    ASSERT(appears(c, "image:", st.id));
+    snprintf(k, sizeof k, "job:%s", st.id);
+    redisReply *r = redisCommand(c, "HSET %s status done", k);
+    freeReplyObject(r);
+    ASSERT_EQ(queue_create_finish(q, &staged_job, &st, id, sizeof id), 0);
+    ASSERT(strcmp(id, st.id) != 0);
+    snprintf(k, sizeof k, "image:%s", st.id);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 0);
+    snprintf(k, sizeof k, "image:%s", id);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 1);
+    /* The image expired before finish (a proxy stalled past its TTL). */
+    queue_create_begin(q, &staged_job, &st);
+    ASSERT(appears(c, "image:", st.id));
+    snprintf(k, sizeof k, "image:%s", st.id);
+    r = redisCommand(c, "DEL %s", k);
+    freeReplyObject(r);
+    ASSERT_EQ(queue_create_finish(q, &staged_job, &st, id, sizeof id), 0);
+    ASSERT(strcmp(id, st.id) != 0);
+    snprintf(k, sizeof k, "image:%s", id);
+    ASSERT_EQ(raw_int(c, "EXISTS %s", k), 1);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 2);
+    queue_close(q);
+    redisFree(c);
+}
+
+TEST(create_in_two_steps_meets_redis_errors_as_create_does)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    char id[QUEUE_ID_MAX + 1];
+    queue_staged st;
+    /* Nothing listens: IO, quickly. */
+    queue *q = open_queue(redis_port == 65000 ? 65001 : 65000);
+    ASSERT(q);
+    queue_create_begin(q, &staged_job, &st);
+    ASSERT_EQ(queue_create_finish(q, &staged_job, &st, id, sizeof id), QUEUE_ERR_IO);
+    queue_close(q);
+    q = open_queue(redis_port);
+    ASSERT(q);
+    /* Out of memory: the image is refused, so is the job. */
+    redisReply *r = redisCommand(c, "CONFIG SET maxmemory 1");
+    freeReplyObject(r);
+    queue_create_begin(q, &staged_job, &st);
+    int rc = queue_create_finish(q, &staged_job, &st, id, sizeof id);
+    r = redisCommand(c, "CONFIG SET maxmemory 0");
+    freeReplyObject(r);
+    ASSERT_EQ(rc, QUEUE_ERR_OOM);
+    ASSERT(strstr(queue_errstr(q), "OOM"));
+    ASSERT_EQ(raw_int(c, "DBSIZE%s", ""), 0);
+    /* The connection broken between the steps (a failover): IO, and the
+     * next job goes through on a new connection. */
+    ASSERT_EQ(queue_ping(q), 0);
+    queue_create_begin(q, &staged_job, &st);
+    ASSERT(appears(c, "image:", st.id));
+    r = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+    freeReplyObject(r);
+    ASSERT_EQ(queue_create_finish(q, &staged_job, &st, id, sizeof id), QUEUE_ERR_IO);
+    queue_create_begin(q, &staged_job, &st);
+    ASSERT_EQ(queue_create_finish(q, &staged_job, &st, id, sizeof id), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 1);
+    queue_close(q);
+    redisFree(c);
+}
+
 TEST(take_run_done_is_idempotent)
 {
     redisContext *c = redis();
@@ -1213,6 +1428,116 @@ TEST(start_says_why_an_image_cannot_be_read)
     ASSERT_EQ(queue_get_job(q, id, &j), 0);
     ASSERT_STR_EQ(j.status, "running");
     queue_job_clear(&j);
+    queue_close(q);
+    redisFree(c);
+}
+
+/* A batch: the first job by queue_take, up to max - 1 more in one step,
+ * every one in the processing list and started, in queue order; an empty
+ * queue gives a batch of one. */
+TEST(take_more_takes_and_starts_a_backlog)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char made[6][QUEUE_ID_MAX + 1], ids[4][QUEUE_ID_MAX + 1];
+    queue_start st[4];
+    int n = -1;
+    for (int i = 0; i < 6; i++)
+        ASSERT_EQ(create(q, made[i]), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_STR_EQ(ids[0], made[0]);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 4);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 4);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 2);
+    for (int i = 0; i < 4; i++) {
+        ASSERT_STR_EQ(ids[i], made[i]);
+        ASSERT_EQ(st[i].skip, 0);
+        ASSERT_EQ(st[i].attempts, 1);
+        ASSERT_EQ(st[i].image_state, QUEUE_IMAGE_OK);
+        ASSERT_STR_EQ(st[i].image, "aGVsbG8=");
+        queue_start_clear(&st[i]);
+        queue_job j;
+        ASSERT_EQ(queue_get_job(q, ids[i], &j), 0);
+        ASSERT_STR_EQ(j.status, "running");
+        ASSERT_STR_EQ(j.worker, "w1");
+        queue_job_clear(&j);
+    }
+    /* Each ends on its own. */
+    queue_result res = {.label = "tabby", .top5 = "[]", .model = "slow.onnx", .inference_ms = 3};
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(queue_job_done(q, ids[i], "w1", &res), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 0);
+    /* Two left: a batch of two, then of one on an empty queue. */
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 2);
+    ASSERT_STR_EQ(ids[1], made[5]);
+    for (int i = 0; i < n; i++)
+        queue_start_clear(&st[i]);
+    ASSERT_EQ(queue_requeue_worker(q, "w1", 1, &(long long){0}), 0);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 2);
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 1, ids, st, &n), 0); /* max 1: itself */
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(st[0].attempts, 1); /* the requeue refunded the attempt */
+    queue_start_clear(&st[0]);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 1);
+    queue_stats s;
+    ASSERT_EQ(queue_get_stats(q, &s), 0);
+    ASSERT_EQ(s.processed, 4);
+    queue_close(q);
+    redisFree(c);
+}
+
+/* A job whose worker died while running it runs alone, a batch stops before
+ * one, and before an entry that is no job id (queue_take dead-letters it). */
+TEST(take_more_keeps_jobs_that_killed_a_worker_and_bad_entries_out)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char made[4][QUEUE_ID_MAX + 1], ids[4][QUEUE_ID_MAX + 1];
+    queue_start st[4];
+    int n = -1;
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(create(q, made[i]), 0);
+    redisReply *r = redisCommand(c, "HSET job:%s deaths 1", made[0]);
+    freeReplyObject(r);
+    r = redisCommand(c, "HSET job:%s deaths 1", made[2]);
+    freeReplyObject(r);
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_STR_EQ(ids[0], made[0]);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 0); /* alone: started the single way, nothing else moved */
+    ASSERT_EQ(raw_int(c, "LLEN %s", "processing:w1"), 1);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 3);
+    char *status = raw_str(c, "HGET job:%s status", made[0]);
+    ASSERT_STR_EQ(status, "queued");
+    free(status);
+    ASSERT_EQ(queue_requeue_worker(q, "w1", 1, &(long long){0}), 0);
+    r = redisCommand(c, "RPOP queue:jobs"); /* made[0] goes */
+    freeReplyObject(r);
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_STR_EQ(ids[0], made[1]);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 1); /* made[2] has a death: the batch stops before it */
+    queue_start_clear(&st[0]);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:jobs"), 2);
+    /* An entry that is no job id behind a good job. */
+    r = redisCommand(c, "DEL queue:jobs");
+    freeReplyObject(r);
+    r = redisCommand(c, "LPUSH queue:jobs %s NOT-AN-ID", made[3]);
+    freeReplyObject(r);
+    ASSERT_EQ(queue_take(q, "w2", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_EQ(queue_take_more(q, "w2", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 1);
+    queue_start_clear(&st[0]);
+    ASSERT_EQ(queue_take(q, "w2", 1, ids[0], sizeof ids[0]), QUEUE_ERR_INVALID);
+    ASSERT_EQ(raw_int(c, "LLEN %s", "queue:dead"), 1);
     queue_close(q);
     redisFree(c);
 }
