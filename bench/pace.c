@@ -11,23 +11,34 @@
  * whole 1.5 ms budget issue #10 gives the service around its model: one
  * thread driving libcurl's multi interface adds well under 0.1 ms.
  *
+ * An answer's own "inference_ms" (tandem's decode + model time for that
+ * request) is collected too, so that the service's overhead around its
+ * model can be read off the same requests, on the CPU as it was then.
+ *
  * usage: pace URL BODY_FILE CONTENT_TYPE RATE N
  * prints one JSON object: n, ok, errors, codes, p50_ms, p99_ms, mean_ms,
- * max_ms, rate (achieved).
+ * max_ms, rate (achieved), and server_p50_ms (the answers' inference_ms,
+ * null when they have none).
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define MAX_IN_FLIGHT 256
+#define MAX_ANSWER 65536 /* bytes of an answer kept for its inference_ms */
 
 typedef struct {
     double due_ms;  /* scheduled send time */
     double took_ms; /* due to last byte; < 0 until done */
     long code;      /* HTTP status, 0 on a transport error */
+    double server_ms; /* the answer's inference_ms; NAN without one */
+    char *answer;
+    size_t answer_len;
 } request;
 
 static double now_ms(void)
@@ -47,11 +58,25 @@ static void sleep_until(double t_ms)
     }
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *user)
+/* Keeps the first MAX_ANSWER bytes of an answer; the rest is counted only. */
+static size_t keep_answer(char *p, size_t size, size_t n, void *user)
 {
-    (void)p;
-    (void)user;
-    return size * n;
+    request *r = user;
+    size_t len = size * n, room = MAX_ANSWER - r->answer_len;
+    if (!r->answer && !(r->answer = malloc(MAX_ANSWER))) return len;
+    memcpy(r->answer + r->answer_len, p, len < room ? len : room);
+    r->answer_len += len < room ? len : room;
+    return len;
+}
+
+static double answer_inference_ms(const request *r)
+{
+    double ms = NAN;
+    json_t *root = r->answer ? json_loadb(r->answer, r->answer_len, 0, NULL) : NULL;
+    json_t *v = json_object_get(root, "inference_ms");
+    if (json_is_number(v)) ms = json_number_value(v);
+    json_decref(root);
+    return ms;
 }
 
 static int read_file(const char *path, char **out, long *len)
@@ -94,7 +119,8 @@ static CURL *start_request(CURLM *multi, const char *url, const char *body, long
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, len);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, keep_answer);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
@@ -109,7 +135,8 @@ static CURL *start_request(CURLM *multi, const char *url, const char *body, long
 static void print_summary(const request *reqs, int n, double elapsed_ms)
 {
     double *lat = malloc(sizeof *lat * (size_t)(n ? n : 1));
-    int ok = 0, ncodes = 0;
+    double *server = malloc(sizeof *server * (size_t)(n ? n : 1));
+    int ok = 0, nserver = 0, ncodes = 0;
     long codes[16];
     int counts[16];
     double sum = 0;
@@ -120,6 +147,8 @@ static void print_summary(const request *reqs, int n, double elapsed_ms)
         if (c == ncodes && ncodes < 16) codes[ncodes] = reqs[i].code, counts[ncodes++] = 0;
         if (c < ncodes) counts[c]++;
         if (reqs[i].code == 200 && lat) lat[ok++] = reqs[i].took_ms, sum += reqs[i].took_ms;
+        if (reqs[i].code == 200 && server && !isnan(reqs[i].server_ms))
+            server[nserver++] = reqs[i].server_ms;
     }
     printf("{\"n\": %d, \"ok\": %d, \"errors\": %d, \"codes\": {", n, ok, n - ok);
     for (int c = 0; c < ncodes; c++)
@@ -132,7 +161,14 @@ static void print_summary(const request *reqs, int n, double elapsed_ms)
     } else {
         printf(", \"p50_ms\": null, \"p99_ms\": null, \"mean_ms\": null, \"max_ms\": null");
     }
+    if (nserver) {
+        qsort(server, (size_t)nserver, sizeof *server, by_value);
+        printf(", \"server_p50_ms\": %.3f", percentile(server, nserver, 50));
+    } else {
+        printf(", \"server_p50_ms\": null");
+    }
     printf(", \"rate\": %.3f}\n", elapsed_ms > 0 ? n / (elapsed_ms / 1e3) : 0.0);
+    free(server);
     free(lat);
 }
 
@@ -169,7 +205,7 @@ int main(int argc, char **argv)
         goto out;
     double t0 = now_ms() + 200;
     for (int i = 0; i < n; i++)
-        reqs[i] = (request){.due_ms = t0 + i * 1e3 / rate, .took_ms = -1};
+        reqs[i] = (request){.due_ms = t0 + i * 1e3 / rate, .took_ms = -1, .server_ms = NAN};
     while (done < n) {
         while (sent < n && reqs[sent].due_ms <= now_ms() && sent - done < MAX_IN_FLIGHT) {
             if (!start_request(multi, url, body, len, headers, &reqs[sent])) goto out;
@@ -185,6 +221,9 @@ int main(int argc, char **argv)
             r->took_ms = now_ms() - r->due_ms;
             if (m->data.result == CURLE_OK)
                 curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &r->code);
+            r->server_ms = answer_inference_ms(r);
+            free(r->answer);
+            r->answer = NULL;
             curl_multi_remove_handle(multi, m->easy_handle);
             curl_easy_cleanup(m->easy_handle);
             done++;

@@ -52,9 +52,11 @@ class Sink(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         ok = body == open(sys.argv[2], "rb").read() and self.headers["Content-Type"] == "image/jpeg"
+        answer = b'{"job_id": "abc123", "inference_ms": 5.5}'
         self.send_response(200 if ok else 400)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
+        self.wfile.write(answer)
     def log_message(self, *a):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
@@ -62,10 +64,10 @@ PY
 start_bg sink /usr/bin/python3 "$TMP/sink.py" "$SPORT" "$TEST_DATA/images/dog.jpg"
 wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SPORT" 2>/dev/null
 "$PACE" "http://127.0.0.1:$SPORT/x" "$TEST_DATA/images/dog.jpg" image/jpeg 40 20 >"$TMP/pace.json"
-check "pace: 20 requests at 40/s, each body and type received whole ($(cat "$TMP/pace.json"))" \
+check "pace: 20 requests at 40/s, each body and type received whole, the answers' inference_ms read ($(cat "$TMP/pace.json"))" \
     /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); \
         sys.exit(not (r['ok'] == 20 and r['codes'] == {'200': 20} and 0 < r['p50_ms'] <= r['p99_ms'] \
-                      and 30 <= r['rate'] <= 45))" "$TMP/pace.json"
+                      and 30 <= r['rate'] <= 45 and r['server_p50_ms'] == 5.5))" "$TMP/pace.json"
 kill "$BG_PID" 2>/dev/null
 wait_until 10 bash -c "! exec 3<>/dev/tcp/127.0.0.1/$SPORT" 2>/dev/null
 "$PACE" "http://127.0.0.1:$SPORT/x" "$TEST_DATA/images/dog.jpg" image/jpeg 100 5 >"$TMP/pace.json"
