@@ -30,6 +30,7 @@ EMBED(lua_lib_dead_letter, "src/service/lua/lib/dead_letter.lua");
 EMBED(lua_lib_requeue, "src/service/lua/lib/requeue.lua");
 EMBED(lua_lib_requeue_args, "src/service/lua/lib/requeue_args.lua");
 EMBED(lua_lib_start, "src/service/lua/lib/start.lua");
+EMBED(lua_lib_enqueue, "src/service/lua/lib/enqueue.lua");
 EMBED(lua_create, "src/service/lua/create.lua");
 EMBED(lua_register, "src/service/lua/register.lua");
 EMBED(lua_get, "src/service/lua/get.lua");
@@ -52,7 +53,8 @@ enum {
     LIB_KEEP_TTL = 2, /* keep_ttl() */
     LIB_DEAD = 4,     /* dead_letter() */
     LIB_REQUEUE = 8,  /* requeue() and its ARGV table a (needs the three above) */
-    LIB_START = 16    /* start_job() (needs the first three) */
+    LIB_START = 16,   /* start_job() (needs the first three) */
+    LIB_ENQUEUE = 32  /* enqueue() */
 };
 
 static const struct {
@@ -66,6 +68,7 @@ static const struct {
     {lua_lib_requeue, lua_lib_requeue_end, LIB_REQUEUE},
     {lua_lib_requeue_args, lua_lib_requeue_args_end, LIB_REQUEUE},
     {lua_lib_start, lua_lib_start_end, LIB_START},
+    {lua_lib_enqueue, lua_lib_enqueue_end, LIB_ENQUEUE},
 };
 
 #define ALL_LIBS (LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD | LIB_REQUEUE)
@@ -73,8 +76,8 @@ static const struct {
     const unsigned char *text, *end;
     unsigned libs;
 } scripts[S_COUNT] = {
-    [S_CREATE] = {lua_create, lua_create_end, 0},
-    [S_REGISTER] = {lua_register, lua_register_end, 0},
+    [S_CREATE] = {lua_create, lua_create_end, LIB_ENQUEUE},
+    [S_REGISTER] = {lua_register, lua_register_end, LIB_ENQUEUE},
     [S_GET] = {lua_get, lua_get_end, 0},
     [S_START] = {lua_start, lua_start_end, LIB_NOTIFY | LIB_KEEP_TTL | LIB_DEAD | LIB_START},
     [S_DONE] = {lua_done, lua_done_end, LIB_NOTIFY | LIB_KEEP_TTL},

@@ -4,9 +4,6 @@ if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[5]) > 0 then return 0 en
 local max = tonumber(ARGV[4])
 if max > 0 and redis.call('LLEN', KEYS[4]) >= max then return -1 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'created', ARGV[5],
-  'sync_label', ARGV[6], 'sync_model', ARGV[7], 'sync_top5', ARGV[8])
-if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'callback_url', ARGV[9]) end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('LPUSH', KEYS[4], ARGV[1])
-return 1
+return enqueue({job = KEYS[1], queue = KEYS[4]},
+  {id = ARGV[1], ttl = ARGV[3], now = ARGV[5], sync_label = ARGV[6], sync_model = ARGV[7],
+   sync_top5 = ARGV[8], callback_url = ARGV[9]})

@@ -13,9 +13,6 @@ if max > 0 and redis.call('LLEN', KEYS[4]) >= max then
   return -1
 end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'created', ARGV[4],
-  'sync_label', ARGV[5], 'sync_model', ARGV[6], 'sync_top5', ARGV[7])
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'callback_url', ARGV[8]) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('LPUSH', KEYS[4], ARGV[1])
-return 1
+return enqueue({job = KEYS[1], queue = KEYS[4]},
+  {id = ARGV[1], ttl = ARGV[2], now = ARGV[4], sync_label = ARGV[5], sync_model = ARGV[6],
+   sync_top5 = ARGV[7], callback_url = ARGV[8]})
