@@ -54,15 +54,8 @@ if ! $PY -c 'import fastapi, uvicorn, redis' 2>/dev/null; then
     echo "bench/seed.sh: python3-fastapi, python3-uvicorn or python3-redis missing (scripts/deps.sh --test); no seed peer figures" >&2
     exit 1
 fi
-own_table=0
-if [ -z "${BENCH_TABLE:-}" ]; then
-    BENCH_TABLE=$TMP/table.tsv
-    own_table=1
-fi
+. bench/lib.sh
 CPUS=$(nproc)
-num() { $PY -c "import json,sys; v=json.load(sys.stdin).get('$1'); print('%.2f' % v if isinstance(v, (int, float)) else v if v is not None else 'nan')"; }
-calc() { $PY -c "print('%.2f' % ($1))" 2>/dev/null || echo nan; }
-fig() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$BENCH_TABLE"; }
 # ratio_row FIGURE TANDEM SEED OP TARGET: prints the line and the table row;
 # OP is <= (lower is better) or >= (higher is better).
 ratio_row() {
@@ -198,7 +191,4 @@ ratio_row "max req/s, wrk -c4" "$RPS_tandem" "$RPS_seed" ">=" 3
 ratio_row "jobs/s, 2 workers, $JOBS jobs" "$JPS_tandem" "$JPS_seed" ">=" 1.5
 ratio_row "total RSS idle (MB)" "$(mb "$RSSI_tandem")" "$(mb "$RSSI_seed")" "<=" 0.5
 ratio_row "total RSS under load (MB)" "$(mb "$RSSL_tandem")" "$(mb "$RSSL_seed")" "<=" 0.5
-if [ $own_table -eq 1 ]; then
-    echo
-    bench/table.py "$BENCH_TABLE"
-fi
+table_end

@@ -62,19 +62,8 @@ for f in "$TANDEM" "$SYNC_MODEL" "$ASYNC_MODEL" "$IMAGE"; do
 done
 command -v wrk >/dev/null || { echo "bench/service.sh: wrk not installed (make deps)" >&2; exit 1; }
 [ -x "$PACE" ] || { echo "bench/service.sh: $PACE missing (make $PACE)" >&2; exit 1; }
-own_table=0
-if [ -z "${BENCH_TABLE:-}" ]; then
-    BENCH_TABLE=$TMP/table.tsv
-    own_table=1
-fi
+. bench/lib.sh
 CPUS=$(nproc)
-num() { /usr/bin/python3 -c "import json,sys; v=json.load(sys.stdin).get('$1'); print('%.2f' % v if v is not None else 'nan')"; }
-calc() { /usr/bin/python3 -c "print('%.2f' % ($1))" 2>/dev/null || echo nan; }
-# met A B: yes when A <= B (nan: n/a).
-met() { /usr/bin/python3 -c "import math,sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print('n/a' if math.isnan(a) or math.isnan(b) else 'yes' if a <= b else 'no')" "$1" "$2" 2>/dev/null || echo n/a; }
-# fig FIGURE MEASURED TARGET MET: one row of the final table.
-fig() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$BENCH_TABLE"; }
-med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : "nan")}'; }
 
 echo "== 0. model compute (tandem bench, 1 thread) and decode + resize (tandem classify --timing)"
 SYNC_MS=$("$TANDEM" bench --model "$SYNC_MODEL" --threads 1 --iterations 30 | num p50_ms)
@@ -299,7 +288,4 @@ while IFS=$'\t' read -r who what; do
     echo "$who: $what MB"
     fig "RSS MB, ${who% (*}" "$what" "report (total <= 0.5x the seed stack's)" "-"
 done <<<"$rss"
-if [ $own_table -eq 1 ]; then
-    echo
-    bench/table.py "$BENCH_TABLE"
-fi
+table_end
