@@ -49,16 +49,9 @@ static void fill(void *buf, size_t n, tdm_dtype dt, unsigned seed)
     }
 }
 
-/* Runs a fresh session of m at batch 1 on a seeded input; returns the output
- * (malloc'd) or NULL. */
-static void *run_once(tdm_model *m, unsigned seed, size_t *nout)
+/* Runs session s on a seeded input; returns the output (malloc'd) or NULL. */
+static void *run_session(tdm_session *s, unsigned seed, size_t *nout)
 {
-    tdm_session *s;
-    char err[512];
-    if (tdm_session_create(m, 1, &s, err, sizeof err)) {
-        fprintf(stderr, "  %s\n", err);
-        return NULL;
-    }
     tdm_tensor_info ii;
     tdm_session_input_info(s, &ii);
     size_t nin = tdm_session_input_bytes(s);
@@ -71,6 +64,20 @@ static void *run_once(tdm_model *m, unsigned seed, size_t *nout)
         out = NULL;
     }
     free(in);
+    return out;
+}
+
+/* Runs a fresh session of m at batch 1 on a seeded input; returns the output
+ * (malloc'd) or NULL. */
+static void *run_once(tdm_model *m, unsigned seed, size_t *nout)
+{
+    tdm_session *s;
+    char err[512];
+    if (tdm_session_create(m, 1, &s, err, sizeof err)) {
+        fprintf(stderr, "  %s\n", err);
+        return NULL;
+    }
+    void *out = run_session(s, seed, nout);
     tdm_session_free(s);
     return out;
 }
@@ -352,24 +359,6 @@ static void agree(const char *path, double tol, double step, int *failed_)
     free(yd);
     tdm_model_free(r);
     tdm_model_free(d);
-}
-
-/* Runs session s on a seeded input; returns the output (malloc'd) or NULL. */
-static void *run_session(tdm_session *s, unsigned seed, size_t *nout)
-{
-    tdm_tensor_info ii;
-    tdm_session_input_info(s, &ii);
-    size_t nin = tdm_session_input_bytes(s);
-    *nout = tdm_session_output_bytes(s);
-    void *in = malloc(nin), *out = malloc(*nout);
-    fill(in, nin / tdm_dtype_size(ii.dtype), ii.dtype, seed);
-    if (tdm_session_run(s, in, nin, out, *nout)) {
-        fprintf(stderr, "  %s\n", tdm_session_error(s));
-        free(out);
-        out = NULL;
-    }
-    free(in);
-    return out;
 }
 
 /* Same bytes from session s as from a session of the same batch on an
