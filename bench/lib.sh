@@ -7,6 +7,8 @@
 #   med X...       the median of its arguments
 #   fig FIGURE MEASURED TARGET MET   one row of the final table
 #   table_end      prints the table when the script runs alone
+#   bench_require NAME FILE...   exits 1, naming what is missing, unless
+#                  every FILE exists and wrk and $PACE are there
 # BENCH_TABLE names the table's file; run alone, a script gets its own.
 
 own_table=0
@@ -29,4 +31,17 @@ table_end() {
         echo
         bench/table.py "$BENCH_TABLE"
     fi
+}
+
+bench_require() {
+    local name=$1 f
+    shift
+    for f in "$@"; do
+        if [ ! -e "$f" ]; then
+            echo "$name: missing $f (run 'make' and 'make test-models')" >&2
+            exit 1
+        fi
+    done
+    command -v wrk >/dev/null || { echo "$name: wrk not installed (scripts/deps.sh --test)" >&2; exit 1; }
+    [ -x "$PACE" ] || { echo "$name: $PACE missing (make $PACE)" >&2; exit 1; }
 }

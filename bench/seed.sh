@@ -41,20 +41,13 @@ ASYNC_MODEL=${ASYNC_MODEL:-$MODELS/resnet50_op13.onnx}
 IMAGE=${IMAGE:-$TEST_DATA/images/dog.jpg}
 PY=/usr/bin/python3
 . tests/lib.sh
+. bench/lib.sh
+bench_require bench/seed.sh "$TANDEM" "$SYNC_MODEL" "$ASYNC_MODEL" "$IMAGE"
 
-for f in "$TANDEM" "$SYNC_MODEL" "$ASYNC_MODEL" "$IMAGE"; do
-    if [ ! -e "$f" ]; then
-        echo "bench/seed.sh: missing $f (run 'make' and 'make test-models')" >&2
-        exit 1
-    fi
-done
-command -v wrk >/dev/null || { echo "bench/seed.sh: wrk not installed (scripts/deps.sh --test)" >&2; exit 1; }
-[ -x "$PACE" ] || { echo "bench/seed.sh: $PACE missing (make $PACE)" >&2; exit 1; }
 if ! $PY -c 'import fastapi, uvicorn, redis' 2>/dev/null; then
     echo "bench/seed.sh: python3-fastapi, python3-uvicorn or python3-redis missing (scripts/deps.sh --test); no seed peer figures" >&2
     exit 1
 fi
-. bench/lib.sh
 CPUS=$(nproc)
 # ratio_row FIGURE TANDEM SEED OP TARGET: prints the line and the table row;
 # OP is <= (lower is better) or >= (higher is better).

@@ -53,16 +53,9 @@ SYNC_MODEL=${SYNC_MODEL:-$MODELS/mobilenetv2_op13.onnx}
 ASYNC_MODEL=${ASYNC_MODEL:-$MODELS/resnet50_op13.onnx}
 IMAGE=${IMAGE:-$TEST_DATA/images/dog.jpg}
 . tests/lib.sh
-
-for f in "$TANDEM" "$SYNC_MODEL" "$ASYNC_MODEL" "$IMAGE"; do
-    if [ ! -e "$f" ]; then
-        echo "bench/service.sh: missing $f (run 'make' and 'make test-models')" >&2
-        exit 1
-    fi
-done
-command -v wrk >/dev/null || { echo "bench/service.sh: wrk not installed (make deps)" >&2; exit 1; }
-[ -x "$PACE" ] || { echo "bench/service.sh: $PACE missing (make $PACE)" >&2; exit 1; }
 . bench/lib.sh
+bench_require bench/service.sh "$TANDEM" "$SYNC_MODEL" "$ASYNC_MODEL" "$IMAGE"
+
 CPUS=$(nproc)
 
 echo "== 0. model compute (tandem bench, 1 thread) and decode + resize (tandem classify --timing)"
