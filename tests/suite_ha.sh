@@ -110,7 +110,8 @@ master_addr() { in_ns s3 redis-cli -h "${ADDR[s3]}" -p 26379 SENTINEL get-master
 redis_on r1
 redis_on r2 --replicaof "${ADDR[r1]}" 6379
 for h in r1 r2 s3; do sentinel_on "$h"; done
-check "hosts reach each other (px -> r1, w2 -> r2)" bash -c \
+# The servers were just started in the background: give them time to listen.
+check "hosts reach each other (px -> r1, w2 -> r2)" wait_until 10 bash -c \
     "ip netns exec $NS-px redis-cli -h ${ADDR[r1]} PING | grep -q PONG && ip netns exec $NS-w2 redis-cli -h ${ADDR[r2]} PING | grep -q PONG"
 check "replica r2 follows r1" wait_until 10 bash -c \
     "ip netns exec $NS-r2 redis-cli -h ${ADDR[r2]} INFO replication | tr -d '\r' | grep -qx 'master_link_status:up'"
