@@ -231,6 +231,11 @@ check "a body sent at 20 kB/s -> 408 JSON at REQUEST_TIMEOUT ($(uget slowbody st
 upload fastbody /predict "$CAT" 400000 --type image/png
 check "a body that arrives within the deadline -> 200 ($(uget fastbody status) in $(uget fastbody secs)s)" \
     test "$(uget fastbody status)" = 200
+# Idle keep-alive time is not taken from the next upload: 2.5 s idle after a
+# GET, then a 1.5 s body, all within 3 s of its headers (4 s after the GET).
+upload idlefirst /predict "$CAT" "$(($(stat -c %s "$CAT") * 2 / 3))" --type image/png --idle-before 2.5
+check "after 2.5 s idle on a keep-alive connection, a 1.5 s upload gets its whole deadline -> 200 ($(uget idlefirst status) in $(uget idlefirst secs)s)" \
+    test "$(uget idlefirst status)" = 200
 
 # ---- SIGTERM with a slow upload in flight: bounded by DRAIN_TIMEOUT=3 ------------------------
 kill -TERM "$PROXY"

@@ -27,9 +27,11 @@
  * address can take every slot. Here each address gets at most
  * max_per_ip connections (MHD_OPTION_PER_IP_CONNECTION_LIMIT), and a
  * watchdog thread closes every connection whose request has not arrived in
- * full (headers and body) request_timeout_s after it began: a connection's
- * clock starts when it opens or when its previous request was answered, and
- * stops while the handler has the request. The watchdog knows each socket
+ * time: its headers within request_timeout_s of the connection opening or of
+ * the previous answer (so an idle keep-alive connection goes too), and its
+ * body within request_timeout_s of its headers (so the idle time before a
+ * request is not taken from its upload). The clock stops while the handler
+ * has the request. The watchdog knows each socket
  * from MHD's connection notifications, under a lock that MHD's "closed"
  * notification also takes before MHD closes the socket, so it never touches
  * a descriptor that was reused; it wakes MHD with shutdown(), which MHD sees
@@ -67,7 +69,7 @@
 struct http_conn {
     struct http_conn *prev, *next;
     int fd;
-    double start_ms; /* when the current request began (connection opened, or last answer) */
+    double start_ms; /* the clock: connection opened or last answer, then headers complete */
     int busy;        /* the request is complete and with the handler: no deadline */
     int in_body;     /* headers seen: a timeout is answered 408 */
     int answered;    /* an answer was written here on the socket */
@@ -334,6 +336,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (r->hc) {
             pthread_mutex_lock(&s->conns_mu);
             r->hc->in_body = 1;
+            r->hc->start_ms = r->t0;
             pthread_mutex_unlock(&s->conns_mu);
         }
         if (r->uri_len > HTTP_MAX_URI) return refuse_at_headers(r, 414, "request URI too long");

@@ -11,10 +11,12 @@
       one connection, one header byte every INTERVAL; prints
       {"closed_after": s, "answer": first bytes of any answer} when the server
       ends it, or {"closed_after": null} if it still stands after SECONDS.
-  upload HOST PORT PATH FILE RATE [--type T] [--chunked]
+  upload HOST PORT PATH FILE RATE [--type T] [--chunked] [--idle-before S]
       POSTs FILE at RATE bytes/s (0: as fast as the socket takes it), reading
       the answer whenever one arrives, even mid-upload; prints
       {"status", "body", "sent", "size", "secs"} (status null: no answer).
+      With --idle-before, the connection first carries a GET /health, then
+      stays idle S seconds (keep-alive) before the POST.
 """
 import argparse
 import json
@@ -144,12 +146,33 @@ def parse_answer(data):
     return status, body.decode("utf-8", "replace")
 
 
+def complete(buf):
+    head, sep, body = buf.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n") if sep else []:
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":")[1])
+    return False
+
+
+def keep_alive_first(s, idle):
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = b""
+    while not complete(first):
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("the server closed the connection after GET /health")
+        first += chunk
+    time.sleep(idle)
+
+
 def upload(a):
     loopback_only(a.host)
     data = open(a.file, "rb").read()
     hdr = "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nConnection: close\r\n" % (a.path, a.type)
     hdr += "Transfer-Encoding: chunked\r\n" if a.chunked else "Content-Length: %d\r\n" % len(data)
     s = socket.create_connection((a.host, a.port), timeout=10)
+    if a.idle_before > 0:
+        keep_alive_first(s, a.idle_before)
     s.sendall((hdr + "\r\n").encode())
     t0 = time.monotonic()
     sent, answer = 0, b""
@@ -167,13 +190,6 @@ def upload(a):
             return True
         answer += chunk
         return chunk == b""
-
-    def complete(buf):
-        head, sep, body = buf.partition(b"\r\n\r\n")
-        for line in head.split(b"\r\n") if sep else []:
-            if line.lower().startswith(b"content-length:"):
-                return len(body) >= int(line.split(b":")[1])
-        return False
 
     ended = False
     while sent < len(data) and time.monotonic() < deadline:
@@ -228,6 +244,7 @@ def main():
     p.add_argument("rate", type=float)
     p.add_argument("--type", default="application/octet-stream")
     p.add_argument("--chunked", action="store_true")
+    p.add_argument("--idle-before", type=float, default=0.0)
     a = ap.parse_args()
     {"slowloris": slowloris, "trickle-headers": trickle_headers, "upload": upload}[a.cmd](a)
 
