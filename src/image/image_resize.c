@@ -98,7 +98,8 @@ static void row_to_float(const uint8_t *restrict src, size_t n, float *restrict 
 }
 
 /* Four float lanes: one pixel's r, g, b and a fourth lane that is computed
- * and dropped. GCC's vector extension, so no intrinsics and any target. */
+ * and dropped. The vector extension GCC (12 and later) and clang share, so
+ * no intrinsics and any target. */
 typedef float f32x4 __attribute__((vector_size(16)));
 
 /* Horizontal pass of one source row (as floats, with one float of padding
@@ -180,12 +181,12 @@ static void to_planes(const float *acc, size_t plane, const tdm_preprocess *pp, 
         memcpy(&v0, acc + 3 * i, sizeof v0);
         memcpy(&v1, acc + 3 * i + 4, sizeof v1);
         memcpy(&v2, acc + 3 * i + 8, sizeof v2);
-        f32x4 vr = __builtin_shuffle(__builtin_shuffle(v0, v1, (i32x4){0, 3, 6, 0}), v2,
-                                     (i32x4){0, 1, 2, 5});
-        f32x4 vg = __builtin_shuffle(__builtin_shuffle(v0, v1, (i32x4){1, 4, 7, 0}), v2,
-                                     (i32x4){0, 1, 2, 6});
-        f32x4 vb = __builtin_shuffle(__builtin_shuffle(v0, v1, (i32x4){2, 5, 0, 0}), v2,
-                                     (i32x4){0, 1, 4, 7});
+        f32x4 vr = __builtin_shufflevector(__builtin_shufflevector(v0, v1, 0, 3, 6, 0), v2, 0, 1,
+                                           2, 5);
+        f32x4 vg = __builtin_shufflevector(__builtin_shufflevector(v0, v1, 1, 4, 7, 0), v2, 0, 1,
+                                           2, 6);
+        f32x4 vb = __builtin_shufflevector(__builtin_shufflevector(v0, v1, 2, 5, 0, 0), v2, 0, 1,
+                                           4, 7);
         vr = vr * scale[0] + bias[0];
         vg = vg * scale[1] + bias[1];
         vb = vb * scale[2] + bias[2];
