@@ -1,7 +1,14 @@
-# The helpers every shell suite shares: check counting (ok, bad, check and
-# the closing "N passed, M failed" line of finish), a scratch directory $TMP,
+# The helpers every shell suite shares: the BUILD, TANDEM and TEST_DATA
+# defaults, check counting (ok, bad, check and the closing "N passed, M
+# failed" line of finish), prerequisites (require), a scratch directory $TMP,
 # a private redis-server on a free port, bounded waits, and cleanup of every
 # process we started. Sourced by tests/suite_*.sh and bench/service.sh.
+
+# Where the build and the test data are (run_all.sh exports them; a suite
+# run on its own from the repository root gets the same defaults).
+BUILD=${BUILD:-build}
+TANDEM=${TANDEM:-$BUILD/tandem}
+TEST_DATA=${TEST_DATA:-data}
 
 PASS=0
 FAIL=0
@@ -19,6 +26,17 @@ check() { # description, command...: ok if the command succeeds
 finish() {
     echo "$PASS passed, $FAIL failed"
     [ "$FAIL" -eq 0 ]
+}
+
+# require FILE...: what the suite cannot run without. Anything missing is
+# one failed check naming it, and the end of the suite.
+require() {
+    local f missing=()
+    for f in "$@"; do [ -e "$f" ] || missing+=("$f"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    bad "prerequisites" "missing ${missing[*]}${REQUIRE_HINT:+ ($REQUIRE_HINT)}"
+    finish
+    exit 1
 }
 
 cleanup() {

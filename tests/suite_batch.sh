@@ -13,19 +13,12 @@
 # bench/batch.sh runs (tiny, figures unchecked).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 
 SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 FIXED=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
 IMAGES=(chelsea.png dog.jpg eagle.jpg giraffe.jpg rocket.jpg coffee.png astronaut.png)
-if [ ! -x "$TANDEM" ] || [ ! -f "$SLOW" ] || [ ! -f "$FIXED" ]; then
-    bad "prerequisites" "need $TANDEM, $SLOW and $FIXED"
-    finish
-    exit 1
-fi
+require "$TANDEM" "$SLOW" "$FIXED"
 
 start_redis || { bad "redis-server starts"; finish; exit 1; }
 export REDIS_HOST=127.0.0.1 REDIS_PORT=$RPORT ASYNC_MODEL_PATH=$SLOW NUM_WORKERS=1 \

@@ -5,9 +5,6 @@
 # `make bench`; bench/soak.sh documents itself.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 
 MODEL=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx

@@ -13,20 +13,13 @@
 # MAX_DECODE_MS at work.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 
 FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
 SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 CAT=$TEST_DATA/images/chelsea.png
 JGET=tests/proxy/jget.py
-if [ ! -x "$TANDEM" ] || [ ! -f "$FAST" ] || [ ! -f "$SLOW" ] || [ ! -f "$CAT" ]; then
-    bad "prerequisites" "need $TANDEM, $FAST, $SLOW and $CAT"
-    finish
-    exit 1
-fi
+require "$TANDEM" "$FAST" "$SLOW" "$CAT"
 LIMIT_S=2       # pass mark for one refusal (the target is 0.5 s)
 RSS_LIMIT_KB=$((300 * 1024))
 

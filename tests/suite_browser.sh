@@ -8,22 +8,14 @@
 # in $BUILD/browser/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 
 FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
 SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 CAT=$TEST_DATA/images/chelsea.png
 OUT=$BUILD/browser
-for f in "$TANDEM" "$FAST" "$SLOW" "$CAT" /usr/bin/chromium node_modules/playwright-core/package.json; do
-    if [ ! -e "$f" ]; then
-        bad "prerequisites" "need $f (make deps installs chromium and playwright-core)"
-        finish
-        exit 1
-    fi
-done
+REQUIRE_HINT="make deps installs chromium and playwright-core" \
+    require "$TANDEM" "$FAST" "$SLOW" "$CAT" /usr/bin/chromium node_modules/playwright-core/package.json
 
 start_redis || { bad "redis-server starts"; finish; exit 1; }
 PORT=$(free_port)

@@ -8,16 +8,13 @@
 # images are still classified; 2 for usage errors).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
+. tests/lib.sh
 models=$TEST_DATA/models/st-int8
 images=$TEST_DATA/images
 v2=$models/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 v1=$models/mobilenet_v1_0.5_128_quant.onnx
 cats='^(tabby|tiger cat|Egyptian cat|Persian cat|Siamese cat)$'
 
-. tests/lib.sh
 tmp=$TMP
 
 # run NAME ARGS...: runs tandem classify, leaving stdout, stderr and status in

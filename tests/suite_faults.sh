@@ -19,19 +19,12 @@
 #    the bound is generous for a noisy machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 
 SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
 CAT=$TEST_DATA/images/chelsea.png
-if [ ! -x "$TANDEM" ] || [ ! -f "$SLOW" ] || [ ! -f "$FAST" ] || [ ! -f "$CAT" ]; then
-    bad "prerequisites" "need $TANDEM, $SLOW, $FAST and $CAT"
-    finish
-    exit 1
-fi
+require "$TANDEM" "$SLOW" "$FAST" "$CAT"
 
 start_redis || { bad "redis-server starts"; finish; exit 1; }
 export REDIS_HOST=127.0.0.1 REDIS_PORT=$RPORT ASYNC_MODEL_PATH=$SLOW NUM_WORKERS=2 \

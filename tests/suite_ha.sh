@@ -18,9 +18,6 @@
 # Needs root and `ip netns`; says so and skips where namespaces are impossible.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 
 FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
@@ -42,9 +39,7 @@ if [ "$(id -u)" -ne 0 ] || ! ip netns add "$NS-probe" 2>/dev/null; then
     exit 0
 fi
 ip netns del "$NS-probe"
-for f in "$TANDEM" "$FAST" "$SLOW" "$IMG"; do
-    [ -e "$f" ] || { bad "prerequisites" "no $f"; finish; exit 1; }
-done
+require "$TANDEM" "$FAST" "$SLOW" "$IMG"
 
 in_ns() { local h=$1; shift; ip netns exec "$NS-$h" "$@"; }
 # bg HOST NAME command...: a daemon in HOST with its own hostname (worker ids

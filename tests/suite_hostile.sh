@@ -12,9 +12,6 @@
 # a slow upload in flight.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 
 FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
@@ -24,11 +21,7 @@ DOG=$TEST_DATA/images/dog.jpg
 JGET=tests/proxy/jget.py
 CLIENT=tests/hostile/client.py
 PY=/usr/bin/python3
-if [ ! -x "$TANDEM" ] || [ ! -f "$FAST" ] || [ ! -f "$SLOW" ] || [ ! -f "$CAT" ]; then
-    bad "prerequisites" "need $TANDEM, $FAST, $SLOW and $CAT"
-    finish
-    exit 1
-fi
+require "$TANDEM" "$FAST" "$SLOW" "$CAT"
 # The slowloris client needs ~1200 descriptors of its own.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1300 ]; then

@@ -7,8 +7,6 @@
 #  - and each checker refuses a broken copy, so a pass means something.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
 . tests/lib.sh
 
 K8S=deploy/k8s

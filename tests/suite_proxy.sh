@@ -9,9 +9,6 @@
 # a graceful SIGTERM.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 
 FAST=$TEST_DATA/models/st-int8/mobilenet_v1_0.5_128_quant.onnx
@@ -19,11 +16,7 @@ SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 CAT=$TEST_DATA/images/chelsea.png
 DOG=$TEST_DATA/images/dog.jpg
 JGET=tests/proxy/jget.py
-if [ ! -x "$TANDEM" ] || [ ! -f "$FAST" ] || [ ! -f "$SLOW" ] || [ ! -f "$CAT" ]; then
-    bad "prerequisites" "need $TANDEM, $FAST, $SLOW and $CAT"
-    finish
-    exit 1
-fi
+require "$TANDEM" "$FAST" "$SLOW" "$CAT"
 
 start_redis || { bad "redis-server starts"; finish; exit 1; }
 PORT=$(free_port)

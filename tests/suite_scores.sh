@@ -13,9 +13,6 @@
 #    and the same top 5 for the same image.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 ST=$TEST_DATA/models/st-int8
 V1=$ST/mobilenet_v1_0.5_128_quant.onnx
@@ -25,9 +22,7 @@ F32_SLOW=build/test-models/resnet50_op13.onnx
 IMAGES="chelsea.png coffee.png dog.jpg"
 unset LABELS_PATH JOB_ID_LENGTH SYNC_MODEL_PATH ASYNC_MODEL_PATH
 
-for f in "$TANDEM" "$V1" "$V2" "$F32_FAST" "$F32_SLOW"; do
-    [ -e "$f" ] || { bad "prerequisites" "no $f (make all test-models)"; finish; exit 1; }
-done
+REQUIRE_HINT="make all test-models" require "$TANDEM" "$V1" "$V2" "$F32_FAST" "$F32_SLOW"
 start_redis || { bad "redis-server starts"; finish; exit 1; }
 PORT=$(free_port)
 URL=http://127.0.0.1:$PORT

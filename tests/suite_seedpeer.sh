@@ -15,11 +15,8 @@
 # Skips (with the reason) where python3-fastapi & co. or the models are missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
-PY=/usr/bin/python3
 . tests/lib.sh
+PY=/usr/bin/python3
 
 skip() {
     echo "SKIP - suite_seedpeer: $1"

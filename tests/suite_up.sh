@@ -11,9 +11,6 @@
 #    REDIS_HOST set means no private Redis.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 ST=$TEST_DATA/models/st-int8
 CAT=$TEST_DATA/images/chelsea.png
@@ -53,11 +50,7 @@ check "Dockerfile: no -dev package in the runtime stage" \
     bash -c "! grep -q -- '-dev' '$TMP/runtime.dockerfile'"
 
 # ---- tandem models --------------------------------------------------------
-if [ ! -x "$TANDEM" ]; then
-    bad "prerequisites" "no $TANDEM"
-    finish
-    exit 1
-fi
+require "$TANDEM"
 M=$TMP/models
 MODEL_MIRROR=$ST timeout 60 "$TANDEM" models --dir "$M" --set st-int8 >"$TMP/m1.log" 2>&1
 rc=$?

@@ -9,10 +9,9 @@
 # earlier run are passed over without TANDEM_ALLOW_TEST_MODELS=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=$(realpath "${TANDEM:-$BUILD/tandem}")
-TEST_DATA=$(realpath "${TEST_DATA:-data}")
 . tests/lib.sh
+TANDEM=$(realpath "$TANDEM")
+TEST_DATA=$(realpath "$TEST_DATA")
 JGET=$(realpath tests/proxy/jget.py)
 unset REDIS_HOST REDIS_PORT MODEL_MIRROR MODEL_SET TANDEM_ALLOW_TEST_MODELS SYNC_MODEL_PATH \
     ASYNC_MODEL_PATH MODEL_DIR LABELS_PATH no_proxy NO_PROXY https_proxy http_proxy HTTPS_PROXY \
@@ -24,7 +23,7 @@ OFFLINE=(https_proxy=http://127.0.0.1:9 http_proxy=http://127.0.0.1:9
 cats='"(tabby|tiger cat|Egyptian cat|Persian cat|Siamese cat)"'
 dogs='"(malamute|Siberian husky|Eskimo dog|German shepherd|[a-zA-Z ]*(terrier|hound|retriever|spaniel|schnauzer))"'
 
-[ -x "$TANDEM" ] || { bad "prerequisites" "no $TANDEM"; finish; exit 1; }
+require "$TANDEM"
 
 # up_in NAME DIR: `tandem up` with DIR as the current directory; waits for /health.
 up_in() {

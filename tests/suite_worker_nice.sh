@@ -7,17 +7,10 @@
 # worker restarted after SIGKILL, and an out-of-range value refused.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
 . tests/lib.sh
 
 SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
-if [ ! -x "$TANDEM" ] || [ ! -f "$SLOW" ]; then
-    bad "prerequisites" "need $TANDEM and $SLOW"
-    finish
-    exit 1
-fi
+require "$TANDEM" "$SLOW"
 start_redis || { bad "redis-server starts"; finish; exit 1; }
 export REDIS_HOST=127.0.0.1 REDIS_PORT=$RPORT ASYNC_MODEL_PATH=$SLOW NUM_WORKERS=2 \
     LOG_LEVEL=info QUEUE_NAME=queue:jobs
