@@ -14,6 +14,8 @@ printf '\x00{"width": 224, "height": 224}' >"$dir/size_wrong"
 printf '\x00{"layout": "nhwc_uint8"}' >"$dir/layout_wrong"
 printf '\x00{"label_offset": 1}' >"$dir/offset"
 printf '\x00{"std": [0, 1, 1]}' >"$dir/std_zero"
+# Positive as a double, 0 once narrowed to a float: the crash fuzz_sidecar found in CI.
+printf '\x00{"std": [0.25, 0.5, 2.5e-57]}' >"$dir/std_underflow"
 printf '\x00{"labels": "missing.txt"}' >"$dir/labels_missing"
 printf '\x00{"labels": "labels3.txt", "labels": "labels2.txt"}' >"$dir/duplicate"
 printf '\x00{"colour": "rgb"}' >"$dir/unknown_key"

@@ -48,14 +48,17 @@ struct sidecar {
     int label_offset;  /* -1 when not given */
 };
 
-static int read_triple(json_t *v, float *dst, int positive)
+/* The bounds are checked on the double, before the narrowing: a std such as
+ * 1e-57 is positive as a double but 0 as a float, and the pixels would be
+ * divided by it. */
+static int read_triple(json_t *v, float *dst, double min, double max)
 {
     if (!json_is_array(v) || json_array_size(v) != 3) return -1;
     for (int i = 0; i < 3; i++) {
         json_t *x = json_array_get(v, (size_t)i);
         if (!json_is_number(x)) return -1;
         double d = json_number_value(x);
-        if (!(d > -1e6 && d < 1e6) || (positive && !(d > 0))) return -1;
+        if (!(d >= min && d <= max)) return -1;
         dst[i] = (float)d;
     }
     return 0;
@@ -89,12 +92,12 @@ static int sidecar_apply_key(struct sidecar *sc, const char *key, json_t *v, cha
         want = "a shorter file name";
         if (n < 0 || (size_t)n >= sizeof sc->labels) goto bad;
     } else if (!strcmp(key, "mean")) {
-        want = "an array of 3 numbers";
-        if (read_triple(v, sc->mean, 0)) goto bad;
+        want = "an array of 3 numbers from -1e6 to 1e6";
+        if (read_triple(v, sc->mean, -1e6, 1e6)) goto bad;
         sc->has_mean = 1;
     } else if (!strcmp(key, "std")) {
-        want = "an array of 3 positive numbers";
-        if (read_triple(v, sc->std, 1)) goto bad;
+        want = "an array of 3 numbers from 1e-6 to 1e6";
+        if (read_triple(v, sc->std, 1e-6, 1e6)) goto bad;
         sc->has_std = 1;
     } else if (!strcmp(key, "width") || !strcmp(key, "height")) {
         want = "an integer from 1 to " STR(IMAGE_MAX_SIDE);

@@ -1357,7 +1357,10 @@ TEST(sidecar_overrides)
         {"{\"layout\": \"nhwc_uint8\"}", NULL, "layout nhwc_uint8", TDM_ERR_INVALID},
         {"{\"layout\": \"planar\"}", NULL, "\"layout\" must be", TDM_ERR_INVALID},
         {"{\"meen\": [0, 0, 0]}", NULL, "unknown key \"meen\"", TDM_ERR_INVALID},
-        {"{\"std\": [1, 0, 1]}", NULL, "positive", TDM_ERR_INVALID},
+        {"{\"std\": [1, 0, 1]}", NULL, "from 1e-6 to 1e6", TDM_ERR_INVALID},
+        /* Positive as a double, 0 once narrowed to a float (found by fuzz_sidecar). */
+        {"{\"std\": [1, 1, 2.5e-57]}", NULL, "from 1e-6 to 1e6", TDM_ERR_INVALID},
+        {"{\"mean\": [0, 0, 1e7]}", NULL, "from -1e6 to 1e6", TDM_ERR_INVALID},
         {"{\"mean\": [1, 2]}", NULL, "3 numbers", TDM_ERR_INVALID},
         {"{\"height\": 0}", NULL, "\"height\" must be", TDM_ERR_INVALID},
         {"[1, 2]", NULL, "JSON object", TDM_ERR_INVALID},
