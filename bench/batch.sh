@@ -19,15 +19,12 @@
 # BENCH_TABLE.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
+. tests/lib.sh
 NUM_WORKERS=${NUM_WORKERS:-2}
 BATCHES=${BATCHES:-1 2 4 8}
 F32=$BUILD/test-models/resnet50_op13.onnx
 INT8=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 IMG=$TEST_DATA/images/chelsea.png
-. tests/lib.sh
 
 for f in "$TANDEM" "$F32" "$INT8" "$IMG"; do
     if [ ! -e "$f" ]; then

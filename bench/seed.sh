@@ -28,10 +28,8 @@
 # SYNC_MODEL, ASYNC_MODEL, IMAGE, BENCH_TABLE.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
+. tests/lib.sh
 PACE=${PACE:-$BUILD/pace}
-TEST_DATA=${TEST_DATA:-data}
 DURATION=${DURATION:-20}
 JOBS=${JOBS:-60}
 MODELS=$BUILD/test-models
@@ -40,7 +38,6 @@ SYNC_MODEL=${SYNC_MODEL:-$MODELS/mobilenetv2_op13.onnx}
 ASYNC_MODEL=${ASYNC_MODEL:-$MODELS/resnet50_op13.onnx}
 IMAGE=${IMAGE:-$TEST_DATA/images/dog.jpg}
 PY=/usr/bin/python3
-. tests/lib.sh
 . bench/lib.sh
 bench_require bench/seed.sh "$TANDEM" "$SYNC_MODEL" "$ASYNC_MODEL" "$IMAGE"
 

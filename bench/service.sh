@@ -39,10 +39,8 @@
 # IDLE_GAP (default 3), SYNC_MODEL, ASYNC_MODEL, IMAGE, BENCH_TABLE.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
+. tests/lib.sh
 PACE=${PACE:-$BUILD/pace}
-TEST_DATA=${TEST_DATA:-data}
 DURATION=${DURATION:-20}
 JOBS=${JOBS:-60}
 ASYNC_RUNS=${ASYNC_RUNS:-10}
@@ -53,7 +51,6 @@ MODELS=$BUILD/test-models
 SYNC_MODEL=${SYNC_MODEL:-$MODELS/mobilenetv2_op13.onnx}
 ASYNC_MODEL=${ASYNC_MODEL:-$MODELS/resnet50_op13.onnx}
 IMAGE=${IMAGE:-$TEST_DATA/images/dog.jpg}
-. tests/lib.sh
 . bench/lib.sh
 bench_require bench/service.sh "$TANDEM" "$SYNC_MODEL" "$ASYNC_MODEL" "$IMAGE"
 

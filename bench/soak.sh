@@ -47,9 +47,7 @@ case "${1:-}" in
 *) usage >&2; exit 2 ;;
 esac
 
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
+. tests/lib.sh
 DURATION=${DURATION:-1800}
 RATE=${RATE:-4}
 KILL_EVERY=${KILL_EVERY:-60}
@@ -60,7 +58,6 @@ SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 for f in "$TANDEM" "$FAST" "$SLOW" "$TEST_DATA/images/dog.jpg"; do
     [ -e "$f" ] || { echo "bench/soak.sh: missing $f" >&2; exit 1; }
 done
-. tests/lib.sh
 rm -rf "$SOAK_DIR"
 mkdir -p "$SOAK_DIR"
 keep() { cp "$TMP"/*.log "$SOAK_DIR"/ 2>/dev/null; }

@@ -11,14 +11,11 @@
 # Environment: BUILD, TANDEM, TEST_DATA, JOBS, NUM_WORKERS.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-TANDEM=${TANDEM:-$BUILD/tandem}
-TEST_DATA=${TEST_DATA:-data}
+. tests/lib.sh
 JOBS=${JOBS:-100}
 NUM_WORKERS=${NUM_WORKERS:-2}
 SLOW=$TEST_DATA/models/st-int8/mobilenet_v2_1.0_224_int8_per_tensor.onnx
 CAT=$TEST_DATA/images/chelsea.png
-. tests/lib.sh
 
 for f in "$TANDEM" "$SLOW" "$CAT"; do
     if [ ! -e "$f" ]; then

@@ -7,7 +7,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
-BUILD=${BUILD:-build}
 CHECK="/usr/bin/python3 tools/layers.py"
 # The layers held to the rule here; service and cli join when their
 # upward includes (cli.h) are gone.
