@@ -135,7 +135,23 @@ static int load_script(queue *q, int which)
     return 0;
 }
 
-/* EVALSHA scripts[which] with nkeys keys followed by the other args. */
+/* argv/alen (SCRIPT_ARGS_MAX + 3 entries) = EVALSHA of scripts[which]
+ * with nkeys keys followed by the other args; nk holds nkeys as text. */
+static void evalsha_argv(const queue *q, int which, const char *nk, int nargs, const char **args,
+                         const size_t *lens, const char **argv, size_t *alen)
+{
+    argv[0] = "EVALSHA";
+    alen[0] = 7;
+    argv[1] = q->sha[which];
+    alen[1] = 40;
+    argv[2] = nk;
+    alen[2] = strlen(nk);
+    for (int i = 0; i < nargs; i++) {
+        argv[3 + i] = args[i];
+        alen[3 + i] = lens ? lens[i] : strlen(args[i]);
+    }
+}
+
 int qi_script(queue *q, int which, int nkeys, int nargs, const char **args, const size_t *lens,
               redisReply **out)
 {
@@ -148,16 +164,7 @@ int qi_script(queue *q, int which, int nkeys, int nargs, const char **args, cons
         int rc = qi_ensure_connected(q);
         if (rc) return rc;
         if (!q->sha[which][0] && (rc = load_script(q, which))) return rc;
-        argv[0] = "EVALSHA";
-        alen[0] = 7;
-        argv[1] = q->sha[which];
-        alen[1] = 40;
-        argv[2] = nk;
-        alen[2] = strlen(nk);
-        for (int i = 0; i < nargs; i++) {
-            argv[3 + i] = args[i];
-            alen[3 + i] = lens ? lens[i] : strlen(args[i]);
-        }
+        evalsha_argv(q, which, nk, nargs, args, lens, argv, alen);
         rc = qi_command(q, nargs + 3, argv, alen, out);
         if (rc == QUEUE_ERR_REPLY && !strncmp(q->err, "redis: NOSCRIPT", 15)) {
             q->sha[which][0] = '\0';
@@ -166,4 +173,57 @@ int qi_script(queue *q, int which, int nkeys, int nargs, const char **args, cons
         return rc;
     }
     return qi_fail(q, QUEUE_ERR_REPLY, "redis: script %d keeps disappearing", which);
+}
+
+/* Both commands are formatted before either is queued, so that a failure
+ * cannot leave one in hiredis's output buffer whose reply nobody reads. */
+static int append_pair(queue *q, int argc1, const char **argv1, const size_t *lens1, int argc2,
+                       const char **argv2, const size_t *lens2)
+{
+    char *c1 = NULL, *c2 = NULL, *both = NULL;
+    int n1 = redisFormatCommandArgv(&c1, argc1, argv1, lens1);
+    int n2 = redisFormatCommandArgv(&c2, argc2, argv2, lens2);
+    int rc = QUEUE_ERR_NOMEM;
+    if (n1 > 0 && n2 > 0 && (both = malloc((size_t)(n1 + n2)))) {
+        memcpy(both, c1, (size_t)n1);
+        memcpy(both + n1, c2, (size_t)n2);
+        if (redisAppendFormattedCommand(q->c, both, (size_t)(n1 + n2)) == REDIS_OK) rc = 0;
+    }
+    redisFreeCommand(c1);
+    redisFreeCommand(c2);
+    free(both);
+    return rc ? qi_fail(q, rc, "out of memory sending a command") : 0;
+}
+
+int qi_script_then(queue *q, int which, int nkeys, int nargs, const char **args,
+                   const size_t *lens, int argc, const char **argv, const size_t *alens,
+                   redisReply **out, int *then_rc, redisReply **then_out)
+{
+    const char *sargv[SCRIPT_ARGS_MAX + 3];
+    size_t salen[SCRIPT_ARGS_MAX + 3];
+    char nk[12], err[sizeof q->err];
+    redisReply *r = NULL;
+    *then_rc = QUEUE_ERR_IO;
+    *then_out = NULL;
+    if (nargs > SCRIPT_ARGS_MAX) return qi_fail(q, QUEUE_ERR_INVALID, "too many script args");
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    int rc = qi_ensure_connected(q);
+    if (rc) return rc;
+    if (!q->sha[which][0] && (rc = load_script(q, which))) return rc;
+    evalsha_argv(q, which, nk, nargs, args, lens, sargv, salen);
+    if ((rc = append_pair(q, nargs + 3, sargv, salen, argc, argv, alens))) return rc;
+    rc = qi_receive(q, &r);
+    if (rc == QUEUE_ERR_IO) return rc; /* the connection, and the second reply, are gone */
+    memcpy(err, q->err, sizeof err);
+    *then_rc = qi_receive(q, then_out);
+    if (rc == QUEUE_ERR_REPLY && !strncmp(err, "redis: NOSCRIPT", 15)) {
+        q->sha[which][0] = '\0';
+        return qi_script(q, which, nkeys, nargs, args, lens, out);
+    }
+    if (rc) {
+        memcpy(q->err, err, sizeof err);
+        return rc;
+    }
+    *out = r;
+    return 0;
 }

@@ -6,8 +6,9 @@
  * queue into processing:{worker} (BLMOVE), and it leaves that list only in
  * a script that also records why: done, failed (requeued or, at
  * max_attempts, dead-lettered), expired, refused, or put back by a
- * requeue. A job costs three round trips: the take, the start (status,
- * attempt and the image in one script) and the completion; a batch (take
+ * requeue. A job costs three round trips: the take, the start (a script
+ * for status and attempt, and a GET of the image in the same write) and
+ * the completion; a batch (take
  * more) costs the take of its first job, one script that moves the others
  * and starts them all, and a completion per job. Entries that
  * are no job id, and jobs whose keys Redis refuses, are dead-lettered with
@@ -122,14 +123,14 @@ void queue_start_clear(queue_start *s)
     memset(s, 0, sizeof *s);
 }
 
-/* The image part of a START reply for a job to run: {0, attempt, image or
- * nil[, error]}. */
-static int start_image(queue *q, const char *id, const redisReply *r, queue_start *out)
+/* The image of a job to run, as Redis answered a read of image:{id}: a
+ * string, nil (expired), or the error why names (another type). */
+static int start_image(queue *q, const char *id, const redisReply *img, const char *why,
+                       queue_start *out)
 {
-    const redisReply *img = r->elements > 2 ? r->element[2] : NULL;
-    if (r->elements > 3 && r->element[3]->type == REDIS_REPLY_STRING) {
+    if (why) {
         out->image_state = QUEUE_IMAGE_BAD;
-        return qi_fail(q, QUEUE_OK, "redis: image:%s: %s", id, r->element[3]->str);
+        return qi_fail(q, QUEUE_OK, "redis: image:%s: %s", id, why);
     }
     if (!img || img->type == REDIS_REPLY_NIL) {
         out->image_state = QUEUE_IMAGE_GONE;
@@ -147,15 +148,26 @@ static int start_image(queue *q, const char *id, const redisReply *r, queue_star
     return 0;
 }
 
-/* One start_job answer (lua/lib/start.lua) into out. */
-static int start_reply(queue *q, const char *id, const redisReply *r, queue_start *out)
+/* The head of a start_job answer (lua/lib/start.lua): {status, attempt}. */
+static int start_head(queue *q, const redisReply *r, queue_start *out)
 {
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER)
         return qi_fail(q, QUEUE_ERR_REPLY, "redis: unexpected start reply");
     out->skip = r->element[0]->integer != 0;
     out->attempts = (int)r->element[1]->integer;
-    return out->skip ? 0 : start_image(q, id, r, out);
+    return 0;
+}
+
+/* One start_job answer with its image, {0, attempt, image or nil[, error]}
+ * (take_more's), into out. */
+static int start_reply(queue *q, const char *id, const redisReply *r, queue_start *out)
+{
+    int rc = start_head(q, r, out);
+    if (rc || out->skip) return rc;
+    const redisReply *why = r->elements > 3 ? r->element[3] : NULL;
+    return start_image(q, id, r->elements > 2 ? r->element[2] : NULL,
+                       why && why->type == REDIS_REPLY_STRING ? why->str : NULL, out);
 }
 
 int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
@@ -165,18 +177,29 @@ int queue_job_start(queue *q, const char *id, const char *worker, int max_attemp
         return qi_fail(q, QUEUE_ERR_INVALID, "bad start arguments");
     *out = (queue_start){0};
     struct qi_job_keys k;
-    char now[24], max[16];
+    char now[24], max[16], why[sizeof q->err];
     qi_job_keys(&k, id, worker);
     snprintf(now, sizeof now, "%lld", (long long)qi_now_ms(CLOCK_REALTIME));
     snprintf(max, sizeof max, "%d", max_attempts);
-    const char *args[14] = {k.job,  k.result, k.processing, q->kdead,   q->kmetrics,
-                            k.done, k.image,  id,           worker,     now,
-                            max,    q->ttl,   q->dead_max,  q->dead_age};
-    redisReply *r = NULL;
-    int rc = qi_script(q, S_START, 7, 14, args, NULL, &r);
-    if (rc) return rc;
-    rc = start_reply(q, id, r, out);
+    const char *args[13] = {k.job, k.result, k.processing, q->kdead,  q->kmetrics,
+                            k.done, id,      worker,       now,       max,
+                            q->ttl, q->dead_max, q->dead_age};
+    const char *get[2] = {"GET", k.image};
+    redisReply *r = NULL, *img = NULL;
+    int img_rc = 0;
+    int rc = qi_script_then(q, S_START, 6, 13, args, NULL, 2, get, NULL, &r, &img_rc, &img);
+    if (!rc) rc = start_head(q, r, out);
+    if (!rc && !out->skip) {
+        if (img_rc == QUEUE_ERR_REPLY) {
+            /* take_reply's "redis: " goes: start_image puts it first. */
+            snprintf(why, sizeof why, "%s", q->err + (strncmp(q->err, "redis: ", 7) ? 0 : 7));
+            rc = start_image(q, id, NULL, why, out);
+        } else {
+            rc = img_rc ? img_rc : start_image(q, id, img, NULL, out);
+        }
+    }
     freeReplyObject(r);
+    freeReplyObject(img);
     return rc;
 }
 

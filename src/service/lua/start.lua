@@ -1,7 +1,9 @@
--- START: KEYS job result processing dead metrics done image; ARGV id worker
--- now max ttl dead_max dead_age -> start_job's answer (lib/start.lua).
--- Marking the job running and reading its image is one round trip.
+-- START: KEYS job result processing dead metrics done; ARGV id worker now
+-- max ttl dead_max dead_age -> start_job's answer (lib/start.lua), without
+-- the image: the worker sends GET image:{id} in the same write, right after
+-- this script, because a 220 kB string returned through Lua costs Redis
+-- 0.45 ms more than a plain GET.
 return start_job({job = KEYS[1], result = KEYS[2], processing = KEYS[3], dead = KEYS[4],
-  metrics = KEYS[5], done = KEYS[6], image = KEYS[7]},
+  metrics = KEYS[5], done = KEYS[6]},
   {id = ARGV[1], worker = ARGV[2], now = ARGV[3], max = ARGV[4], ttl = ARGV[5],
   dmax = ARGV[6], dage = ARGV[7]})

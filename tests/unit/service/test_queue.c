@@ -1432,6 +1432,43 @@ TEST(start_says_why_an_image_cannot_be_read)
     redisFree(c);
 }
 
+/* The start script and the image's GET travel in one write. After SCRIPT
+ * FLUSH the script is loaded again and run once (one attempt), the image
+ * still arrives, and the connection stays in step for the next command. */
+TEST(start_after_script_flush_runs_once_and_brings_the_image)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char id[QUEUE_ID_MAX + 1], got[QUEUE_ID_MAX + 1];
+    ASSERT_EQ(create(q, id), 0);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    queue_start st;
+    ASSERT_EQ(queue_job_start(q, got, "w1", 3, &st), 0);
+    queue_start_clear(&st);
+    redisReply *r = redisCommand(c, "SCRIPT FLUSH");
+    freeReplyObject(r);
+    long long moved = 0;
+    ASSERT_EQ(queue_requeue_worker(q, "w1", 1, &moved), 0);
+    ASSERT_EQ(moved, 1);
+    ASSERT_EQ(queue_take(q, "w1", 1, got, sizeof got), 0);
+    ASSERT_EQ(queue_job_start(q, got, "w1", 3, &st), 0);
+    ASSERT_EQ(st.skip, 0);
+    ASSERT_EQ(st.attempts, 1); /* the requeue gave the first attempt back */
+    ASSERT_EQ(st.image_state, QUEUE_IMAGE_OK);
+    ASSERT_STR_EQ(st.image, "aGVsbG8=");
+    queue_start_clear(&st);
+    queue_result res = {.label = "tabby", .top5 = "[]", .model = "m", .inference_ms = 1};
+    ASSERT_EQ(queue_job_done(q, got, "w1", &res), 0);
+    queue_job j;
+    ASSERT_EQ(queue_get_job(q, id, &j), 0);
+    ASSERT_STR_EQ(j.status, "done");
+    queue_job_clear(&j);
+    queue_close(q);
+    redisFree(c);
+}
+
 /* A batch: the first job by queue_take, up to max - 1 more in one step,
  * every one in the processing list and started, in queue order; an empty
  * queue gives a batch of one. */
