@@ -282,7 +282,8 @@ void queue_start_clear(queue_start *s);
 
 /* A batch: after queue_take gave ids[0], moves up to max - 1 more ids from
  * the queue into processing:{worker} without blocking and starts every job
- * of the batch as queue_job_start does, ids[0] included, in one atomic step.
+ * of the batch as queue_job_start does, ids[0] included, in one atomic step,
+ * then reads the images of those to run.
  * *n = 0 when ids[0] is to run alone (queue_job_start then): a job whose
  * worker died while running it (so one that kills workers cannot count
  * deaths against others), or keys of another type. The batch also stops

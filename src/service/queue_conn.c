@@ -248,6 +248,30 @@ int qi_send(queue *q, int argc, const char **argv, const size_t *lens)
     return 0;
 }
 
+int qi_append_joined(queue *q, int count, char **cmds, const int *lens)
+{
+    size_t total = 0;
+    int ok = 1;
+    for (int i = 0; i < count; i++) {
+        if (!cmds[i] || lens[i] <= 0) ok = 0;
+        total += ok ? (size_t)lens[i] : 0;
+    }
+    char *joined = ok && total ? malloc(total) : NULL;
+    int rc = QUEUE_ERR_NOMEM;
+    if (joined) {
+        size_t o = 0;
+        for (int i = 0; i < count; i++) {
+            memcpy(joined + o, cmds[i], (size_t)lens[i]);
+            o += (size_t)lens[i];
+        }
+        if (redisAppendFormattedCommand(q->c, joined, total) == REDIS_OK) rc = 0;
+    }
+    for (int i = 0; i < count; i++)
+        redisFreeCommand(cmds[i]);
+    free(joined);
+    return rc ? qi_fail(q, rc, "out of memory sending %d commands", count) : 0;
+}
+
 int qi_receive(queue *q, redisReply **out)
 {
     void *r = NULL;

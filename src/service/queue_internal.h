@@ -86,6 +86,11 @@ int qi_command(queue *q, int argc, const char **argv, const size_t *lens, redisR
  * (before any other command on q); the same outcomes as qi_command. */
 int qi_send(queue *q, int argc, const char **argv, const size_t *lens);
 int qi_receive(queue *q, redisReply **out);
+/* Queues count commands formatted by redisFormatCommand* (NULL or a length
+ * <= 0: formatting failed) as one write, all or none, so that no reply is
+ * left unread; frees them. The caller is connected and reads each reply
+ * with qi_receive, in order. */
+int qi_append_joined(queue *q, int count, char **cmds, const int *lens);
 /* A blocking command: the read timeout covers block_s too. */
 int qi_blocking(queue *q, double block_s, int argc, const char **argv, redisReply **out);
 /* EVALSHA of script which with nkeys keys first among args (lens NULL: strlen). */

@@ -175,26 +175,6 @@ int qi_script(queue *q, int which, int nkeys, int nargs, const char **args, cons
     return qi_fail(q, QUEUE_ERR_REPLY, "redis: script %d keeps disappearing", which);
 }
 
-/* Both commands are formatted before either is queued, so that a failure
- * cannot leave one in hiredis's output buffer whose reply nobody reads. */
-static int append_pair(queue *q, int argc1, const char **argv1, const size_t *lens1, int argc2,
-                       const char **argv2, const size_t *lens2)
-{
-    char *c1 = NULL, *c2 = NULL, *both = NULL;
-    int n1 = redisFormatCommandArgv(&c1, argc1, argv1, lens1);
-    int n2 = redisFormatCommandArgv(&c2, argc2, argv2, lens2);
-    int rc = QUEUE_ERR_NOMEM;
-    if (n1 > 0 && n2 > 0 && (both = malloc((size_t)(n1 + n2)))) {
-        memcpy(both, c1, (size_t)n1);
-        memcpy(both + n1, c2, (size_t)n2);
-        if (redisAppendFormattedCommand(q->c, both, (size_t)(n1 + n2)) == REDIS_OK) rc = 0;
-    }
-    redisFreeCommand(c1);
-    redisFreeCommand(c2);
-    free(both);
-    return rc ? qi_fail(q, rc, "out of memory sending a command") : 0;
-}
-
 int qi_script_then(queue *q, int which, int nkeys, int nargs, const char **args,
                    const size_t *lens, int argc, const char **argv, const size_t *alens,
                    redisReply **out, int *then_rc, redisReply **then_out)
@@ -211,7 +191,10 @@ int qi_script_then(queue *q, int which, int nkeys, int nargs, const char **args,
     if (rc) return rc;
     if (!q->sha[which][0] && (rc = load_script(q, which))) return rc;
     evalsha_argv(q, which, nk, nargs, args, lens, sargv, salen);
-    if ((rc = append_pair(q, nargs + 3, sargv, salen, argc, argv, alens))) return rc;
+    char *cmds[2] = {NULL, NULL};
+    int clens[2] = {redisFormatCommandArgv(&cmds[0], nargs + 3, sargv, salen),
+                    redisFormatCommandArgv(&cmds[1], argc, argv, alens)};
+    if ((rc = qi_append_joined(q, 2, cmds, clens))) return rc;
     rc = qi_receive(q, &r);
     if (rc == QUEUE_ERR_IO) return rc; /* the connection, and the second reply, are gone */
     memcpy(err, q->err, sizeof err);

@@ -8,11 +8,12 @@
  * max_attempts, dead-lettered), expired, refused, or put back by a
  * requeue. A job costs three round trips: the take, the start (a script
  * for status and attempt, and a GET of the image in the same write) and
- * the completion; a batch (take
- * more) costs the take of its first job, one script that moves the others
- * and starts them all, and a completion per job. Entries that
- * are no job id, and jobs whose keys Redis refuses, are dead-lettered with
- * the reason rather than run or dropped.
+ * the completion; a batch (take more) costs the take of its first job, one
+ * script that moves the others and starts them all, one write of GETs for
+ * their images, and a completion per job. Images never pass through Lua,
+ * which would copy each twice. Entries that are no job id, and jobs whose
+ * keys Redis refuses, are dead-lettered with the reason rather than run or
+ * dropped.
  */
 #include "queue_internal.h"
 
@@ -159,15 +160,49 @@ static int start_head(queue *q, const redisReply *r, queue_start *out)
     return 0;
 }
 
-/* One start_job answer with its image, {0, attempt, image or nil[, error]}
- * (take_more's), into out. */
-static int start_reply(queue *q, const char *id, const redisReply *r, queue_start *out)
+/* A job's image from what its GET gave: rc and, when rc is 0, the reply. */
+static int got_image(queue *q, const char *id, int rc, const redisReply *img, queue_start *out)
 {
-    int rc = start_head(q, r, out);
-    if (rc || out->skip) return rc;
-    const redisReply *why = r->elements > 3 ? r->element[3] : NULL;
-    return start_image(q, id, r->elements > 2 ? r->element[2] : NULL,
-                       why && why->type == REDIS_REPLY_STRING ? why->str : NULL, out);
+    if (rc == QUEUE_ERR_REPLY) {
+        /* take_reply's "redis: " goes: start_image puts it first. */
+        char why[sizeof q->err];
+        snprintf(why, sizeof why, "%s", q->err + (strncmp(q->err, "redis: ", 7) ? 0 : 7));
+        return start_image(q, id, NULL, why, out);
+    }
+    return rc ? rc : start_image(q, id, img, NULL, out);
+}
+
+/* The images of the started jobs of a batch that are to run: one GET each,
+ * all in one write. */
+static int batch_images(queue *q, char (*ids)[QUEUE_ID_MAX + 1], queue_start *starts, int n)
+{
+    char **cmds = calloc((size_t)n, sizeof *cmds);
+    int *lens = calloc((size_t)n, sizeof *lens), count = 0;
+    if (!cmds || !lens) {
+        free(cmds);
+        free(lens);
+        return qi_fail(q, QUEUE_ERR_NOMEM, "out of memory reading a batch's images");
+    }
+    for (int i = 0; i < n; i++)
+        if (!starts[i].skip) {
+            char key[KEY_MAX];
+            qi_key(key, "image:", ids[i]);
+            const char *get[2] = {"GET", key};
+            lens[count] = redisFormatCommandArgv(&cmds[count], 2, get, NULL);
+            count++;
+        }
+    int rc = count ? qi_append_joined(q, count, cmds, lens) : 0;
+    free(cmds);
+    free(lens);
+    for (int i = 0; i < n && !rc; i++) {
+        if (starts[i].skip) continue;
+        redisReply *img = NULL;
+        int got = qi_receive(q, &img);
+        if (got == QUEUE_ERR_IO) rc = got; /* the connection, and the replies after, are gone */
+        else rc = got_image(q, ids[i], got, img, &starts[i]);
+        freeReplyObject(img);
+    }
+    return rc;
 }
 
 int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
@@ -177,7 +212,7 @@ int queue_job_start(queue *q, const char *id, const char *worker, int max_attemp
         return qi_fail(q, QUEUE_ERR_INVALID, "bad start arguments");
     *out = (queue_start){0};
     struct qi_job_keys k;
-    char now[24], max[16], why[sizeof q->err];
+    char now[24], max[16];
     qi_job_keys(&k, id, worker);
     snprintf(now, sizeof now, "%lld", (long long)qi_now_ms(CLOCK_REALTIME));
     snprintf(max, sizeof max, "%d", max_attempts);
@@ -189,15 +224,7 @@ int queue_job_start(queue *q, const char *id, const char *worker, int max_attemp
     int img_rc = 0;
     int rc = qi_script_then(q, S_START, 6, 13, args, NULL, 2, get, NULL, &r, &img_rc, &img);
     if (!rc) rc = start_head(q, r, out);
-    if (!rc && !out->skip) {
-        if (img_rc == QUEUE_ERR_REPLY) {
-            /* take_reply's "redis: " goes: start_image puts it first. */
-            snprintf(why, sizeof why, "%s", q->err + (strncmp(q->err, "redis: ", 7) ? 0 : 7));
-            rc = start_image(q, id, NULL, why, out);
-        } else {
-            rc = img_rc ? img_rc : start_image(q, id, img, NULL, out);
-        }
-    }
+    if (!rc && !out->skip) rc = got_image(q, id, img_rc, img, out);
     freeReplyObject(r);
     freeReplyObject(img);
     return rc;
@@ -240,7 +267,7 @@ int queue_take_more(queue *q, const char *worker, int max_attempts, int max,
         memcpy(ids[got], id->str, id->len);
         ids[got][id->len] = '\0';
         starts[got] = (queue_start){0};
-        int src = start_reply(q, ids[got], r->element[i + 1], &starts[got]);
+        int src = start_head(q, r->element[i + 1], &starts[got]);
         got++;
         if (src) {
             rc = src;
@@ -249,7 +276,7 @@ int queue_take_more(queue *q, const char *worker, int max_attempts, int max,
     }
     freeReplyObject(r);
     *n = got;
-    return rc;
+    return rc ? rc : batch_images(q, ids, starts, got);
 }
 
 int queue_job_done(queue *q, const char *id, const char *worker, const queue_result *res)

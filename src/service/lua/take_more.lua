@@ -1,6 +1,7 @@
 -- TAKE_MORE: KEYS queue processing dead metrics; ARGV first more id_min
 -- id_max worker now max ttl dead_max dead_age -> {} when first is to run
--- alone, else {id, start_job's answer, id, answer, ...}, first's first.
+-- alone, else {id, start_job's answer, id, answer, ...}, first's first; the
+-- worker then GETs the images of the jobs to run, all in one write.
 -- A batch: first is already in the processing list (BLMOVE); up to `more`
 -- further ids move there from the consuming end, as BLMOVE moves them,
 -- and every job of the batch is started, in one atomic step, so a worker
@@ -33,7 +34,7 @@ local out = {}
 for _, id in ipairs(ids) do
   out[#out + 1] = id
   out[#out + 1] = start_job({job = 'job:' .. id, result = 'result:' .. id, processing = KEYS[2],
-    dead = KEYS[3], metrics = KEYS[4], done = 'done:' .. id, image = 'image:' .. id},
+    dead = KEYS[3], metrics = KEYS[4], done = 'done:' .. id},
     {id = id, worker = ARGV[5], now = ARGV[6], max = ARGV[7], ttl = ARGV[8], dmax = ARGV[9],
     dage = ARGV[10]})
 end

@@ -1472,6 +1472,45 @@ TEST(start_after_script_flush_runs_once_and_brings_the_image)
 /* A batch: the first job by queue_take, up to max - 1 more in one step,
  * every one in the processing list and started, in queue order; an empty
  * queue gives a batch of one. */
+/* A batch's images come in one write of GETs for the jobs to run only: each
+ * job gets its own image, an expired one says so, and a job that already
+ * has a result gets no GET (the replies stay in step with the jobs). */
+TEST(take_more_gives_each_job_its_own_image)
+{
+    redisContext *c = redis();
+    ASSERT(c);
+    queue *q = open_queue(redis_port);
+    ASSERT(q);
+    char made[4][QUEUE_ID_MAX + 1], ids[4][QUEUE_ID_MAX + 1];
+    queue_start st[4];
+    int n = -1;
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(create(q, made[i]), 0);
+        redisReply *r = redisCommand(c, "SET image:%s img%d KEEPTTL", made[i], i);
+        freeReplyObject(r);
+    }
+    ASSERT_EQ(raw_int(c, "DEL image:%s", made[1]), 1);
+    redisReply *r = redisCommand(c, "SET result:%s tabby", made[2]);
+    freeReplyObject(r);
+    ASSERT_EQ(queue_take(q, "w1", 1, ids[0], sizeof ids[0]), 0);
+    ASSERT_EQ(queue_take_more(q, "w1", 3, 4, ids, st, &n), 0);
+    ASSERT_EQ(n, 4);
+    ASSERT_EQ(st[0].image_state, QUEUE_IMAGE_OK);
+    ASSERT_STR_EQ(st[0].image, "img0");
+    ASSERT_EQ(st[1].skip, 0);
+    ASSERT_EQ(st[1].image_state, QUEUE_IMAGE_GONE);
+    ASSERT(st[1].image == NULL);
+    ASSERT_EQ(st[2].skip, 1);
+    ASSERT(st[2].image == NULL);
+    ASSERT_EQ(st[3].image_state, QUEUE_IMAGE_OK);
+    ASSERT_STR_EQ(st[3].image, "img3");
+    for (int i = 0; i < n; i++)
+        queue_start_clear(&st[i]);
+    ASSERT_EQ(queue_ping(q), 0); /* no reply left unread */
+    queue_close(q);
+    redisFree(c);
+}
+
 TEST(take_more_takes_and_starts_a_backlog)
 {
     redisContext *c = redis();

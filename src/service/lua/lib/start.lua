@@ -1,9 +1,9 @@
--- Starts one job: {0 run | 1 has a result | 2 given up, attempt}, and for a
--- run, when k.image is given, the image: {0, attempt, image or false
--- (gone)}, or {0, attempt, false, error} when image:{id} cannot be read
--- (another type). k holds the job's keys (job result processing dead
--- metrics done, image optional), a the rest (id worker now max ttl dmax
--- dage). Needs notify, hook, keep_ttl, dead_letter.
+-- Starts one job: {0 run | 1 has a result | 2 given up, attempt}. k holds
+-- the job's keys (job result processing dead metrics done), a the rest (id
+-- worker now max ttl dmax dage). The image is not read here: the worker
+-- GETs it in the same write as the script, because a 220 kB string
+-- returned through Lua costs Redis 0.45 ms more than a plain GET. Needs
+-- notify, hook, keep_ttl, dead_letter.
 local function start_job(k, a)
   if redis.call('EXISTS', k.result) == 1 then
     redis.call('LREM', k.processing, 1, a.id)
@@ -24,8 +24,5 @@ local function start_job(k, a)
     return {2, n - 1}
   end
   redis.call('HSET', k.job, 'status', 'running', 'started', a.now, 'worker', a.worker)
-  if not k.image then return {0, n} end
-  local img = redis.pcall('GET', k.image)
-  if type(img) == 'table' and img.err then return {0, n, false, img.err} end
-  return {0, n, img}
+  return {0, n}
 end
