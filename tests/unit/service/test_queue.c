@@ -1469,9 +1469,6 @@ TEST(start_after_script_flush_runs_once_and_brings_the_image)
     redisFree(c);
 }
 
-/* A batch: the first job by queue_take, up to max - 1 more in one step,
- * every one in the processing list and started, in queue order; an empty
- * queue gives a batch of one. */
 /* A batch's images come in one write of GETs for the jobs to run only: each
  * job gets its own image, an expired one says so, and a job that already
  * has a result gets no GET (the replies stay in step with the jobs). */
@@ -1511,6 +1508,9 @@ TEST(take_more_gives_each_job_its_own_image)
     redisFree(c);
 }
 
+/* A batch: the first job by queue_take, up to max - 1 more in one step,
+ * every one in the processing list and started, in queue order; an empty
+ * queue gives a batch of one. */
 TEST(take_more_takes_and_starts_a_backlog)
 {
     redisContext *c = redis();
