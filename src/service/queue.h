@@ -273,9 +273,10 @@ typedef struct queue_start {
 } queue_start;
 
 /* Marks the job running, counts the attempt and returns its image, in one
- * round trip (the image is read right after the script that starts it). out->skip is set to 1 when the job needs no work: it already
- * has a result (it is then taken off the processing list) or it was given
- * up after max_attempts (failed, dead-lettered). Free with queue_start_clear. */
+ * round trip (the image is read right after the script that starts it).
+ * out->skip is set to 1 when the job needs no work: it already has a
+ * result (it is then taken off the processing list) or it was given up
+ * after max_attempts (failed, dead-lettered). Free with queue_start_clear. */
 int queue_job_start(queue *q, const char *id, const char *worker, int max_attempts,
                     queue_start *out);
 void queue_start_clear(queue_start *s);

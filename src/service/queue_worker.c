@@ -194,12 +194,17 @@ static int batch_images(queue *q, char (*ids)[QUEUE_ID_MAX + 1], queue_start *st
     int rc = count ? qi_append_joined(q, count, cmds, lens) : 0;
     free(cmds);
     free(lens);
-    for (int i = 0; i < n && !rc; i++) {
+    /* Every reply is read, whatever one of them gave, so that the
+     * connection stays in step (unless it broke: the replies went with it);
+     * the first error is the answer. */
+    int broken = rc != 0;
+    for (int i = 0; i < n && !broken; i++) {
         if (starts[i].skip) continue;
         redisReply *img = NULL;
         int got = qi_receive(q, &img);
-        if (got == QUEUE_ERR_IO) rc = got; /* the connection, and the replies after, are gone */
-        else rc = got_image(q, ids[i], got, img, &starts[i]);
+        broken = got == QUEUE_ERR_IO;
+        if (!broken) got = got_image(q, ids[i], got, img, &starts[i]);
+        if (!rc) rc = got;
         freeReplyObject(img);
     }
     return rc;
