@@ -134,12 +134,16 @@ static bool is_depthwise(const graph *g, const graph_node *n)
     return graph_attr_int(n, "group", 1) > 1 && w->rank == 4 && w->dims[1] == 1;
 }
 
-/* A depthwise convolution, or one that reads or feeds one. */
-static bool near_depthwise(const graph *g, const graph_node *n)
+/* Whether convolution n reads the output of a depthwise one. */
+static bool reads_depthwise(const graph *g, const graph_node *n)
 {
-    if (is_depthwise(g, n)) return true;
     int producer = g->tensors[n->inputs[0]].producer;
-    if (producer >= 0 && is_depthwise(g, &g->nodes[producer])) return true;
+    return producer >= 0 && is_depthwise(g, &g->nodes[producer]);
+}
+
+/* Whether a depthwise convolution reads the output of node n. */
+static bool feeds_depthwise(const graph *g, const graph_node *n)
+{
     for (int i = 0; i < g->nnodes; i++)
         if (!g->nodes[i].dead && g->nodes[i].inputs[0] == n->outputs[0] &&
             is_depthwise(g, &g->nodes[i]))
@@ -155,14 +159,24 @@ static bool near_depthwise(const graph *g, const graph_node *n)
  * per-primitive minima, one thread, ONEDNN_VERBOSE). ResNet50's convolutions
  * are 15-30 % faster in nhwc, and long fake-quantisation chains (int8 models
  * run in f32) are slower blocked (8.2 against 6.6 ms), so there oneDNN
- * chooses. */
+ * chooses.
+ *
+ * One exception: a convolution that feeds a depthwise one but does not read
+ * one (MobileNetV2's expanding 1x1, 160 to 960 channels) on a map of 7x7 or
+ * less. There the blocked 1x1 kernel is slow (240-260 us on one thread,
+ * against 170-190 us for brgconv in nhwc), more than the reorder to the
+ * blocked layout costs (12 us); at 14x14 the two kernels are even. */
 static bool wants_blocked(const graph *g, const graph_node *n)
 {
+    enum { SMALL_MAP = 7 * 7 };
     for (int i = 0; i < n->npost; i++)
         if (n->post[i].kind != POST_RELU && n->post[i].kind != POST_CLIP &&
             n->post[i].kind != POST_SUM)
             return false;
-    return near_depthwise(g, n);
+    if (is_depthwise(g, n) || reads_depthwise(g, n)) return true;
+    const graph_tensor *y = &g->tensors[n->outputs[0]];
+    if (y->rank == 4 && y->dims[2] * y->dims[3] <= SMALL_MAP) return false;
+    return feeds_depthwise(g, n);
 }
 
 /* A convolution activation's layout: nChw16c where wants_blocked() asks for
@@ -393,7 +407,13 @@ static int build_gemm(const dn_ctx *c, const graph *g, const graph_node *n, dn_p
     dnnl_memory_desc_t src, wt, wt_user, bias, dst;
     dnnl_dims_t wdims = {N, K}, wstr = {tb ? K : 1, tb ? 1 : N};
     int64_t adims[2] = {M, K};
-    if (!dn_plain_dims(2, adims, dt, &src) || !any_md(2, wdims, dt, &wt) ||
+    /* For one row, oneDNN 2.6's gemm kernel on plain weights beats its
+     * brgemm on blocked ones (MobileNetV2's 1280x1000 classifier, one
+     * thread: 0.44-0.52 against 0.56-0.59 ms); from 4 rows on, brgemm wins. */
+    bool gemv = M == 1 && !c->bf16;
+    if (!dn_plain_dims(2, adims, dt, &src) ||
+        !(gemv ? dnnl_memory_desc_init_by_tag(&wt, 2, wdims, dt, dnnl_ab) == dnnl_success
+               : any_md(2, wdims, dt, &wt)) ||
         !dn_plain_dims(1, &N, dnnl_f32, &bias) || !dn_plain_md(y, dnnl_f32, &dst) ||
         dnnl_memory_desc_init_by_strides(&wt_user, 2, wdims, dnnl_f32, wstr) != dnnl_success)
         return TDM_ERR_UNSUPPORTED;
