@@ -32,7 +32,9 @@
 #      record's) vs the async model's back-to-back p50 in `tandem bench`.
 #   7. VmRSS of the proxy and of each worker at idle (before section 1 and
 #      after section 6) and under load (sampled every 0.5 s; under load = the
-#      highest sample during sections 1-4).
+#      highest sample during sections 1-4). A worker's start-up (model load,
+#      before the plain weights are freed) peaks higher for a moment: it is
+#      shown apart, so that it is not read as the cost of the load.
 # The machine is shared: run it on a quiet one for figures you want to keep.
 # Environment: BUILD, TANDEM, DURATION (s per fixed-rate run, default 20),
 # JOBS (default 60), ASYNC_RUNS (default 10), IDLE_RUNS (default 5),
@@ -177,6 +179,7 @@ wait "$other"
 pair=$(calc "($pair + $(num p50_ms <"$TMP/pair1.json")) / 2")
 before=$(rcli HGET metrics:workers processed)
 before=${before:-0}
+echo start >"$TMP/phase"
 start_bg worker "$TANDEM" worker
 SUP=$BG_PID
 echo "$SUP" >"$TMP/sup.pid"
@@ -184,6 +187,7 @@ t0=$(date +%s%N)
 drained() { [ "$(rcli HGET metrics:workers processed)" -ge $((before + queued)) ] 2>/dev/null; }
 up() { [ "$(rcli SCARD workers)" -ge 2 ]; }
 wait_until 60 up
+echo load >"$TMP/phase"
 tstart=$(date +%s%N)
 wait_until 600 drained
 # The span from the first job's start to the last one's finish, read from
@@ -268,20 +272,21 @@ echo idle >"$TMP/phase"
 sleep 3
 rss=$(/usr/bin/python3 - "$TMP/rss.txt" <<'EOF'
 import collections, sys
-idle, load = collections.defaultdict(int), collections.defaultdict(int)
+phases = {name: collections.defaultdict(int) for name in ("idle", "load", "start")}
 for line in open(sys.argv[1]):
     f = line.split()
-    if len(f) != 4 or not f[3].isdigit():
+    if len(f) != 4 or not f[3].isdigit() or f[0] not in phases:
         continue
-    d = load if f[0] == "load" else idle if f[0] == "idle" else None
-    if d is not None:
-        d[(f[1], f[2])] = max(d[(f[1], f[2])], int(f[3]))
+    d = phases[f[0]]
+    d[(f[1], f[2])] = max(d[(f[1], f[2])], int(f[3]))
+idle, load, start = phases["idle"], phases["load"], phases["start"]
 n = 0
 for key in sorted(set(idle) | set(load), key=lambda k: (k[0] != "proxy", int(k[1]))):
     role = key[0] if key[0] == "proxy" else "worker %d" % n
     n += key[0] != "proxy"
     fmt = lambda v: "%.0f" % (v / 1024) if v else "n/a"
-    print("%s (pid %s)\t%s idle / %s under load" % (role, key[1], fmt(idle.get(key)), fmt(load.get(key))))
+    peak = " (%s at start-up)" % fmt(start[key]) if key[0] != "proxy" and start.get(key) else ""
+    print("%s (pid %s)\t%s idle / %s under load%s" % (role, key[1], fmt(idle.get(key)), fmt(load.get(key)), peak))
 EOF
 )
 while IFS=$'\t' read -r who what; do
