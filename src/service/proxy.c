@@ -103,36 +103,35 @@ static void do_predict(struct proxy_thread *w, struct task *t)
         reply_error(r, t->ep, code, msg);
         goto out;
     }
-    /* The image (its biggest part by far) travels to Redis while the model
-     * computes; the job is made of it once the sync fields are known. A JSON
-     * body's base64 is stored as the client sent it when it is the very text
-     * encoding would give (api_image.b64). */
+    /* The image (its biggest part by far) travels to Redis from the stager's
+     * thread while the model computes; the job is made of it once the sync
+     * fields are known. A JSON body's base64 is stored as the client sent it
+     * when it is the very text encoding would give (api_image.b64); a raw
+     * body is encoded there. */
     double decode_ms = mono_ms_since(t0);
-    size_t b64_len = img.b64_len;
-    const char *b64_text = img.b64;
-    if (!b64_text) b64_text = b64 = codec_b64_encode(img.data, img.len, &b64_len);
-    if (!b64_text) {
-        reply_error(r, t->ep, 500, "out of memory");
-        goto out;
-    }
-    queue_new_job nj = {.image_b64 = b64_text,
-                        .image_b64_len = b64_len,
+    queue_new_job nj = {.image_b64 = img.b64,
+                        .image_b64_len = img.b64_len,
                         .callback_url = callback,
                         .id_len = p->cfg.job_id_length,
                         .max_backlog = p->cfg.max_queue};
     queue_staged staged;
-    double t1 = mono_ms();
-    queue_create_begin(w->q, &nj, &staged);
-    double send_ms = mono_ms_since(t1);
+    stager_begin(w->stager, w->q, &nj, img.data, img.len, &staged);
     double t2 = mono_ms();
     int ntop = tdm_classifier_run(w->clf, TOPK, top, err, sizeof err);
+    double t1 = mono_ms();
+    b64 = stager_wait(w->stager);
+    double send_ms = mono_ms_since(t1);
+    if (!nj.image_b64) {
+        reply_error(r, t->ep, 500, "out of memory");
+        goto out;
+    }
     if (ntop < 0) {
         queue_create_abandon(w->q, &staged);
         LOG(ERROR, "inference failed: %s", err);
         reply_error(r, t->ep, 500, "inference failed (see the proxy's log)");
         goto out;
     }
-    double infer_ms = decode_ms + mono_ms_since(t2);
+    double infer_ms = decode_ms + (t1 - t2);
     metrics_sync_inference(infer_ms);
     const char *label = ntop > 0 && top[0].label ? top[0].label : "";
     top_json = codec_top_json(top, ntop);
@@ -156,8 +155,8 @@ static void do_predict(struct proxy_thread *w, struct task *t)
     double t3 = mono_ms();
     rc = queue_create_finish(w->q, &nj, &staged, id, sizeof id);
     LOG(DEBUG,
-        "predict: %.2f ms since headers, %.2f ms inference, %.2f ms sending the image, %.2f ms "
-        "registering the job",
+        "predict: %.2f ms since headers, %.2f ms inference, %.2f ms waiting for the image's "
+        "send after it, %.2f ms registering the job",
         http_age_ms(r), infer_ms, send_ms, mono_ms_since(t3));
     if (rc == 0) {
         LOG(INFO, "POST /predict - job_id: %s", id);

@@ -1,7 +1,8 @@
 /*
- * proxy: `tandem proxy`, the HTTP API of the service, in four files:
+ * proxy: `tandem proxy`, the HTTP API of the service, in five files:
  *   proxy.c         the routes and their handlers (what each request gets);
  *   proxy_taskq.c   the queue of requests handed to the proxy threads;
+ *   proxy_stager.c  each inference thread's helper that sends the image;
  *   proxy_waiter.c  the thread that holds GET /job/{id}?wait= (and push.c's);
  *   proxy_main.c    start and stop: model, threads, HTTP server, shutdown.
  * This header is theirs alone: the state they share.
@@ -13,6 +14,7 @@
  *   - SYNC_THREADS inference threads, each with its own engine session and
  *     Redis connection: POST /predict and GET /predict/test (decode, fast
  *     model, register the job) — a request waits only for a free session;
+ *     each has a stager thread that writes the image to Redis meanwhile;
  *   - REDIS_THREADS Redis threads for GET /job/{id}, /job/{id}/events,
  *     /metrics and /stats, so reading a job never queues behind inferences;
  *   - one waiter thread holding every GET /job/{id}?wait=S (proxy_waiter.h).
@@ -27,6 +29,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "proxy_stager.h"
 #include "proxy_taskq.h"
 #include "proxy_waiter.h"
 #include "push.h"
@@ -46,6 +49,7 @@ struct proxy_thread {
     int started;
     queue *q;
     tdm_classifier *clf; /* inference threads only */
+    stager *stager;      /* inference threads only */
 };
 
 struct proxy {

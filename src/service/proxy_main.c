@@ -67,12 +67,19 @@ static int thread_init(struct proxy *p, struct proxy_thread *w, int with_model)
     }
     if (!with_model) return 0;
     rc = tdm_classifier_share(p->clf, &w->clf, err, sizeof err);
-    if (rc) LOG(ERROR, "cannot plan a session for %s: %s", p->model_name, err);
+    if (rc) {
+        LOG(ERROR, "cannot plan a session for %s: %s", p->model_name, err);
+        return rc;
+    }
+    rc = stager_start(&w->stager);
+    if (rc) LOG(ERROR, "cannot start the stager thread of an inference thread");
     return rc;
 }
 
+/* After the thread itself has stopped. */
 static void thread_free(struct proxy_thread *w)
 {
+    stager_stop(w->stager);
     tdm_classifier_close(w->clf);
     queue_close(w->q);
 }
