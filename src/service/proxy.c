@@ -116,11 +116,11 @@ static void do_predict(struct proxy_thread *w, struct task *t)
                         .max_backlog = p->cfg.max_queue};
     queue_staged staged;
     stager_begin(w->stager, w->q, &nj, img.data, img.len, &staged);
-    double t2 = mono_ms();
+    double run_start = mono_ms();
     int ntop = tdm_classifier_run(w->clf, TOPK, top, err, sizeof err);
-    double t1 = mono_ms();
+    double run_end = mono_ms();
     b64 = stager_wait(w->stager);
-    double send_ms = mono_ms_since(t1);
+    double send_ms = mono_ms_since(run_end);
     if (!nj.image_b64) {
         reply_error(r, t->ep, 500, "out of memory");
         goto out;
@@ -131,7 +131,7 @@ static void do_predict(struct proxy_thread *w, struct task *t)
         reply_error(r, t->ep, 500, "inference failed (see the proxy's log)");
         goto out;
     }
-    double infer_ms = decode_ms + (t1 - t2);
+    double infer_ms = decode_ms + (run_end - run_start);
     metrics_sync_inference(infer_ms);
     const char *label = ntop > 0 && top[0].label ? top[0].label : "";
     top_json = codec_top_json(top, ntop);
