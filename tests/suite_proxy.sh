@@ -114,6 +114,9 @@ check "job:{id} status record: queued, sync label, TTL ~3600" \
 req p2 -X POST -H 'Content-Type: image/jpeg' --data-binary @"$DOG" "$URL/predict"
 check "POST /predict raw image/jpeg (dog.jpg) -> 200 with a job id" \
     bash -c "[ $CODE = 200 ] && [[ \"\$($JGET $TMP/p2.body job_id)\" =~ ^[a-z0-9]{6}\$ ]]"
+# A raw body is base64-encoded for Redis by the inference thread's stager.
+check "raw body: image:{id} holds the base64 of the file" \
+    bash -c "[ \"\$(redis-cli -p $RPORT GET image:\$($JGET $TMP/p2.body job_id))\" = \"\$(base64 -w0 '$DOG')\" ]"
 req p3 -X POST -H 'Content-Type: image/png' --data-binary @"$CAT" "$URL/predict"
 check "POST /predict raw image/png -> 200, same label as the JSON request" \
     bash -c "[ $CODE = 200 ] && [ \"\$($JGET $TMP/p3.body result_sync)\" = '$LABEL' ]"
@@ -122,6 +125,8 @@ check "POST /predict raw application/octet-stream -> 200" test "$CODE" = 200
 printf '{"image_data": "%s"}' "$(base64 -w 76 "$CAT" | sed 's/$/\\n/' | tr -d '\n')" >"$TMP/wrapped.json"
 req p5 -X POST -H 'Content-Type: application/json' --data-binary @"$TMP/wrapped.json" "$URL/predict"
 check "base64 wrapped at 76 columns with \\n -> 200" test "$CODE" = 200
+check "wrapped base64: image:{id} holds it re-encoded in one line" \
+    bash -c "[ \"\$(redis-cli -p $RPORT GET image:\$($JGET $TMP/p5.body job_id))\" = \"\$(base64 -w0 '$CAT')\" ]"
 printf '{"image_data": "data:image/png;base64,%s"}' "$(base64 -w0 "$CAT")" >"$TMP/dataurl.json"
 req p6 -X POST --data-binary @"$TMP/dataurl.json" "$URL/predict"
 check "data URL, no Content-Type (curl's form type) -> 200" test "$CODE" = 200
