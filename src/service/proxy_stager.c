@@ -11,7 +11,7 @@
 #include "codec.h"
 #include "proxy_taskq.h"
 
-enum stager_state { STAGER_IDLE, STAGER_BUSY, STAGER_DONE, STAGER_STOP };
+enum stager_state { STAGER_IDLE, STAGER_BUSY, STAGER_STOP };
 
 struct stager {
     pthread_t thread;
@@ -42,13 +42,13 @@ static void *stager_main(void *arg)
     stager *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->state == STAGER_IDLE || s->state == STAGER_DONE)
+        while (s->state == STAGER_IDLE)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->state == STAGER_STOP) break;
         pthread_mutex_unlock(&s->mu);
         stage(s);
         pthread_mutex_lock(&s->mu);
-        s->state = STAGER_DONE;
+        s->state = STAGER_IDLE;
         pthread_cond_broadcast(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
@@ -91,7 +91,6 @@ char *stager_wait(stager *s)
     pthread_mutex_lock(&s->mu);
     while (s->state == STAGER_BUSY)
         pthread_cond_wait(&s->cv, &s->mu);
-    s->state = STAGER_IDLE;
     char *encoded = s->encoded;
     s->encoded = NULL;
     pthread_mutex_unlock(&s->mu);
